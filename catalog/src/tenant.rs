@@ -1,0 +1,336 @@
+//! A tenant's tables: the Delta tables under `<root>/<tenant>/`, exposed to DataFusion as the
+//! `public` schema of the tenant's catalog.
+//!
+//! Every table is held open with its latest snapshot; queries get the cached provider, and every
+//! write made through the engine calls [`TenantSchema::refresh`] once it has committed, so readers
+//! see it without re-reading the log on every query.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::error::DataFusionError;
+use deltalake::kernel::StructType;
+use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
+use crate::builtin::{built_in_tables, is_built_in};
+use crate::error::{Error, Result};
+use crate::names::validate_name;
+use crate::storage::Storage;
+
+/// The one schema of every tenant.
+pub const PUBLIC_SCHEMA: &str = "public";
+
+#[derive(Clone)]
+struct OpenTable {
+    table: DeltaTable,
+    provider: Arc<dyn TableProvider>,
+}
+
+/// The tables of one tenant.
+pub struct TenantSchema {
+    tenant: String,
+    storage: Storage,
+    tables: RwLock<BTreeMap<String, OpenTable>>,
+}
+
+impl std::fmt::Debug for TenantSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantSchema")
+            .field("tenant", &self.tenant)
+            .field("tables", &self.table_names())
+            .finish()
+    }
+}
+
+impl TenantSchema {
+    /// Opens every Delta table under `<root>/<tenant>/` and creates the built-in tables that are
+    /// missing.
+    pub(crate) async fn open(storage: Storage, tenant: &str) -> Result<Self> {
+        validate_name("tenant", tenant)?;
+        let schema = Self {
+            tenant: tenant.to_string(),
+            storage,
+            tables: RwLock::new(BTreeMap::new()),
+        };
+        let store = schema.storage.root_store()?;
+        let listing = store
+            .list_with_delimiter(Some(&Path::from(tenant)))
+            .await?;
+        for prefix in listing.common_prefixes {
+            let Some(name) = prefix.filename() else {
+                continue;
+            };
+            if validate_name("table", name).is_err() {
+                tracing::warn!(tenant, name, "ignoring a directory that is not a table name");
+                continue;
+            }
+            match schema.load(name).await {
+                Ok(open) => schema.insert(name, open),
+                Err(Error::Delta(e)) if matches!(*e, DeltaTableError::NotATable(_)) => {
+                    tracing::warn!(tenant, name, "ignoring a directory without a Delta log");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for table in built_in_tables() {
+            if !schema.has_table(table.name) {
+                let partitions: Vec<String> =
+                    table.partition_columns.iter().map(|c| c.to_string()).collect();
+                schema
+                    .create_table(table.name, &table.schema, &partitions, true)
+                    .await?;
+            }
+        }
+        Ok(schema)
+    }
+
+    /// The tenant's name.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// True if the table exists.
+    pub fn has_table(&self, name: &str) -> bool {
+        self.tables
+            .read()
+            .expect("table map poisoned")
+            .contains_key(name)
+    }
+
+    /// Creates a Delta table. Returns `false` (and changes nothing) if it exists and
+    /// `if_not_exists` is set.
+    pub async fn create_table(
+        &self,
+        name: &str,
+        schema: &Schema,
+        partition_columns: &[String],
+        if_not_exists: bool,
+    ) -> Result<bool> {
+        validate_name("table", name)?;
+        if self.has_table(name) {
+            return if if_not_exists {
+                Ok(false)
+            } else {
+                Err(self.exists_error(name))
+            };
+        }
+        let storage_schema = storage_schema(schema);
+        let columns = StructType::try_from_arrow(&storage_schema).map_err(DeltaTableError::from)?;
+        let table = self.storage.delta_builder(self.table_url(name)?)?.build()?;
+        let created = table
+            .create()
+            .with_table_name(name)
+            .with_columns(columns.fields().cloned())
+            .with_partition_columns(partition_columns.iter().cloned())
+            .with_save_mode(SaveMode::ErrorIfExists)
+            .await;
+        let table = match created {
+            Ok(table) => table,
+            Err(DeltaTableError::Generic(msg)) if msg.contains("already exists") => {
+                return Err(self.exists_error(name));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let open = open_table(table).await?;
+        self.insert(name, open);
+        Ok(true)
+    }
+
+    /// Drops a table: forgets it, then deletes its log and its data files. Returns `false` if it
+    /// did not exist and `if_exists` is set.
+    pub async fn drop_table(&self, name: &str, if_exists: bool) -> Result<bool> {
+        if is_built_in(name) {
+            return Err(Error::BuiltInTable(name.to_string()));
+        }
+        let removed = self.tables.write().expect("table map poisoned").remove(name);
+        if removed.is_none() {
+            return if if_exists {
+                Ok(false)
+            } else {
+                Err(self.not_found(name))
+            };
+        }
+        let store = self.storage.root_store()?;
+        let table_dir = Path::from(format!("{}/{name}", self.tenant));
+        let mut files: Vec<Path> = store
+            .list(Some(&table_dir))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?;
+        // The log goes first: a crash half-way leaves files that are no longer a table.
+        files.sort_by_key(|path| !path.as_ref().contains("/_delta_log/"));
+        for path in files {
+            match store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(true)
+    }
+
+    /// The open Delta table (its latest snapshot known here), for write operations.
+    pub fn delta_table(&self, name: &str) -> Result<DeltaTable> {
+        self.tables
+            .read()
+            .expect("table map poisoned")
+            .get(name)
+            .map(|open| open.table.clone())
+            .ok_or_else(|| self.not_found(name))
+    }
+
+    /// Re-reads a table's log after a commit, so later queries see it.
+    pub async fn refresh(&self, name: &str) -> Result<()> {
+        let mut table = self.delta_table(name)?;
+        table.update_incremental(None).await?;
+        let open = open_table(table).await?;
+        self.insert(name, open);
+        Ok(())
+    }
+
+    /// The table's Arrow schema as queries see it.
+    pub fn table_schema(&self, name: &str) -> Result<SchemaRef> {
+        self.tables
+            .read()
+            .expect("table map poisoned")
+            .get(name)
+            .map(|open| open.provider.schema())
+            .ok_or_else(|| self.not_found(name))
+    }
+
+    /// The table's partition columns.
+    pub fn partition_columns(&self, name: &str) -> Result<Vec<String>> {
+        let table = self.delta_table(name)?;
+        Ok(table.snapshot()?.metadata().partition_columns().to_vec())
+    }
+
+    async fn load(&self, name: &str) -> Result<OpenTable> {
+        let mut table = self.storage.delta_builder(self.table_url(name)?)?.build()?;
+        table.load().await?;
+        open_table(table).await
+    }
+
+    fn insert(&self, name: &str, open: OpenTable) {
+        self.tables
+            .write()
+            .expect("table map poisoned")
+            .insert(name.to_string(), open);
+    }
+
+    fn table_url(&self, name: &str) -> Result<url::Url> {
+        self.storage.url_of(&format!("{}/{name}", self.tenant))
+    }
+
+    fn not_found(&self, name: &str) -> Error {
+        Error::TableNotFound {
+            tenant: self.tenant.clone(),
+            table: name.to_string(),
+        }
+    }
+
+    fn exists_error(&self, name: &str) -> Error {
+        Error::TableExists {
+            tenant: self.tenant.clone(),
+            table: name.to_string(),
+        }
+    }
+}
+
+async fn open_table(table: DeltaTable) -> Result<OpenTable> {
+    let provider = table.table_provider().await?;
+    Ok(OpenTable { table, provider })
+}
+
+/// The schema a table is stored with: view and dictionary types become their plain Arrow
+/// equivalents (Delta has one string type), field metadata is dropped.
+pub fn storage_schema(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| Field::new(f.name(), storage_type(f.data_type()), f.is_nullable()))
+        .collect();
+    Schema::new(fields)
+}
+
+fn storage_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        DataType::Dictionary(_, value) => storage_type(value),
+        other => other.clone(),
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for TenantSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.tables
+            .read()
+            .expect("table map poisoned")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        Ok(self
+            .tables
+            .read()
+            .expect("table map poisoned")
+            .get(name)
+            .map(|open| Arc::clone(&open.provider)))
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        _table: Arc<dyn TableProvider>,
+    ) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        datafusion::common::plan_err!(
+            "cannot register '{name}': Tributary tables are Delta tables made with CREATE TABLE"
+        )
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.has_table(name)
+    }
+}
+
+/// A tenant as a DataFusion catalog with the single schema `public`.
+#[derive(Debug)]
+pub struct TenantCatalog {
+    schema: Arc<TenantSchema>,
+}
+
+impl TenantCatalog {
+    pub(crate) fn new(schema: Arc<TenantSchema>) -> Self {
+        Self { schema }
+    }
+}
+
+impl CatalogProvider for TenantCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        vec![PUBLIC_SCHEMA.to_string()]
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        (name == PUBLIC_SCHEMA).then(|| Arc::clone(&self.schema) as Arc<dyn SchemaProvider>)
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        _schema: Arc<dyn SchemaProvider>,
+    ) -> datafusion::error::Result<Option<Arc<dyn SchemaProvider>>> {
+        datafusion::common::plan_err!(
+            "cannot create schema '{name}': every tenant has one schema, '{PUBLIC_SCHEMA}'"
+        )
+    }
+}

@@ -1,0 +1,119 @@
+//! The Tributary database: SQL over the tenants' Delta tables.
+//!
+//! An [`Engine`] owns the [`Catalog`] and a template DataFusion session (built once by
+//! [`build_session_state`]). Each request gets its own [`SessionContext`] for one tenant: the
+//! tenant is the default catalog, so `SELECT * FROM events` reads that tenant's events.
+//! Queries are planned by DataFusion and streamed; statements that change data ([`is_write`])
+//! run to completion at once through [`statement`], and bulk loads go through [`ingest`].
+
+mod error;
+pub mod ingest;
+pub mod session;
+pub mod statement;
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::common::ParamValues;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::prelude::SessionContext;
+use tributary_catalog::{Catalog, Storage};
+
+pub use error::{Error, Result};
+pub use ingest::IfTableMissing;
+pub use session::build_session_state;
+pub use statement::{count_schema, is_write};
+
+/// The database: catalog plus session template.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    catalog: Arc<Catalog>,
+    template: Arc<SessionState>,
+}
+
+impl Engine {
+    /// Opens (or initialises) the data root.
+    pub async fn open(storage: Storage) -> Result<Self> {
+        let catalog = Catalog::open(storage).await?;
+        let template = Arc::new(build_session_state(Arc::clone(&catalog))?);
+        Ok(Self { catalog, template })
+    }
+
+    /// The tenants and their tables.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// A new session whose default catalog is `tenant`.
+    pub fn session(&self, tenant: &str) -> Result<SessionContext> {
+        self.catalog.require_tenant(tenant)?;
+        let mut state = self.template.as_ref().clone();
+        state.config_mut().options_mut().catalog.default_catalog = tenant.to_string();
+        Ok(SessionContext::new_with_state(state))
+    }
+
+    /// Plans one SQL statement.
+    pub async fn plan(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
+        Ok(ctx.state().create_logical_plan(sql).await?)
+    }
+
+    /// Plans one SQL statement and binds positional parameters (`$1`, `$2`…) if any are given.
+    pub async fn plan_with_params(
+        &self,
+        ctx: &SessionContext,
+        sql: &str,
+        params: Option<ParamValues>,
+    ) -> Result<LogicalPlan> {
+        let plan = self.plan(ctx, sql).await?;
+        match params {
+            Some(values) => Ok(plan.with_param_values(values)?),
+            None => Ok(plan),
+        }
+    }
+
+    /// Runs a plan. Writes run to completion first and stream back their row count; queries
+    /// stream their results.
+    pub async fn execute(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+    ) -> Result<SendableRecordBatchStream> {
+        if is_write(&plan) {
+            let count = statement::execute_write(&self.catalog, ctx, plan).await?;
+            let batch = statement::count_batch(count);
+            return Ok(Box::pin(MemoryStream::try_new(
+                vec![batch],
+                count_schema(),
+                None,
+            )?));
+        }
+        Ok(ctx.execute_logical_plan(plan).await?.execute_stream().await?)
+    }
+
+    /// Runs a write plan and returns the number of rows it changed.
+    pub async fn execute_write(&self, ctx: &SessionContext, plan: LogicalPlan) -> Result<u64> {
+        statement::execute_write(&self.catalog, ctx, plan).await
+    }
+
+    /// Plans and runs one statement for `tenant`, collecting the result.
+    pub async fn sql(&self, tenant: &str, sql: &str) -> Result<Vec<RecordBatch>> {
+        let ctx = self.session(tenant)?;
+        let plan = self.plan(&ctx, sql).await?;
+        let stream = self.execute(&ctx, plan).await?;
+        Ok(datafusion::physical_plan::common::collect(stream).await?)
+    }
+
+    /// Appends batches to a table in one commit (see [`ingest`]).
+    pub async fn append(
+        &self,
+        tenant: &str,
+        table: &str,
+        batches: Vec<RecordBatch>,
+        if_missing: IfTableMissing,
+    ) -> Result<u64> {
+        ingest::append_batches(&self.catalog, tenant, table, batches, if_missing).await
+    }
+}

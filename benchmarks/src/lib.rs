@@ -1,1 +1,12 @@
-//! placeholder
+//! Deterministic synthetic customer data for Tributary's tests and benchmarks, and (later) the
+//! benchmarks against peers.
+//!
+//! [`generate`] writes `events.parquet`, `identities.parquet` and `orders.parquet` with the
+//! columns of the built-in tables, loadable with `tributary import`. The same seed always gives
+//! the same bytes of data, so tests can compare engines on it.
+
+mod error;
+pub mod generator;
+
+pub use error::{Error, Result};
+pub use generator::{GenerateConfig, GenerateSummary, generate};

@@ -123,7 +123,10 @@ impl CatalogProviderList for TenantCatalogList {
         name: String,
         _catalog: Arc<dyn CatalogProvider>,
     ) -> Option<Arc<dyn CatalogProvider>> {
-        tracing::warn!(name, "ignored: tenants are created by Tributary, not registered");
+        tracing::warn!(
+            name,
+            "ignored: tenants are created by Tributary, not registered"
+        );
         None
     }
 
@@ -141,8 +144,8 @@ impl CatalogProviderList for TenantCatalogList {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::catalog::SchemaProvider;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::catalog::SchemaProvider;
 
     #[tokio::test]
     async fn default_tenant_has_built_in_tables_after_reopen() {
@@ -153,16 +156,32 @@ mod tests {
             .unwrap();
         let tenant = catalog.require_tenant(DEFAULT_TENANT).unwrap();
         let schema = Schema::new(vec![Field::new("id", DataType::Int64, false)]);
-        assert!(tenant.create_table("orders", &schema, &[], false).await.unwrap());
-        assert!(!tenant.create_table("orders", &schema, &[], true).await.unwrap());
-        let err = tenant.create_table("orders", &schema, &[], false).await.unwrap_err();
+        assert!(
+            tenant
+                .create_table("orders", &schema, &[], false)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !tenant
+                .create_table("orders", &schema, &[], true)
+                .await
+                .unwrap()
+        );
+        let err = tenant
+            .create_table("orders", &schema, &[], false)
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::TableExists { .. }), "{err}");
         drop(catalog);
 
         let reopened = Catalog::open(Storage::parse(location, &S3Options::default()).unwrap())
             .await
             .unwrap();
-        let mut names = reopened.require_tenant(DEFAULT_TENANT).unwrap().table_names();
+        let mut names = reopened
+            .require_tenant(DEFAULT_TENANT)
+            .unwrap()
+            .table_names();
         names.sort();
         assert_eq!(names, ["events", "identities", "orders", "profiles"]);
     }
@@ -172,7 +191,10 @@ mod tests {
         let catalog = Catalog::open(Storage::in_memory()).await.unwrap();
         let tenant = catalog.require_tenant(DEFAULT_TENANT).unwrap();
         let schema = Schema::new(vec![Field::new("id", DataType::Int64, false)]);
-        tenant.create_table("tmp", &schema, &[], false).await.unwrap();
+        tenant
+            .create_table("tmp", &schema, &[], false)
+            .await
+            .unwrap();
         assert!(tenant.drop_table("tmp", false).await.unwrap());
         assert!(!tenant.drop_table("tmp", true).await.unwrap());
         assert!(matches!(

@@ -180,8 +180,11 @@ mod tests {
     #[test]
     fn plain_path_becomes_file_url_with_trailing_slash() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::parse(dir.path().join("data").to_str().unwrap(), &S3Options::default())
-            .unwrap();
+        let storage = Storage::parse(
+            dir.path().join("data").to_str().unwrap(),
+            &S3Options::default(),
+        )
+        .unwrap();
         assert_eq!(storage.root().scheme(), "file");
         assert!(storage.root().path().ends_with("/data/"));
         assert!(dir.path().join("data").is_dir());
@@ -190,7 +193,10 @@ mod tests {
     #[test]
     fn unknown_scheme_and_bucketless_s3_are_refused() {
         let err = Storage::parse("ftp://host/x", &S3Options::default()).unwrap_err();
-        assert!(err.to_string().contains("unsupported scheme 'ftp'"), "{err}");
+        assert!(
+            err.to_string().contains("unsupported scheme 'ftp'"),
+            "{err}"
+        );
         let err = Storage::parse("s3:///prefix", &S3Options::default()).unwrap_err();
         assert!(err.to_string().contains("needs a bucket"), "{err}");
     }

@@ -61,15 +61,17 @@ impl TenantSchema {
             tables: RwLock::new(BTreeMap::new()),
         };
         let store = schema.storage.root_store()?;
-        let listing = store
-            .list_with_delimiter(Some(&Path::from(tenant)))
-            .await?;
+        let listing = store.list_with_delimiter(Some(&Path::from(tenant))).await?;
         for prefix in listing.common_prefixes {
             let Some(name) = prefix.filename() else {
                 continue;
             };
             if validate_name("table", name).is_err() {
-                tracing::warn!(tenant, name, "ignoring a directory that is not a table name");
+                tracing::warn!(
+                    tenant,
+                    name,
+                    "ignoring a directory that is not a table name"
+                );
                 continue;
             }
             match schema.load(name).await {
@@ -82,8 +84,11 @@ impl TenantSchema {
         }
         for table in built_in_tables() {
             if !schema.has_table(table.name) {
-                let partitions: Vec<String> =
-                    table.partition_columns.iter().map(|c| c.to_string()).collect();
+                let partitions: Vec<String> = table
+                    .partition_columns
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect();
                 schema
                     .create_table(table.name, &table.schema, &partitions, true)
                     .await?;
@@ -150,7 +155,11 @@ impl TenantSchema {
         if is_built_in(name) {
             return Err(Error::BuiltInTable(name.to_string()));
         }
-        let removed = self.tables.write().expect("table map poisoned").remove(name);
+        let removed = self
+            .tables
+            .write()
+            .expect("table map poisoned")
+            .remove(name);
         if removed.is_none() {
             return if if_exists {
                 Ok(false)

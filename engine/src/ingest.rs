@@ -65,7 +65,11 @@ async fn ensure_table(
     }
 }
 
-async fn write_batches(tenant: &TenantSchema, table: &str, batches: Vec<RecordBatch>) -> Result<u64> {
+async fn write_batches(
+    tenant: &TenantSchema,
+    table: &str,
+    batches: Vec<RecordBatch>,
+) -> Result<u64> {
     let delta = tenant.delta_table(table)?;
     let target = delta.snapshot()?.snapshot().arrow_schema();
     let conformed = batches

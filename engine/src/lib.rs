@@ -90,7 +90,11 @@ impl Engine {
                 None,
             )?));
         }
-        Ok(ctx.execute_logical_plan(plan).await?.execute_stream().await?)
+        Ok(ctx
+            .execute_logical_plan(plan)
+            .await?
+            .execute_stream()
+            .await?)
     }
 
     /// Runs a write plan and returns the number of rows it changed.

@@ -30,13 +30,20 @@ pub fn is_write(plan: &LogicalPlan) -> bool {
 
 /// The schema of a write's answer: one `count` column, as DataFusion's DML gives.
 pub fn count_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![Field::new("count", DataType::UInt64, false)]))
+    Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]))
 }
 
 /// One row: how many rows the write changed.
 pub fn count_batch(count: u64) -> RecordBatch {
-    RecordBatch::try_new(count_schema(), vec![Arc::new(UInt64Array::from(vec![count]))])
-        .expect("count batch matches its schema")
+    RecordBatch::try_new(
+        count_schema(),
+        vec![Arc::new(UInt64Array::from(vec![count]))],
+    )
+    .expect("count batch matches its schema")
 }
 
 /// Runs a write plan to completion; returns the number of rows it changed (0 for DDL).
@@ -207,9 +214,10 @@ fn resolve(
         catalog: tenant,
         schema,
         table,
-    } = reference
-        .clone()
-        .resolve(&options.catalog.default_catalog, &options.catalog.default_schema);
+    } = reference.clone().resolve(
+        &options.catalog.default_catalog,
+        &options.catalog.default_schema,
+    );
     if schema.as_ref() != PUBLIC_SCHEMA {
         return Err(tributary_catalog::Error::SchemaNotFound(schema.to_string()).into());
     }
@@ -226,8 +234,13 @@ fn dml_predicate(input: &LogicalPlan) -> Result<Option<Expr>> {
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
-    conjunction(predicates.into_iter().map(unqualify).collect::<Result<Vec<_>>>()?)
-        .map_or(Ok(None), |e| Ok(Some(e)))
+    conjunction(
+        predicates
+            .into_iter()
+            .map(unqualify)
+            .collect::<Result<Vec<_>>>()?,
+    )
+    .map_or(Ok(None), |e| Ok(Some(e)))
 }
 
 /// `SET column = value` pairs of an UPDATE, read from the projection DataFusion plans for it:

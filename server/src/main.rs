@@ -1,1 +1,57 @@
-fn main() {}
+//! The `tributary` command: the server and its clients in one binary.
+
+use clap::{Parser, Subcommand};
+use tributary_server::commands::{generate, import, serve, sql};
+
+/// Tributary: a customer data platform engine — collect, store, unify, analyse, serve.
+#[derive(Debug, Parser)]
+#[command(name = "tributary", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve SQL over Arrow Flight SQL on a data root (local directory by default).
+    Serve(serve::ServeArgs),
+    /// Run SQL against a server: one statement with -c, or an interactive prompt.
+    Sql(sql::SqlArgs),
+    /// Load a CSV, Parquet or NDJSON file into a table on a server.
+    Import(import::ImportArgs),
+    /// Write deterministic synthetic customer data as Parquet files.
+    Generate(generate::GenerateArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRIBUTARY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("tributary: cannot start: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Sql(args) => sql::run(args).await,
+            Command::Import(args) => import::run(args).await,
+            Command::Generate(args) => generate::run(args),
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tributary: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! The synthetic CDP data set.
+//!
+//! Each customer has one to three anonymous devices; about 60% log in and get a user id, a
+//! phone and an email, and some a WeChat OpenID. Customers have sessions spread over the period;
+//! a session walks a commerce funnel with drop-off (page_view → product_view → add_to_cart →
+//! checkout → purchase) mixed with other events (search, coupon_claim, wechat_follow, email_open,
+//! email_click). About 2% of events share the previous event's timestamp (ties), purchases carry
+//! revenue, and every purchase is also an order. A few phones are released and re-bound to
+//! another customer, and a few cashier placeholder phones (`00000000000`) appear, as in real
+//! data. At 100k customers this is about 5 million events.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Date32Builder, Float64Builder, Int32Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::{Error, Result};
+
+/// Rows buffered before a batch is written.
+const BATCH_ROWS: usize = 65_536;
+const MICROS_PER_SECOND: i64 = 1_000_000;
+const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SECOND;
+/// 2026-01-01T00:00:00Z in microseconds since the epoch.
+const PERIOD_START_MICROS: i64 = 1_767_225_600 * MICROS_PER_SECOND;
+
+const FUNNEL: [&str; 5] = [
+    "page_view",
+    "product_view",
+    "add_to_cart",
+    "checkout",
+    "purchase",
+];
+/// Chance to go on from each funnel step to the next.
+const FUNNEL_CONTINUE: [f64; 4] = [0.7, 0.45, 0.55, 0.65];
+const OTHER_EVENTS: [&str; 5] = [
+    "search",
+    "coupon_claim",
+    "wechat_follow",
+    "email_open",
+    "email_click",
+];
+const SOURCES: [&str; 5] = ["web", "ios", "android", "wechat_miniprogram", "email"];
+const PLACEHOLDER_PHONE: &str = "00000000000";
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateConfig {
+    /// Number of customers (people).
+    pub customers: u64,
+    /// Random seed: the same seed gives the same data.
+    pub seed: u64,
+    /// Length of the period the events fall in.
+    pub days: u32,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        Self {
+            customers: 10_000,
+            seed: 42,
+            days: 30,
+        }
+    }
+}
+
+/// Rows written per file.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenerateSummary {
+    /// Rows of `events.parquet`.
+    pub events: u64,
+    /// Rows of `identities.parquet`.
+    pub identities: u64,
+    /// Rows of `orders.parquet`.
+    pub orders: u64,
+}
+
+fn ts_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// Columns of `events.parquet` (the built-in `events` table).
+pub fn events_schema() -> SchemaRef {
+    let text = |n: &str, null| Field::new(n, DataType::Utf8, null);
+    Arc::new(Schema::new(vec![
+        text("message_id", false),
+        text("type", false),
+        text("event", true),
+        text("anonymous_id", true),
+        text("user_id", true),
+        Field::new("timestamp", ts_type(), false),
+        Field::new("received_at", ts_type(), true),
+        text("source", true),
+        text("properties", true),
+        text("context", true),
+        Field::new("event_date", DataType::Date32, false),
+    ]))
+}
+
+/// Columns of `identities.parquet` (the built-in `identities` table).
+pub fn identities_schema() -> SchemaRef {
+    let text = |n: &str, null| Field::new(n, DataType::Utf8, null);
+    Arc::new(Schema::new(vec![
+        text("id_type", false),
+        text("id_value", false),
+        text("linked_type", false),
+        text("linked_value", false),
+        text("source", true),
+        Field::new("observed_at", ts_type(), false),
+        text("action", false),
+    ]))
+}
+
+/// Columns of `orders.parquet`.
+pub fn orders_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("order_id", DataType::Utf8, false),
+        Field::new("user_id", DataType::Utf8, true),
+        Field::new("anonymous_id", DataType::Utf8, false),
+        Field::new("amount", DataType::Float64, false),
+        Field::new("currency", DataType::Utf8, false),
+        Field::new("items", DataType::Int32, false),
+        Field::new("source", DataType::Utf8, false),
+        Field::new("placed_at", ts_type(), false),
+    ]))
+}
+
+/// One Parquet file being written in batches.
+struct Sink {
+    writer: ArrowWriter<File>,
+    schema: SchemaRef,
+    rows: u64,
+}
+
+impl Sink {
+    fn create(dir: &Path, name: &str, schema: SchemaRef) -> Result<Self> {
+        let path = dir.join(name);
+        let file = File::create(&path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .build();
+        let writer = ArrowWriter::try_new(file, Arc::clone(&schema), Some(properties))?;
+        Ok(Self {
+            writer,
+            schema,
+            rows: 0,
+        })
+    }
+
+    fn write(&mut self, columns: Vec<ArrayRef>) -> Result<()> {
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), columns)?;
+        self.rows += batch.num_rows() as u64;
+        self.writer.write(&batch)?;
+        Ok(())
+    }
+
+    fn close(self) -> Result<u64> {
+        self.writer.close()?;
+        Ok(self.rows)
+    }
+}
+
+#[derive(Default)]
+struct EventRows {
+    message_id: StringBuilder,
+    kind: StringBuilder,
+    event: StringBuilder,
+    anonymous_id: StringBuilder,
+    user_id: StringBuilder,
+    timestamp: TimestampMicrosecondBuilder,
+    received_at: TimestampMicrosecondBuilder,
+    source: StringBuilder,
+    properties: StringBuilder,
+    context: StringBuilder,
+    event_date: Date32Builder,
+    len: usize,
+}
+
+impl EventRows {
+    #[allow(clippy::too_many_arguments)] // one argument per column of the row
+    fn push(
+        &mut self,
+        message_id: &str,
+        kind: &str,
+        event: Option<&str>,
+        anonymous_id: &str,
+        user_id: Option<&str>,
+        timestamp: i64,
+        source: &str,
+        properties: &str,
+        context: &str,
+    ) {
+        self.message_id.append_value(message_id);
+        self.kind.append_value(kind);
+        self.event.append_option(event);
+        self.anonymous_id.append_value(anonymous_id);
+        self.user_id.append_option(user_id);
+        self.timestamp.append_value(timestamp);
+        self.received_at.append_value(timestamp + 150_000);
+        self.source.append_value(source);
+        self.properties.append_value(properties);
+        self.context.append_value(context);
+        self.event_date
+            .append_value(timestamp.div_euclid(MICROS_PER_DAY) as i32);
+        self.len += 1;
+    }
+
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        self.len = 0;
+        let utc = |b: &mut TimestampMicrosecondBuilder| -> ArrayRef {
+            Arc::new(b.finish().with_timezone("UTC"))
+        };
+        vec![
+            Arc::new(self.message_id.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.event.finish()),
+            Arc::new(self.anonymous_id.finish()),
+            Arc::new(self.user_id.finish()),
+            utc(&mut self.timestamp),
+            utc(&mut self.received_at),
+            Arc::new(self.source.finish()),
+            Arc::new(self.properties.finish()),
+            Arc::new(self.context.finish()),
+            Arc::new(self.event_date.finish()),
+        ]
+    }
+}
+
+#[derive(Default)]
+struct IdentityRows {
+    id_type: StringBuilder,
+    id_value: StringBuilder,
+    linked_type: StringBuilder,
+    linked_value: StringBuilder,
+    source: StringBuilder,
+    observed_at: TimestampMicrosecondBuilder,
+    action: StringBuilder,
+    len: usize,
+}
+
+impl IdentityRows {
+    #[allow(clippy::too_many_arguments)] // one argument per column of the row
+    fn push(
+        &mut self,
+        id: (&str, &str),
+        linked: (&str, &str),
+        source: &str,
+        at: i64,
+        action: &str,
+    ) {
+        self.id_type.append_value(id.0);
+        self.id_value.append_value(id.1);
+        self.linked_type.append_value(linked.0);
+        self.linked_value.append_value(linked.1);
+        self.source.append_value(source);
+        self.observed_at.append_value(at);
+        self.action.append_value(action);
+        self.len += 1;
+    }
+
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        self.len = 0;
+        vec![
+            Arc::new(self.id_type.finish()),
+            Arc::new(self.id_value.finish()),
+            Arc::new(self.linked_type.finish()),
+            Arc::new(self.linked_value.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.observed_at.finish().with_timezone("UTC")),
+            Arc::new(self.action.finish()),
+        ]
+    }
+}
+
+#[derive(Default)]
+struct OrderRows {
+    order_id: StringBuilder,
+    user_id: StringBuilder,
+    anonymous_id: StringBuilder,
+    amount: Float64Builder,
+    currency: StringBuilder,
+    items: Int32Builder,
+    source: StringBuilder,
+    placed_at: TimestampMicrosecondBuilder,
+    len: usize,
+}
+
+impl OrderRows {
+    fn finish(&mut self) -> Vec<ArrayRef> {
+        self.len = 0;
+        vec![
+            Arc::new(self.order_id.finish()),
+            Arc::new(self.user_id.finish()),
+            Arc::new(self.anonymous_id.finish()),
+            Arc::new(self.amount.finish()),
+            Arc::new(self.currency.finish()),
+            Arc::new(self.items.finish()),
+            Arc::new(self.source.finish()),
+            Arc::new(self.placed_at.finish().with_timezone("UTC")),
+        ]
+    }
+}
+
+/// Writes the data set into `out_dir` (created if missing); `on_customer` is called after each
+/// customer, for progress.
+pub fn generate(
+    config: &GenerateConfig,
+    out_dir: &Path,
+    mut on_customer: impl FnMut(u64),
+) -> Result<GenerateSummary> {
+    if config.customers == 0 || config.days == 0 {
+        return Err(Error::InvalidConfig(
+            "customers and days must be at least 1".into(),
+        ));
+    }
+    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io {
+        path: out_dir.display().to_string(),
+        source,
+    })?;
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut events_sink = Sink::create(out_dir, "events.parquet", events_schema())?;
+    let mut identities_sink = Sink::create(out_dir, "identities.parquet", identities_schema())?;
+    let mut orders_sink = Sink::create(out_dir, "orders.parquet", orders_schema())?;
+    let mut events = EventRows::default();
+    let mut identities = IdentityRows::default();
+    let mut orders = OrderRows::default();
+    let period_micros = i64::from(config.days) * MICROS_PER_DAY;
+    let mut message_seq: u64 = 0;
+    let mut order_seq: u64 = 0;
+
+    for customer in 0..config.customers {
+        let devices: Vec<String> = (0..rng.random_range(1..=3))
+            .map(|d| format!("anon-{customer:08}-{d}"))
+            .collect();
+        let logs_in = rng.random_bool(0.6);
+        let user_id = logs_in.then(|| format!("u{customer:08}"));
+        let home_source = SOURCES[rng.random_range(0..SOURCES.len())];
+        if let Some(user) = &user_id {
+            let first_seen = PERIOD_START_MICROS + rng.random_range(0..period_micros);
+            for device in &devices {
+                identities.push(
+                    ("anonymous_id", device),
+                    ("user_id", user),
+                    home_source,
+                    first_seen,
+                    "bind",
+                );
+            }
+            let phone = if rng.random_bool(0.005) {
+                PLACEHOLDER_PHONE.to_string()
+            } else {
+                format!("1{:010}", customer.wrapping_mul(7919) % 10_000_000_000)
+            };
+            identities.push(
+                ("user_id", user),
+                ("phone", &phone),
+                "crm",
+                first_seen,
+                "bind",
+            );
+            identities.push(
+                ("user_id", user),
+                ("email", &format!("{user}@example.com")),
+                "crm",
+                first_seen,
+                "bind",
+            );
+            if rng.random_bool(0.3) {
+                let openid = format!(
+                    "oWx{:012x}",
+                    customer.wrapping_mul(0x9e37_79b9) & 0xffff_ffff_ffff
+                );
+                identities.push(
+                    ("wechat_openid", &openid),
+                    ("user_id", user),
+                    "wechat_miniprogram",
+                    first_seen,
+                    "bind",
+                );
+            }
+            if rng.random_bool(0.01) && customer > 0 {
+                // The phone is released and re-bound to another member later.
+                let later = first_seen + rng.random_range(MICROS_PER_DAY..=2 * MICROS_PER_DAY);
+                let other = format!("u{:08}", rng.random_range(0..customer));
+                identities.push(("user_id", user), ("phone", &phone), "crm", later, "unbind");
+                identities.push(
+                    ("user_id", &other),
+                    ("phone", &phone),
+                    "crm",
+                    later + 1,
+                    "bind",
+                );
+            }
+        }
+
+        let sessions = rng.random_range(8..=22);
+        for _ in 0..sessions {
+            let device = &devices[rng.random_range(0..devices.len())];
+            let source = if rng.random_bool(0.7) {
+                home_source
+            } else {
+                SOURCES[rng.random_range(0..SOURCES.len())]
+            };
+            let context = format!(r#"{{"channel":"{source}","device_id":"{device}"}}"#);
+            let mut ts = PERIOD_START_MICROS + rng.random_range(0..period_micros);
+            let logged_in_session = user_id.is_some() && rng.random_bool(0.7);
+            let session_user = if logged_in_session {
+                user_id.as_deref()
+            } else {
+                None
+            };
+            let next_id = |seq: &mut u64| {
+                *seq += 1;
+                format!("m{:011}", *seq)
+            };
+            let step_gap = |rng: &mut ChaCha8Rng| -> i64 {
+                if rng.random_bool(0.02) {
+                    0
+                } else {
+                    rng.random_range(1..=600) * MICROS_PER_SECOND
+                }
+            };
+            if logged_in_session {
+                events.push(
+                    &next_id(&mut message_seq),
+                    "identify",
+                    None,
+                    device,
+                    session_user,
+                    ts,
+                    source,
+                    "{}",
+                    &context,
+                );
+            }
+            let sku = format!("sku-{}", rng.random_range(1..=500));
+            let mut depth = 0;
+            while depth + 1 < FUNNEL.len() && rng.random_bool(FUNNEL_CONTINUE[depth]) {
+                depth += 1;
+            }
+            for (step, name) in FUNNEL.iter().enumerate().take(depth + 1) {
+                ts += step_gap(&mut rng);
+                let properties = match step {
+                    0 => format!(r#"{{"path":"/p/{}"}}"#, rng.random_range(1..=50)),
+                    4 => {
+                        order_seq += 1;
+                        let revenue = f64::from(rng.random_range(500..=50_000)) / 100.0;
+                        let items = rng.random_range(1..=5);
+                        let order_id = format!("o{order_seq:010}");
+                        orders.order_id.append_value(&order_id);
+                        orders.user_id.append_option(session_user);
+                        orders.anonymous_id.append_value(device);
+                        orders.amount.append_value(revenue);
+                        orders.currency.append_value("CNY");
+                        orders.items.append_value(items);
+                        orders.source.append_value(source);
+                        orders.placed_at.append_value(ts);
+                        orders.len += 1;
+                        format!(
+                            r#"{{"sku":"{sku}","revenue":{revenue},"order_id":"{order_id}","items":{items}}}"#
+                        )
+                    }
+                    _ => format!(r#"{{"sku":"{sku}"}}"#),
+                };
+                events.push(
+                    &next_id(&mut message_seq),
+                    "track",
+                    Some(name),
+                    device,
+                    session_user,
+                    ts,
+                    source,
+                    &properties,
+                    &context,
+                );
+                if rng.random_bool(0.25) {
+                    ts += step_gap(&mut rng);
+                    let other = OTHER_EVENTS[rng.random_range(0..OTHER_EVENTS.len())];
+                    events.push(
+                        &next_id(&mut message_seq),
+                        "track",
+                        Some(other),
+                        device,
+                        session_user,
+                        ts,
+                        source,
+                        "{}",
+                        &context,
+                    );
+                }
+            }
+        }
+        if events.len >= BATCH_ROWS {
+            events_sink.write(events.finish())?;
+        }
+        if identities.len >= BATCH_ROWS {
+            identities_sink.write(identities.finish())?;
+        }
+        if orders.len >= BATCH_ROWS {
+            orders_sink.write(orders.finish())?;
+        }
+        on_customer(customer + 1);
+    }
+    events_sink.write(events.finish())?;
+    identities_sink.write(identities.finish())?;
+    orders_sink.write(orders.finish())?;
+    Ok(GenerateSummary {
+        events: events_sink.close()?,
+        identities: identities_sink.close()?,
+        orders: orders_sink.close()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_bytes(dir: &Path) -> Vec<Vec<u8>> {
+        ["events.parquet", "identities.parquet", "orders.parquet"]
+            .iter()
+            .map(|f| std::fs::read(dir.join(f)).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn same_seed_same_data_and_plausible_shape() {
+        let config = GenerateConfig {
+            customers: 200,
+            seed: 7,
+            days: 30,
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let summary = generate(&config, a.path(), |_| {}).unwrap();
+        generate(&config, b.path(), |_| {}).unwrap();
+        assert_eq!(file_bytes(a.path()), file_bytes(b.path()));
+        // About 50 events per customer (5M at 100k customers).
+        let per_customer = summary.events as f64 / 200.0;
+        assert!(
+            (35.0..=70.0).contains(&per_customer),
+            "{per_customer} events per customer"
+        );
+        assert!(summary.orders > 0 && summary.identities > 0, "{summary:?}");
+    }
+
+    #[test]
+    fn zero_customers_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = GenerateConfig {
+            customers: 0,
+            ..Default::default()
+        };
+        assert!(matches!(
+            generate(&config, dir.path(), |_| {}),
+            Err(Error::InvalidConfig(_))
+        ));
+    }
+}

@@ -1,0 +1,145 @@
+//! A small Flight SQL client for the command line (`tributary sql`, `tributary import`): it
+//! speaks the same protocol as any BI tool and reports the server's message on errors.
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::sql::{
+    CommandStatementIngest, CommandStatementQuery, DoPutUpdateResult, ProstMessageExt,
+    TableDefinitionOptions, TableExistsOption, TableNotExistOption,
+};
+use arrow_flight::{FlightDescriptor, FlightInfo};
+use clap::Args;
+use futures::{StreamExt, TryStreamExt};
+use prost::Message;
+use tonic::transport::Channel;
+
+use crate::error::{Error, Result};
+use crate::flight::TENANT_HEADER;
+
+/// Largest message accepted from the server (results are sent in ≤ 2 MiB messages).
+const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Where the server is, for client commands.
+#[derive(Debug, Args, Clone)]
+pub struct ConnectArgs {
+    /// Flight SQL server to talk to.
+    #[arg(
+        long,
+        env = "TRIBUTARY_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub server: String,
+
+    /// Tenant to run as.
+    #[arg(long, env = "TRIBUTARY_TENANT", default_value = "default")]
+    pub tenant: String,
+}
+
+/// A connection to a Tributary server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: FlightServiceClient<Channel>,
+    tenant: String,
+}
+
+impl Client {
+    /// Connects to the server.
+    pub async fn connect(args: &ConnectArgs) -> Result<Self> {
+        let address = if args.server.contains("://") {
+            args.server.clone()
+        } else {
+            format!("http://{}", args.server)
+        };
+        let connect_error = |reason: String| Error::Connect {
+            address: address.clone(),
+            reason,
+        };
+        let channel = Channel::from_shared(address.clone())
+            .map_err(|e| connect_error(e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| connect_error(format!("{e} (is `tributary serve` running?)")))?;
+        let inner = FlightServiceClient::new(channel)
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX);
+        Ok(Self {
+            inner,
+            tenant: args.tenant.clone(),
+        })
+    }
+
+    fn request<T>(&self, message: T) -> Result<tonic::Request<T>> {
+        let mut request = tonic::Request::new(message);
+        let tenant = self
+            .tenant
+            .parse()
+            .map_err(|_| Error::BadInput(format!("invalid tenant name '{}'", self.tenant)))?;
+        request.metadata_mut().insert(TENANT_HEADER, tenant);
+        Ok(request)
+    }
+
+    /// Plans a statement on the server (writes run here) and returns its `FlightInfo`.
+    pub async fn flight_info(&mut self, sql: &str) -> Result<FlightInfo> {
+        let command = CommandStatementQuery {
+            query: sql.to_string(),
+            transaction_id: None,
+        };
+        let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
+        let request = self.request(descriptor)?;
+        Ok(self.inner.get_flight_info(request).await?.into_inner())
+    }
+
+    /// Runs a statement and collects its result.
+    pub async fn query(&mut self, sql: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
+        let info = self.flight_info(sql).await?;
+        let schema = std::sync::Arc::new(info.clone().try_decode_schema()?);
+        let mut batches = Vec::new();
+        for endpoint in info.endpoint {
+            let Some(ticket) = endpoint.ticket else {
+                continue;
+            };
+            let request = self.request(ticket)?;
+            let stream = self.inner.do_get(request).await?.into_inner();
+            let mut decoded =
+                FlightRecordBatchStream::new_from_flight_data(stream.map_err(FlightError::from));
+            while let Some(batch) = decoded.next().await {
+                batches.push(batch?);
+            }
+        }
+        Ok((schema, batches))
+    }
+
+    /// Appends batches to a table (created if missing) in one commit; returns the rows written.
+    pub async fn ingest(&mut self, table: &str, batches: Vec<RecordBatch>) -> Result<i64> {
+        let command = CommandStatementIngest {
+            table_definition_options: Some(TableDefinitionOptions {
+                if_not_exist: TableNotExistOption::Create.into(),
+                if_exists: TableExistsOption::Append.into(),
+            }),
+            table: table.to_string(),
+            schema: None,
+            catalog: Some(self.tenant.clone()),
+            temporary: false,
+            transaction_id: None,
+            options: Default::default(),
+        };
+        let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
+        let data = FlightDataEncoderBuilder::new()
+            .with_flight_descriptor(Some(descriptor))
+            .build(futures::stream::iter(batches.into_iter().map(Ok)))
+            .map(|r| r.expect("encoding in-memory batches"));
+        let request = self.request(data)?;
+        let mut results = self.inner.do_put(request).await?.into_inner();
+        let mut rows = 0;
+        while let Some(result) = results.message().await? {
+            rows += DoPutUpdateResult::decode(result.app_metadata)
+                .map_err(|e| Error::BadInput(format!("malformed answer from server: {e}")))?
+                .record_count;
+        }
+        Ok(rows)
+    }
+}

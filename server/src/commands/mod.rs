@@ -1,0 +1,7 @@
+//! The `tributary` subcommands.
+
+pub mod client;
+pub mod generate;
+pub mod import;
+pub mod serve;
+pub mod sql;

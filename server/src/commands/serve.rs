@@ -1,0 +1,126 @@
+//! `tributary serve`: opens the data root and serves Flight SQL until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use clap::Args;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tributary_catalog::{S3Options, Storage};
+use tributary_engine::Engine;
+
+use crate::error::{Error, Result};
+use crate::flight::{FlightOptions, TributaryFlightSql};
+
+/// Largest gRPC message accepted from clients (bulk loads send large batches).
+const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Options of `tributary serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where tables live: a directory, file://…, s3://bucket/prefix or memory://.
+    #[arg(long, env = "TRIBUTARY_DATA", default_value = "./tributary-data")]
+    pub data: String,
+
+    /// Address of the Flight SQL server (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, env = "TRIBUTARY_FLIGHT_ADDR", default_value = "127.0.0.1:50051")]
+    pub flight_addr: SocketAddr,
+
+    /// Table type reported to clients: "TABLE" (JDBC) or "BASE TABLE" (ODBC, Power BI).
+    #[arg(long, env = "TRIBUTARY_TABLE_TYPE_LABEL", default_value = "TABLE")]
+    pub table_type_label: String,
+
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// S3-compatible storage options; each falls back to the usual AWS_* environment variable.
+#[derive(Debug, Args)]
+pub struct S3Args {
+    /// S3 endpoint, e.g. http://127.0.0.1:9000 for a local S3-compatible server.
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long, env = "AWS_REGION")]
+    pub s3_region: Option<String>,
+    /// S3 access key id.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+    /// S3 secret access key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+    /// Address buckets as bucket.endpoint instead of endpoint/bucket (path style, the default).
+    #[arg(long)]
+    pub s3_virtual_hosted_style: bool,
+}
+
+impl From<&S3Args> for S3Options {
+    fn from(args: &S3Args) -> Self {
+        Self {
+            endpoint: args.s3_endpoint.clone(),
+            region: args.s3_region.clone(),
+            access_key_id: args.s3_access_key_id.clone(),
+            secret_access_key: args.s3_secret_access_key.clone(),
+            virtual_hosted_style: args.s3_virtual_hosted_style,
+        }
+    }
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn run(args: ServeArgs) -> Result<()> {
+    let storage = Storage::parse(&args.data, &S3Options::from(&args.s3))?;
+    let engine = Engine::open(storage).await?;
+    let listener = TcpListener::bind(args.flight_addr)
+        .await
+        .map_err(|e| Error::Connect {
+            address: args.flight_addr.to_string(),
+            reason: format!("cannot listen: {e}"),
+        })?;
+    let addr = listener.local_addr()?;
+    let service = TributaryFlightSql::new(
+        engine,
+        FlightOptions {
+            table_type_label: args.table_type_label,
+        },
+    );
+    let server = FlightServiceServer::new(service)
+        .max_decoding_message_size(MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(MESSAGE_BYTES_MAX);
+    // Tests and scripts wait for this exact line.
+    println!(
+        "Tributary Flight SQL listening on {addr} (data: {})",
+        args.data
+    );
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        // JDBC sends its URL parameters as headers; the default 8 KiB list is too small.
+        .http2_max_header_list_size(64 * 1024)
+        .add_service(server)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .await?;
+    println!("Tributary stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

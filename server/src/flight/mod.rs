@@ -1,0 +1,9 @@
+//! Arrow Flight SQL: how BI tools, ADBC, JDBC and `tributary sql` talk to Tributary.
+
+mod edge;
+mod handle;
+mod metadata;
+mod service;
+mod statements;
+
+pub use service::{FlightOptions, TENANT_HEADER, TributaryFlightSql};

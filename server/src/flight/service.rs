@@ -1,0 +1,619 @@
+//! The Flight SQL service: arrow-flight's `FlightSqlService` over the engine. Each call runs
+//! for one tenant, named by the `x-tributary-tenant` header (default: `default`).
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::sql::metadata::{GetCatalogsBuilder, GetDbSchemasBuilder, GetTablesBuilder};
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetCrossReference,
+    CommandGetDbSchemas, CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
+    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, SqlInfo,
+    TableExistsOption, TableNotExistOption, TicketStatementQuery,
+};
+use arrow_flight::{
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
+    SchemaAsIpc, Ticket,
+};
+use datafusion::prelude::SessionContext;
+use futures::Stream;
+use std::pin::Pin;
+use tonic::{Request, Response, Status, Streaming};
+use tributary_catalog::{DEFAULT_TENANT, PUBLIC_SCHEMA};
+use tributary_engine::{Engine, IfTableMissing, count_schema, is_write};
+
+use crate::error::status_of;
+use crate::flight::edge::{client_schema, with_column_metadata};
+use crate::flight::handle::Handle;
+use crate::flight::metadata::{
+    SQL_INFO, XDBC_TYPE_INFO, empty, foreign_keys_schema, primary_keys_schema,
+};
+use crate::flight::statements::{
+    FlightDataStream, command_ticket, do_get, encode_batches, execute_update, flight_info,
+    read_batches, ticket_handle,
+};
+
+/// The header that names the tenant a call runs for.
+pub const TENANT_HEADER: &str = "x-tributary-tenant";
+
+/// How the server describes itself to clients.
+#[derive(Debug, Clone)]
+pub struct FlightOptions {
+    /// Table type reported for Tributary tables: `TABLE` (JDBC, the default) or `BASE TABLE`
+    /// (some ODBC clients, Power BI).
+    pub table_type_label: String,
+}
+
+impl Default for FlightOptions {
+    fn default() -> Self {
+        Self {
+            table_type_label: "TABLE".into(),
+        }
+    }
+}
+
+/// The Flight SQL service.
+#[derive(Debug, Clone)]
+pub struct TributaryFlightSql {
+    engine: Engine,
+    options: FlightOptions,
+}
+
+impl TributaryFlightSql {
+    /// A service over `engine`.
+    pub fn new(engine: Engine, options: FlightOptions) -> Self {
+        Self { engine, options }
+    }
+
+    fn session<T>(&self, request: &Request<T>) -> Result<SessionContext, Status> {
+        let tenant = request
+            .metadata()
+            .get(TENANT_HEADER)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| Status::invalid_argument(format!("{TENANT_HEADER} is not text")))
+            })
+            .transpose()?
+            .unwrap_or(DEFAULT_TENANT);
+        self.engine.session(tenant).map_err(status_of)
+    }
+
+    fn metadata_info(
+        &self,
+        command: &impl arrow_flight::sql::ProstMessageExt,
+        schema: &SchemaRef,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let info = FlightInfo::new()
+            .try_with_schema(schema)
+            .map_err(|e| Status::internal(e.to_string()))?
+            .with_endpoint(FlightEndpoint::new().with_ticket(command_ticket(command)))
+            .with_descriptor(descriptor);
+        Ok(Response::new(info))
+    }
+
+    /// Every (tenant, schema, table, type, schema) the session can see, filtered by catalog.
+    async fn list_tables(
+        &self,
+        ctx: &SessionContext,
+        catalog_filter: Option<&str>,
+    ) -> Result<Vec<(String, String, String, String, SchemaRef)>, Status> {
+        let mut rows = Vec::new();
+        for catalog_name in ctx.catalog_names() {
+            if catalog_filter.is_some_and(|c| c != catalog_name) {
+                continue;
+            }
+            let Some(catalog) = ctx.catalog(&catalog_name) else {
+                continue;
+            };
+            for schema_name in catalog.schema_names() {
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                for table_name in schema.table_names() {
+                    let Some(table) = schema
+                        .table(&table_name)
+                        .await
+                        .map_err(|e| Status::internal(e.to_string()))?
+                    else {
+                        continue;
+                    };
+                    let table_type = match table.table_type() {
+                        datafusion::datasource::TableType::View => "VIEW".to_string(),
+                        _ if schema_name == PUBLIC_SCHEMA => self.options.table_type_label.clone(),
+                        _ => "SYSTEM TABLE".to_string(),
+                    };
+                    let columns = with_column_metadata(
+                        &table.schema(),
+                        &catalog_name,
+                        &schema_name,
+                        &table_name,
+                    );
+                    rows.push((
+                        catalog_name.clone(),
+                        schema_name.clone(),
+                        table_name,
+                        table_type,
+                        Arc::new(columns),
+                    ));
+                }
+            }
+        }
+        Ok(rows)
+    }
+}
+
+fn single_batch<E: std::fmt::Display>(
+    batch: Result<RecordBatch, E>,
+) -> Result<FlightDataStream, Status> {
+    let batch = batch.map_err(|e| Status::internal(e.to_string()))?;
+    Ok(encode_batches(
+        batch.schema(),
+        futures::stream::iter([Ok(batch)]),
+    ))
+}
+
+fn schema_bytes(schema: &arrow::datatypes::Schema) -> Result<bytes::Bytes, Status> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+    Ok(bytes)
+}
+
+type HandshakeStream = Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl FlightSqlService for TributaryFlightSql {
+    type FlightService = Self;
+
+    /// Accepts every client: authentication is not configured on this server.
+    async fn do_handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<HandshakeStream>, Status> {
+        let response = HandshakeResponse {
+            protocol_version: 0,
+            payload: Default::default(),
+        };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(
+            response,
+        )]))))
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ctx = self.session(&request)?;
+        let info = flight_info(
+            &self.engine,
+            &ctx,
+            Handle::query(query.query),
+            request.into_inner(),
+        )
+        .await?;
+        Ok(Response::new(info))
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let ctx = self.session(&request)?;
+        let handle = Handle::decode(&query.prepared_statement_handle)?;
+        let info = flight_info(&self.engine, &ctx, handle, request.into_inner()).await?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let ctx = self.session(&request)?;
+        let stream = do_get(&self.engine, &ctx, ticket_handle(&ticket)?).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let ctx = self.session(&request)?;
+        let handle = Handle::decode(&query.prepared_statement_handle)?;
+        Ok(Response::new(do_get(&self.engine, &ctx, handle).await?))
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let ctx = self.session(&request)?;
+        let plan = self
+            .engine
+            .plan(&ctx, &query.query)
+            .await
+            .map_err(status_of)?;
+        let dataset_schema = if is_write(&plan) {
+            count_schema()
+        } else {
+            client_schema(plan.schema().as_arrow())
+        };
+        let mut parameters: Vec<_> = plan
+            .get_parameter_fields()
+            .map_err(|e| status_of(e.into()))?
+            .into_iter()
+            .collect();
+        parameters.sort_by_key(|(id, _)| {
+            id.trim_start_matches('$')
+                .parse::<usize>()
+                .unwrap_or(usize::MAX)
+        });
+        let parameter_schema = arrow::datatypes::Schema::new(
+            parameters
+                .into_iter()
+                .map(|(id, field)| match field {
+                    Some(field) => field.as_ref().clone().with_name(id),
+                    None => {
+                        arrow::datatypes::Field::new(id, arrow::datatypes::DataType::Null, true)
+                    }
+                })
+                .collect::<Vec<_>>(),
+        );
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: Handle::query(query.query).encode()?,
+            dataset_schema: schema_bytes(&dataset_schema)?,
+            parameter_schema: schema_bytes(&client_schema(&parameter_schema))?,
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        _request: Request<arrow_flight::Action>,
+    ) -> Result<(), Status> {
+        // Handles carry their statement: there is nothing to release.
+        Ok(())
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let Handle::Query { sql, .. } = Handle::decode(&query.prepared_statement_handle)? else {
+            return Err(Status::invalid_argument(
+                "parameters bind to a query handle only",
+            ));
+        };
+        let batches = read_batches(request.into_inner()).await?;
+        let parameters = match batches.as_slice() {
+            [] => None,
+            [one] => Some(one.clone()),
+            many => Some(
+                arrow::compute::concat_batches(&many[0].schema(), many)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            ),
+        };
+        let handle = Handle::Query { sql, parameters };
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(handle.encode()?),
+        })
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let ctx = self.session(&request)?;
+        let Handle::Query { sql, parameters } = Handle::decode(&query.prepared_statement_handle)?
+        else {
+            return Err(Status::invalid_argument("not an update handle"));
+        };
+        let uploaded = read_batches(request.into_inner()).await?;
+        let bound = match uploaded.as_slice() {
+            [] => parameters,
+            [one] => Some(one.clone()),
+            many => Some(
+                arrow::compute::concat_batches(&many[0].schema(), many)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
+            ),
+        };
+        execute_update(&self.engine, &ctx, &sql, bound.as_ref()).await
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        command: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let ctx = self.session(&request)?;
+        execute_update(&self.engine, &ctx, &command.query, None).await
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        command: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let ctx = self.session(&request)?;
+        if command
+            .schema
+            .as_deref()
+            .is_some_and(|s| s != PUBLIC_SCHEMA)
+        {
+            return Err(Status::invalid_argument(format!(
+                "schema '{}' does not exist: every tenant has one schema, '{PUBLIC_SCHEMA}'",
+                command.schema.unwrap_or_default()
+            )));
+        }
+        if command.temporary {
+            return Err(Status::invalid_argument(
+                "temporary tables are not supported",
+            ));
+        }
+        let tenant = command
+            .catalog
+            .clone()
+            .unwrap_or_else(|| ctx.state().config_options().catalog.default_catalog.clone());
+        let options = command.table_definition_options.unwrap_or_default();
+        let if_missing = match options.if_not_exist() {
+            TableNotExistOption::Fail => IfTableMissing::Fail,
+            TableNotExistOption::Create | TableNotExistOption::Unspecified => {
+                IfTableMissing::Create
+            }
+        };
+        let exists = self
+            .engine
+            .catalog()
+            .require_tenant(&tenant)
+            .map_err(|e| status_of(e.into()))?
+            .has_table(&command.table);
+        match options.if_exists() {
+            TableExistsOption::Fail if exists => {
+                return Err(Status::already_exists(format!(
+                    "table '{tenant}.{PUBLIC_SCHEMA}.{}' already exists",
+                    command.table
+                )));
+            }
+            TableExistsOption::Replace if exists => {
+                return Err(Status::invalid_argument(
+                    "ingest with replace is not supported: drop the table first",
+                ));
+            }
+            _ => {}
+        }
+        let batches = read_batches(request.into_inner()).await?;
+        let rows = self
+            .engine
+            .append(&tenant, &command.table, batches, if_missing)
+            .await
+            .map_err(status_of)?;
+        i64::try_from(rows).map_err(|_| Status::internal("row count overflow"))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        self.metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let ctx = self.session(&request)?;
+        let mut builder: GetCatalogsBuilder = query.into_builder();
+        for name in ctx.catalog_names() {
+            builder.append(name);
+        }
+        Ok(Response::new(single_batch(builder.build())?))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        self.metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let ctx = self.session(&request)?;
+        let mut builder: GetDbSchemasBuilder = query.into_builder();
+        for catalog_name in ctx.catalog_names() {
+            if let Some(catalog) = ctx.catalog(&catalog_name) {
+                for schema_name in catalog.schema_names() {
+                    builder.append(&catalog_name, schema_name);
+                }
+            }
+        }
+        Ok(Response::new(single_batch(builder.build())?))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        self.metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let ctx = self.session(&request)?;
+        let catalog_filter = query.catalog.clone();
+        let mut builder: GetTablesBuilder = query.into_builder();
+        for (catalog, schema, table, table_type, columns) in
+            self.list_tables(&ctx, catalog_filter.as_deref()).await?
+        {
+            builder
+                .append(catalog, schema, table, table_type, &columns)
+                .map_err(|e| Status::internal(e.to_string()))?;
+        }
+        Ok(Response::new(single_batch(builder.build())?))
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.into_builder().schema();
+        self.metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        let mut builder = query.into_builder();
+        let mut types = vec![
+            self.options.table_type_label.clone(),
+            "VIEW".to_string(),
+            "SYSTEM TABLE".to_string(),
+        ];
+        types.sort();
+        for table_type in types {
+            builder.append(table_type);
+        }
+        Ok(Response::new(single_batch(builder.build())?))
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&SQL_INFO).schema();
+        self.metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        Ok(Response::new(single_batch(
+            query.into_builder(&SQL_INFO).build(),
+        )?))
+    }
+
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&XDBC_TYPE_INFO).schema();
+        self.metadata_info(&query, &schema, request.into_inner())
+    }
+
+    async fn do_get_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        Ok(Response::new(single_batch(
+            query.into_builder(&XDBC_TYPE_INFO).build(),
+        )?))
+    }
+
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(&query, &primary_keys_schema(), request.into_inner())
+    }
+
+    async fn do_get_primary_keys(
+        &self,
+        _query: CommandGetPrimaryKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        Ok(Response::new(single_batch(Ok::<_, Status>(empty(
+            primary_keys_schema(),
+        )))?))
+    }
+
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(&query, &foreign_keys_schema(), request.into_inner())
+    }
+
+    async fn do_get_exported_keys(
+        &self,
+        _query: CommandGetExportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        Ok(Response::new(single_batch(Ok::<_, Status>(empty(
+            foreign_keys_schema(),
+        )))?))
+    }
+
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(&query, &foreign_keys_schema(), request.into_inner())
+    }
+
+    async fn do_get_imported_keys(
+        &self,
+        _query: CommandGetImportedKeys,
+        _request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        Ok(Response::new(single_batch(Ok::<_, Status>(empty(
+            foreign_keys_schema(),
+        )))?))
+    }
+
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        self.metadata_info(&query, &foreign_keys_schema(), request.into_inner())
+    }
+
+    async fn do_get_cross_reference(
+        &self,
+        _query: CommandGetCrossReference,
+        _request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        Ok(Response::new(single_batch(Ok::<_, Status>(empty(
+            foreign_keys_schema(),
+        )))?))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}

@@ -1,0 +1,193 @@
+//! Running SQL for Flight SQL: planning a statement into a `FlightInfo`, streaming its results
+//! for `DoGet`, binding prepared-statement parameters, and bulk ingest.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::{ProstMessageExt, TicketStatementQuery};
+use arrow_flight::{FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::prelude::SessionContext;
+use futures::{Stream, StreamExt, TryStreamExt};
+use prost::Message;
+use tonic::Status;
+use tributary_engine::{Engine, count_schema, is_write};
+
+use crate::error::{status_of, status_of_datafusion};
+use crate::flight::edge::{client_schema, to_client_batch};
+use crate::flight::handle::Handle;
+
+/// Largest Flight message sent: gRPC clients' default limit is 4 MiB, so stay under it.
+pub(crate) const FLIGHT_DATA_BYTES_MAX: usize = 2 * 1024 * 1024;
+
+/// The stream type `DoGet` answers with.
+pub(crate) type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send>>;
+
+/// Plans a handle's statement. A write runs now (DDL must have happened when `execute` returns)
+/// and the ticket carries its row count; a query's ticket carries the SQL to run at `DoGet`.
+pub(crate) async fn flight_info(
+    engine: &Engine,
+    ctx: &SessionContext,
+    handle: Handle,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
+    let (schema, ticket_handle) = match handle {
+        Handle::Query { sql, parameters } => {
+            let plan = engine
+                .plan_with_params(ctx, &sql, param_values(parameters.as_ref())?)
+                .await
+                .map_err(status_of)?;
+            if is_write(&plan) {
+                let count = engine.execute_write(ctx, plan).await.map_err(status_of)?;
+                (count_schema(), Handle::Written { count })
+            } else {
+                (
+                    client_schema(plan.schema().as_arrow()),
+                    Handle::Query { sql, parameters },
+                )
+            }
+        }
+        written @ Handle::Written { .. } => (count_schema(), written),
+    };
+    let ticket = TicketStatementQuery {
+        statement_handle: ticket_handle.encode()?,
+    };
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()));
+    Ok(FlightInfo::new()
+        .try_with_schema(&schema)
+        .map_err(|e| Status::internal(e.to_string()))?
+        .with_endpoint(endpoint)
+        .with_descriptor(descriptor)
+        .with_total_records(-1)
+        .with_total_bytes(-1))
+}
+
+/// Streams a ticket's results, converted to the schema its `FlightInfo` announced.
+pub(crate) async fn do_get(
+    engine: &Engine,
+    ctx: &SessionContext,
+    handle: Handle,
+) -> Result<FlightDataStream, Status> {
+    match handle {
+        Handle::Written { count } => Ok(encode_batches(
+            count_schema(),
+            futures::stream::iter([Ok(tributary_engine::statement::count_batch(count))]),
+        )),
+        Handle::Query { sql, parameters } => {
+            let plan = engine
+                .plan_with_params(ctx, &sql, param_values(parameters.as_ref())?)
+                .await
+                .map_err(status_of)?;
+            let schema = if is_write(&plan) {
+                count_schema()
+            } else {
+                client_schema(plan.schema().as_arrow())
+            };
+            let stream = engine.execute(ctx, plan).await.map_err(status_of)?;
+            let target = Arc::clone(&schema);
+            let batches = stream.map(move |batch| {
+                let batch = batch.map_err(|e| FlightError::from(status_of_datafusion(e)))?;
+                Ok(to_client_batch(&batch, &target)?)
+            });
+            Ok(encode_batches(schema, batches))
+        }
+    }
+}
+
+/// Encodes batches as Flight data, each message at most [`FLIGHT_DATA_BYTES_MAX`].
+pub(crate) fn encode_batches(
+    schema: SchemaRef,
+    batches: impl Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
+) -> FlightDataStream {
+    Box::pin(
+        FlightDataEncoderBuilder::new()
+            .with_schema(schema)
+            .with_max_flight_data_size(FLIGHT_DATA_BYTES_MAX)
+            .build(batches)
+            .map_err(Status::from),
+    )
+}
+
+/// Reads the record batches a client sent with `DoPut`.
+pub(crate) async fn read_batches(
+    stream: impl Stream<Item = Result<FlightData, Status>> + Send + 'static,
+) -> Result<Vec<RecordBatch>, Status> {
+    let decoded = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+        stream.map_err(FlightError::from),
+    );
+    decoded.try_collect().await.map_err(|e| match e {
+        FlightError::Tonic(status) => *status,
+        other => Status::invalid_argument(format!("cannot read the uploaded batches: {other}")),
+    })
+}
+
+/// Parameters for one execution: the first (only) row of the bound batch, by position.
+pub(crate) fn param_values(
+    parameters: Option<&RecordBatch>,
+) -> Result<Option<ParamValues>, Status> {
+    let Some(batch) = parameters else {
+        return Ok(None);
+    };
+    if batch.num_rows() != 1 {
+        return Err(Status::invalid_argument(format!(
+            "bind exactly one row of parameters per query execution (got {})",
+            batch.num_rows()
+        )));
+    }
+    row_params(batch, 0).map(Some)
+}
+
+/// Parameters from one row of a bound batch, by position (`$1` is the first column).
+pub(crate) fn row_params(batch: &RecordBatch, row: usize) -> Result<ParamValues, Status> {
+    let values = batch
+        .columns()
+        .iter()
+        .map(|column| ScalarValue::try_from_array(column, row))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Status::invalid_argument(format!("cannot read parameter: {e}")))?;
+    Ok(ParamValues::from(values))
+}
+
+/// Decodes a ticket that `flight_info` produced.
+pub(crate) fn ticket_handle(ticket: &TicketStatementQuery) -> Result<Handle, Status> {
+    Handle::decode(&ticket.statement_handle)
+}
+
+/// Wraps a command for a ticket, so `DoGet` dispatches back to the matching metadata call.
+pub(crate) fn command_ticket(command: &impl ProstMessageExt) -> Ticket {
+    Ticket::new(command.as_any().encode_to_vec())
+}
+
+/// Runs a write with each row of `parameters` bound in turn (or once without); returns the total
+/// rows changed.
+pub(crate) async fn execute_update(
+    engine: &Engine,
+    ctx: &SessionContext,
+    sql: &str,
+    parameters: Option<&RecordBatch>,
+) -> Result<i64, Status> {
+    let rows: Vec<Option<ParamValues>> = match parameters {
+        None => vec![None],
+        Some(batch) => (0..batch.num_rows())
+            .map(|row| row_params(batch, row).map(Some))
+            .collect::<Result<_, _>>()?,
+    };
+    let mut total = 0u64;
+    for params in rows {
+        let plan = engine
+            .plan_with_params(ctx, sql, params)
+            .await
+            .map_err(status_of)?;
+        if !is_write(&plan) {
+            return Err(Status::invalid_argument(
+                "not a statement that changes data: run queries with CommandStatementQuery",
+            ));
+        }
+        total += engine.execute_write(ctx, plan).await.map_err(status_of)?;
+    }
+    i64::try_from(total).map_err(|_| Status::internal("row count overflow"))
+}

@@ -13,6 +13,9 @@ use tributary_engine::Engine;
 use crate::error::{Error, Result};
 use crate::flight::{FlightOptions, TributaryFlightSql};
 
+/// How long running calls may take to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Largest gRPC message accepted from clients (bulk loads send large batches).
 const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
@@ -92,14 +95,28 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         "Tributary Flight SQL listening on {addr} (data: {})",
         args.data
     );
-    tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(20)))
-        // JDBC sends its URL parameters as headers; the default 8 KiB list is too small.
-        .http2_max_header_list_size(64 * 1024)
-        .add_service(server)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
-        .await?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(
+        tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            // JDBC sends its URL parameters as headers; the default 8 KiB list is too small.
+            .http2_max_header_list_size(64 * 1024)
+            .add_service(server)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                let _ = stop_rx.await;
+            }),
+    );
+    shutdown_signal().await;
+    let _ = stop_tx.send(());
+    // In-flight calls get a grace period; idle client connections do not hold the exit.
+    match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(join_error)) => {
+            return Err(Error::BadInput(format!("server task failed: {join_error}")));
+        }
+        Err(_elapsed) => tracing::warn!("calls still running after the grace period; exiting"),
+    }
     println!("Tributary stopped");
     Ok(())
 }

@@ -200,9 +200,27 @@ fn read_csv(path: &Path, table_schema: Option<SchemaRef>) -> Result<Vec<RecordBa
         .map_err(|e| bad(e.to_string()))?;
     let batches = reader
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| bad(e.to_string()));
+        .map_err(|e| bad(file_line_numbers(&e.to_string())));
     bar.finish_and_clear();
     batches
+}
+
+/// arrow-csv counts data records from 1 after the header; people count the file's lines.
+fn file_line_numbers(message: &str) -> String {
+    const MARKER: &str = "at line ";
+    let Some(start) = message.find(MARKER).map(|i| i + MARKER.len()) else {
+        return message.to_string();
+    };
+    let digits: String = message[start..].chars().take_while(char::is_ascii_digit).collect();
+    match digits.parse::<u64>() {
+        Ok(record) => format!(
+            "{}{}{}",
+            &message[..start],
+            record + 1,
+            &message[start + digits.len()..]
+        ),
+        Err(_) => message.to_string(),
+    }
 }
 
 fn read_ndjson(path: &Path, table_schema: Option<SchemaRef>) -> Result<Vec<RecordBatch>> {

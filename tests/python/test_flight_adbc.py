@@ -1,0 +1,155 @@
+"""Python ADBC (adbc-driver-flightsql) against the real server: generated data imported with
+`tributary import`, queried and checked against pyarrow on the same files; metadata calls;
+prepared statements; DDL at execute time; errors that change nothing."""
+
+import subprocess
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import BINARY
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sample")
+    subprocess.run(
+        [BINARY, "generate", "--customers", "10000", "--seed", "7", "--out", str(out)],
+        check=True, capture_output=True, timeout=600,
+    )
+    return out
+
+
+def test_generated_data_imported_and_grouped_matches_pyarrow(server, connect, sample):
+    for table in ["events", "identities", "orders"]:
+        result = server.cli("import", str(sample / f"{table}.parquet"), "--table", table)
+        assert f"into {table}" in result.stdout
+
+    expected = (
+        pq.read_table(sample / "events.parquet")
+        .group_by("event").aggregate([("message_id", "count")])
+        .rename_columns(["event", "n"])
+    )
+    expected = {row["event"]: row["n"] for row in expected.to_pylist()}
+    assert sum(expected.values()) > 400_000  # about 50 events per customer
+
+    conn = connect(server)
+    with conn.cursor() as cur:
+        cur.execute("SELECT event, count(*) AS n FROM events GROUP BY event")
+        got = {row[0]: row[1] for row in cur.fetchall()}
+    assert got == expected
+
+    orders = pq.read_table(sample / "orders.parquet")
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*), sum(amount) FROM orders")
+        count, total = cur.fetchone()
+    assert count == orders.num_rows
+    assert total == pytest.approx(pc.sum(orders["amount"]).as_py())
+
+    # JSON properties are queryable: purchase revenue equals the orders' amounts.
+    with conn.cursor() as cur:
+        cur.execute("SELECT sum(json_get_float(properties, 'revenue')) FROM events WHERE event = 'purchase'")
+        assert cur.fetchone()[0] == pytest.approx(total)
+
+
+def test_metadata_calls(server, connect):
+    conn = connect(server)
+    objects = conn.adbc_get_objects(depth="columns").read_all().to_pylist()
+    catalogs = {c["catalog_name"]: c for c in objects}
+    assert "default" in catalogs
+    public = next(s for s in catalogs["default"]["catalog_db_schemas"] if s["db_schema_name"] == "public")
+    tables = {t["table_name"]: t for t in public["db_schema_tables"]}
+    assert {"events", "identities", "profiles"} <= set(tables)
+    event_columns = [c["column_name"] for c in tables["events"]["table_columns"]]
+    assert event_columns[:3] == ["message_id", "type", "event"]
+
+    schema = conn.adbc_get_table_schema("events", catalog_filter="default", db_schema_filter="public")
+    assert schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("properties").type == pa.string()
+
+    assert set(conn.adbc_get_table_types()) >= {"TABLE", "VIEW"}
+    info = conn.adbc_get_info()
+    assert info["vendor_name"] == "Tributary"
+
+
+def test_prepared_statement_with_parameter(server, connect):
+    conn = connect(server)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE points (player VARCHAR, score BIGINT)")
+        cur.execute("INSERT INTO points VALUES ('ann', 5), ('bob', 15), ('cy', 25)")
+        cur.execute("SELECT player FROM points WHERE score > $1 ORDER BY player", parameters=(10,))
+        assert [r[0] for r in cur.fetchall()] == ["bob", "cy"]
+        cur.execute("SELECT player FROM points WHERE player = $1", parameters=("ann",))
+        assert cur.fetchall() == [("ann",)]
+        # Results arrive as plain Arrow strings, never string views.
+        cur.execute("SELECT player FROM points")
+        assert cur.fetch_arrow_table().schema.field("player").type == pa.string()
+
+
+def test_ddl_runs_at_execute_and_errors_change_nothing(server, connect):
+    conn = connect(server)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE made_now (id BIGINT)")
+    # The table exists without anyone fetching the CREATE's result.
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'made_now'")
+        assert cur.fetchone()[0] == 1
+
+    import adbc_driver_manager
+    with conn.cursor() as cur:
+        with pytest.raises(adbc_driver_manager.ProgrammingError, match="SQL error"):
+            cur.execute("SELEC 1")
+        with pytest.raises(adbc_driver_manager.ProgrammingError, match="no_such_table"):
+            cur.execute("SELECT * FROM no_such_table")
+        with pytest.raises(adbc_driver_manager.Error):
+            cur.execute("INSERT INTO made_now VALUES ('not a number')")
+        cur.execute("SELECT count(*) FROM made_now")
+        assert cur.fetchone()[0] == 0
+
+
+def test_adbc_bulk_ingest(server, connect):
+    conn = connect(server)
+    data = pa.table({"sku": ["a", "b"], "qty": pa.array([1, 2], pa.int64())})
+    with conn.cursor() as cur:
+        assert cur.adbc_ingest("stock", data, mode="create") == 2
+        assert cur.adbc_ingest("stock", data, mode="append") == 2
+        cur.execute("SELECT sku, sum(qty) FROM stock GROUP BY sku ORDER BY sku")
+        assert cur.fetchall() == [("a", 2), ("b", 4)]
+
+
+def test_malformed_import_reports_line_and_writes_nothing(server, connect, tmp_path):
+    conn = connect(server)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE people (id BIGINT NOT NULL, name VARCHAR)")
+        cur.execute("INSERT INTO people VALUES (1, 'ann')")
+    bad_csv = tmp_path / "people.csv"
+    bad_csv.write_text("id,name\n2,bob\n3,cy\nfour,dee\n")
+    result = server.cli("import", str(bad_csv), "--table", "people", check=False)
+    assert result.returncode != 0
+    assert "line 4" in result.stderr, result.stderr
+    bad_json = tmp_path / "people.ndjson"
+    bad_json.write_text('{"id": 2, "name": "bob"}\n{"id": 3, "name": \n')
+    result = server.cli("import", str(bad_json), "--table", "people", check=False)
+    assert result.returncode != 0 and "line 2" in result.stderr, result.stderr
+    missing_required = tmp_path / "noid.csv"
+    missing_required.write_text("name\nbob\n")
+    result = server.cli("import", str(missing_required), "--table", "people", check=False)
+    assert result.returncode != 0 and "id" in result.stderr, result.stderr
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM people")
+        assert cur.fetchone()[0] == 1
+    good = tmp_path / "good.csv"
+    good.write_text("name,id\nbob,2\n")
+    server.cli("import", str(good), "--table", "people")
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, name FROM people ORDER BY id")
+        assert cur.fetchall() == [(1, "ann"), (2, "bob")]
+
+
+def test_sql_command_answers(server):
+    result = server.cli("sql", "-c", "select 1")
+    assert "| 1 " in result.stdout
+    result = server.cli("sql", "-c", "select * from nope", check=False)
+    assert result.returncode != 0 and "nope" in result.stderr

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every Tributary test on a fresh machine: Rust unit, SQL logic and end-to-end tests, then
+# the Python end-to-end tests (ADBC Flight SQL client, Delta interop, S3-compatible store).
+# Installs what it needs: a Python venv outside the clone with the client packages.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
+VENV="${TRIBUTARY_VENV:-$HOME/.cache/tributary-venv}"
+PY_PACKAGES=(pyarrow adbc-driver-flightsql adbc-driver-manager deltalake polars pytest "moto[server]" boto3)
+
+echo "== build (target dir: $CARGO_TARGET_DIR)"
+cargo build --workspace --all-targets --locked
+
+echo "== Rust tests"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+echo "== Python venv ($VENV)"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
+
+echo "== Python end-to-end tests"
+TRIBUTARY_BIN="$CARGO_TARGET_DIR/debug/tributary" "$VENV/bin/python" -m pytest -q tests/python

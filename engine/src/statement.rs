@@ -209,7 +209,7 @@ fn resolve(
     ctx: &SessionContext,
     reference: &TableReference,
 ) -> Result<(Arc<TenantSchema>, String)> {
-    let options = ctx.state().config_options().clone();
+    let options = Arc::clone(ctx.state().config_options());
     let ResolvedTableReference {
         catalog: tenant,
         schema,

@@ -211,7 +211,10 @@ fn file_line_numbers(message: &str) -> String {
     let Some(start) = message.find(MARKER).map(|i| i + MARKER.len()) else {
         return message.to_string();
     };
-    let digits: String = message[start..].chars().take_while(char::is_ascii_digit).collect();
+    let digits: String = message[start..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     match digits.parse::<u64>() {
         Ok(record) => format!(
             "{}{}{}",
@@ -303,14 +306,15 @@ fn decode_rows(
         decoder.serialize(&values)?;
         Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
     };
-    decode(rows).or_else(|chunk_error| {
-        // Find the first line at fault to report it.
-        for row in rows {
-            if let Err(e) = decode(std::slice::from_ref(row)) {
-                return Err(bad(row.0, e.to_string()));
-            }
-        }
-        Err(bad(rows[0].0, chunk_error.to_string()))
+    decode(rows).map_err(|chunk_error| {
+        // Report the first line at fault, not just the chunk.
+        rows.iter()
+            .find_map(|row| {
+                decode(std::slice::from_ref(row))
+                    .err()
+                    .map(|e| bad(row.0, e.to_string()))
+            })
+            .unwrap_or_else(|| bad(rows[0].0, chunk_error.to_string()))
     })
 }
 

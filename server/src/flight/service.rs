@@ -408,7 +408,7 @@ impl FlightSqlService for TributaryFlightSql {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         self.metadata_info(&query, &schema, request.into_inner())
     }
 
@@ -529,7 +529,7 @@ impl FlightSqlService for TributaryFlightSql {
         query: CommandGetXdbcTypeInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(&XDBC_TYPE_INFO).schema();
+        let schema = query.into_builder(&XDBC_TYPE_INFO).schema();
         self.metadata_info(&query, &schema, request.into_inner())
     }
 

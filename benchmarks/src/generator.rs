@@ -17,7 +17,7 @@ use arrow::array::{
     ArrayRef, Date32Builder, Float64Builder, Int32Builder, RecordBatch, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -85,39 +85,17 @@ pub struct GenerateSummary {
 }
 
 fn ts_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+    tributary_catalog::builtin::timestamp_type()
 }
 
-/// Columns of `events.parquet` (the built-in `events` table).
+/// Columns of `events.parquet`: the built-in `events` table's.
 pub fn events_schema() -> SchemaRef {
-    let text = |n: &str, null| Field::new(n, DataType::Utf8, null);
-    Arc::new(Schema::new(vec![
-        text("message_id", false),
-        text("type", false),
-        text("event", true),
-        text("anonymous_id", true),
-        text("user_id", true),
-        Field::new("timestamp", ts_type(), false),
-        Field::new("received_at", ts_type(), true),
-        text("source", true),
-        text("properties", true),
-        text("context", true),
-        Field::new("event_date", DataType::Date32, false),
-    ]))
+    tributary_catalog::builtin::events_schema()
 }
 
-/// Columns of `identities.parquet` (the built-in `identities` table).
+/// Columns of `identities.parquet`: the built-in `identities` table's.
 pub fn identities_schema() -> SchemaRef {
-    let text = |n: &str, null| Field::new(n, DataType::Utf8, null);
-    Arc::new(Schema::new(vec![
-        text("id_type", false),
-        text("id_value", false),
-        text("linked_type", false),
-        text("linked_value", false),
-        text("source", true),
-        Field::new("observed_at", ts_type(), false),
-        text("action", false),
-    ]))
+    tributary_catalog::builtin::identities_schema()
 }
 
 /// Columns of `orders.parquet`.

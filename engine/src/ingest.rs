@@ -143,7 +143,8 @@ pub fn conform_batch(batch: &RecordBatch, target: &SchemaRef, table: &str) -> Re
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-fn column_list(schema: &Schema) -> String {
+/// The table's column names, for error messages.
+pub fn column_list(schema: &Schema) -> String {
     schema
         .fields()
         .iter()

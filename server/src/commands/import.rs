@@ -16,6 +16,8 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::commands::client::{Client, ConnectArgs};
+use tributary_engine::ingest::column_list;
+
 use crate::error::{Error, Result};
 
 /// Rows per batch read from a file.
@@ -185,7 +187,7 @@ fn read_csv(path: &Path, table_schema: Option<SchemaRef>) -> Result<Vec<RecordBa
                     Err(_) => Err(bad(format!(
                         "column '{}' is not in the table (its columns: {})",
                         f.name(),
-                        column_names(table)
+                        column_list(table)
                     ))),
                 })
                 .collect::<Result<Vec<_>>>()?,
@@ -260,7 +262,7 @@ fn read_ndjson(path: &Path, table_schema: Option<SchemaRef>) -> Result<Vec<Recor
                 number,
                 format!(
                     "field '{unknown}' is not a column (columns: {})",
-                    column_names(&schema)
+                    column_list(&schema)
                 ),
             ));
         }
@@ -316,15 +318,6 @@ fn decode_rows(
             })
             .unwrap_or_else(|| bad(rows[0].0, chunk_error.to_string()))
     })
-}
-
-fn column_names(schema: &Schema) -> String {
-    schema
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

@@ -153,3 +153,26 @@ def test_sql_command_answers(server):
     assert "| 1 " in result.stdout
     result = server.cli("sql", "-c", "select * from nope", check=False)
     assert result.returncode != 0 and "nope" in result.stderr
+
+
+def test_tenant_header_picks_the_default_catalog(server, connect):
+    import adbc_driver_manager
+    from adbc_driver_flightsql import dbapi
+
+    conn = connect(server)
+    with conn.cursor() as cur:
+        cur.execute("CREATE DATABASE acme")
+        cur.execute("CREATE TABLE acme.public.notes (t VARCHAR)")
+        cur.execute("INSERT INTO acme.public.notes VALUES ('hi')")
+        # The default tenant has no such table.
+        with pytest.raises(adbc_driver_manager.ProgrammingError, match="notes"):
+            cur.execute("SELECT t FROM notes")
+    header = "adbc.flight.sql.rpc.call_header.x-tributary-tenant"
+    with dbapi.connect(server.uri, db_kwargs={header: "acme"}, autocommit=True) as acme:
+        with acme.cursor() as cur:
+            cur.execute("SELECT t FROM notes")
+            assert cur.fetchall() == [("hi",)]
+    with dbapi.connect(server.uri, db_kwargs={header: "nope"}, autocommit=True) as nope:
+        with nope.cursor() as cur:
+            with pytest.raises(adbc_driver_manager.Error, match="tenant 'nope' does not exist"):
+                cur.execute("SELECT 1")

@@ -36,7 +36,7 @@ use crate::flight::metadata::{
 };
 use crate::flight::statements::{
     FlightDataStream, command_ticket, do_get, encode_batches, execute_update, flight_info,
-    read_batches, ticket_handle,
+    read_batches, read_parameters, ticket_handle,
 };
 
 /// The header that names the tenant a call runs for.
@@ -296,15 +296,7 @@ impl FlightSqlService for TributaryFlightSql {
                 "parameters bind to a query handle only",
             ));
         };
-        let batches = read_batches(request.into_inner()).await?;
-        let parameters = match batches.as_slice() {
-            [] => None,
-            [one] => Some(one.clone()),
-            many => Some(
-                arrow::compute::concat_batches(&many[0].schema(), many)
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
-            ),
-        };
+        let parameters = read_parameters(request.into_inner()).await?;
         let handle = Handle::Query { sql, parameters };
         Ok(DoPutPreparedStatementResult {
             prepared_statement_handle: Some(handle.encode()?),
@@ -321,15 +313,7 @@ impl FlightSqlService for TributaryFlightSql {
         else {
             return Err(Status::invalid_argument("not an update handle"));
         };
-        let uploaded = read_batches(request.into_inner()).await?;
-        let bound = match uploaded.as_slice() {
-            [] => parameters,
-            [one] => Some(one.clone()),
-            many => Some(
-                arrow::compute::concat_batches(&many[0].schema(), many)
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
-            ),
-        };
+        let bound = read_parameters(request.into_inner()).await?.or(parameters);
         execute_update(&self.engine, &ctx, &sql, bound.as_ref()).await
     }
 

@@ -125,6 +125,20 @@ pub(crate) async fn read_batches(
     })
 }
 
+/// The parameter rows a client bound with `DoPut`, as one batch (`None` if it sent none).
+pub(crate) async fn read_parameters(
+    stream: impl Stream<Item = Result<FlightData, Status>> + Send + 'static,
+) -> Result<Option<RecordBatch>, Status> {
+    let batches = read_batches(stream).await?;
+    match batches.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        many => arrow::compute::concat_batches(&many[0].schema(), many)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(e.to_string())),
+    }
+}
+
 /// Parameters for one execution: the first (only) row of the bound batch, by position.
 pub(crate) fn param_values(
     parameters: Option<&RecordBatch>,

@@ -1,14 +1,55 @@
 //! Tributary's SQL functions for customer data: pure DataFusion functions with no I/O, one
 //! function per module, so that any session (and any Ballista executor) can register them.
 //!
-//! [`register_all`] adds every function to a session. The behaviour-analytics, identity and
-//! value-model families (funnels, retention, sequences, RFM, CLV) are added here as they land.
+//! Names follow ClickHouse where it has the function (snake_case, with the camelCase name as an
+//! alias) and so do the semantics; docs/sql.md lists every function with examples.
+//! [`register_all`] adds every function to a session.
+
+mod args;
+pub mod retention;
+pub mod window_funnel;
+
+use std::sync::Arc;
 
 use datafusion::error::Result;
 use datafusion::execution::registry::FunctionRegistry;
+use datafusion::logical_expr::AggregateUDF;
+
+/// Every aggregate function of this crate.
+pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
+    vec![
+        Arc::new(AggregateUDF::from(window_funnel::WindowFunnel::default())),
+        Arc::new(AggregateUDF::from(retention::Retention::default())),
+    ]
+}
 
 /// Registers every Tributary function with `registry`.
 pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
-    let _ = registry;
+    for function in all_aggregate_functions() {
+        registry.register_udaf(function)?;
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn no_two_functions_share_a_name_or_alias() {
+        let mut seen = HashSet::new();
+        for function in all_aggregate_functions() {
+            for name in std::iter::once(function.name())
+                .chain(function.aliases().iter().map(String::as_str))
+            {
+                assert!(seen.insert(name.to_lowercase()), "duplicate name {name}");
+            }
+            assert!(
+                function.documentation().is_some(),
+                "{} has no documentation",
+                function.name()
+            );
+        }
+    }
 }

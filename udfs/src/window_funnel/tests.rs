@@ -1,0 +1,197 @@
+use super::*;
+use datafusion::arrow::array::{BooleanArray, Int64Array};
+
+fn params(steps: u8, window: i64, modes: &str) -> FunnelParams {
+    FunnelParams {
+        window,
+        steps,
+        modes: FunnelModes::parse(modes).unwrap(),
+    }
+}
+
+/// Events as (time, step) with step 0 meaning "no condition"; row ids follow the order.
+fn events(list: &[(i64, u64)]) -> Vec<(i64, u64)> {
+    let mut out: Vec<(i64, u64)> = list
+        .iter()
+        .enumerate()
+        .map(|(row, &(t, step))| (t, (step << STEP_SHIFT) | row as u64))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+#[test]
+fn plain_funnel_respects_the_window_boundary() {
+    let p = params(3, 10, "");
+    assert_eq!(funnel_level(&events(&[(1, 1), (5, 2), (11, 3)]), &p), 3); // 11 = 1 + 10: inside
+    assert_eq!(funnel_level(&events(&[(1, 1), (5, 2), (12, 3)]), &p), 2);
+    assert_eq!(funnel_level(&events(&[(1, 2), (2, 3)]), &p), 0); // no first step
+    assert_eq!(funnel_level(&[], &p), 0);
+}
+
+#[test]
+fn strict_modes() {
+    let dedup = params(3, 10, "strict_deduplication");
+    assert_eq!(
+        funnel_level(&events(&[(1, 1), (2, 2), (3, 2), (4, 3)]), &dedup),
+        2
+    );
+    let order = params(3, 10, "strict_order");
+    assert_eq!(
+        funnel_level(&events(&[(1, 1), (2, 2), (3, 0), (4, 3)]), &order),
+        2
+    );
+    let increase = params(2, 10, "strict_increase");
+    assert_eq!(funnel_level(&events(&[(1, 1), (1, 2)]), &increase), 1);
+    assert_eq!(
+        funnel_level(&events(&[(1, 1), (1, 2)]), &params(2, 10, "")),
+        2
+    );
+    assert!(FunnelModes::parse("allow_reentry").is_err());
+    assert!(FunnelModes::parse("bogus").is_err());
+}
+
+#[test]
+fn strict_once_uses_an_event_for_one_step() {
+    // One row matches steps 1 and 2: without strict_once it completes two steps.
+    let row_both = vec![(1, (1 << STEP_SHIFT)), (1, (2 << STEP_SHIFT))];
+    assert_eq!(funnel_level(&row_both, &params(2, 10, "")), 2);
+    assert_eq!(funnel_level(&row_both, &params(2, 10, "strict_once")), 1);
+}
+
+fn groups_for(modes: &str, steps: u8) -> FunnelGroups {
+    FunnelGroups {
+        params: params(steps, 5, modes),
+        time_index: 0,
+        groups: Vec::new(),
+        times: Vec::new(),
+        keys: Vec::new(),
+        has_rows: Vec::new(),
+        next_row: 0,
+    }
+}
+
+/// Deterministic pseudo-random numbers, enough for a test.
+fn lcg(seed: &mut u64) -> u64 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *seed >> 33
+}
+
+#[test]
+fn grouped_and_single_paths_agree_with_partial_states() {
+    for modes in [
+        "",
+        "strict_order",
+        "strict_deduplication",
+        "strict_increase",
+        "strict_once",
+        "strict_order,allow_reentry",
+    ] {
+        let mut seed = 7;
+        let rows = 400;
+        let groups = 12;
+        let times: ArrayRef = Arc::new(Int64Array::from_iter((0..rows).map(|_| {
+            let v = lcg(&mut seed) % 40;
+            (v != 0).then_some(v as i64)
+        })));
+        let conds: Vec<ArrayRef> = (0..3)
+            .map(|_| {
+                Arc::new(BooleanArray::from_iter(
+                    (0..rows).map(|_| Some(lcg(&mut seed) % 3 == 0)),
+                )) as ArrayRef
+            })
+            .collect();
+        let group_of: Vec<usize> = (0..rows)
+            .map(|_| (lcg(&mut seed) % groups) as usize)
+            .collect();
+        let mut values = vec![times];
+        values.extend(conds);
+
+        // Grouped, in one pass.
+        let mut grouped = groups_for(modes, 3);
+        grouped
+            .update_batch(&values, &group_of, None, groups as usize)
+            .unwrap();
+        let expected = grouped.evaluate(EmitTo::All).unwrap();
+
+        // Grouped, in two halves merged through their states, emitting the first 5 groups first.
+        let half = rows / 2;
+        let slice = |a: &ArrayRef, start: usize, len: usize| a.slice(start, len);
+        let mut left = groups_for(modes, 3);
+        let mut right = groups_for(modes, 3);
+        left.update_batch(
+            &values.iter().map(|v| slice(v, 0, half)).collect::<Vec<_>>(),
+            &group_of[..half],
+            None,
+            groups as usize,
+        )
+        .unwrap();
+        right
+            .update_batch(
+                &values
+                    .iter()
+                    .map(|v| slice(v, half, rows - half))
+                    .collect::<Vec<_>>(),
+                &group_of[half..],
+                None,
+                groups as usize,
+            )
+            .unwrap();
+        let state = right.state(EmitTo::All).unwrap();
+        let all_groups: Vec<usize> = (0..groups as usize).collect();
+        left.merge_batch(&state, &all_groups, groups as usize)
+            .unwrap();
+        let first = left.evaluate(EmitTo::First(5)).unwrap();
+        let rest = left.evaluate(EmitTo::All).unwrap();
+        let merged: Vec<Option<u8>> = first
+            .as_primitive::<datafusion::arrow::datatypes::UInt8Type>()
+            .iter()
+            .chain(
+                rest.as_primitive::<datafusion::arrow::datatypes::UInt8Type>()
+                    .iter(),
+            )
+            .collect();
+        let expected: Vec<Option<u8>> = expected
+            .as_primitive::<datafusion::arrow::datatypes::UInt8Type>()
+            .iter()
+            .collect();
+        assert_eq!(merged, expected, "modes {modes:?}");
+
+        // The single-group accumulator on group 0's rows.
+        let rows_of_0: Vec<u32> = (0..rows as u32)
+            .filter(|&r| group_of[r as usize] == 0)
+            .collect();
+        let indices = datafusion::arrow::array::UInt32Array::from(rows_of_0);
+        let taken: Vec<ArrayRef> = values
+            .iter()
+            .map(|v| datafusion::arrow::compute::take(v, &indices, None).unwrap())
+            .collect();
+        let mut single = FunnelAccumulator::new(groups_for(modes, 3));
+        single.update_batch(&taken).unwrap();
+        assert_eq!(
+            single.evaluate().unwrap(),
+            ScalarValue::UInt8(expected[0]),
+            "modes {modes:?}"
+        );
+    }
+}
+
+#[test]
+fn null_rows_are_skipped_and_all_null_groups_are_null() {
+    let mut acc = groups_for("", 2);
+    let times: ArrayRef = Arc::new(Int64Array::from(vec![None, Some(2), Some(3)]));
+    let first: ArrayRef = Arc::new(BooleanArray::from(vec![Some(true), None, Some(true)]));
+    let second: ArrayRef = Arc::new(BooleanArray::from(vec![
+        Some(false),
+        Some(true),
+        Some(false),
+    ]));
+    acc.update_batch(&[times, first, second], &[0, 0, 0], None, 2)
+        .unwrap();
+    let levels = acc.evaluate(EmitTo::All).unwrap();
+    let levels = levels.as_primitive::<datafusion::arrow::datatypes::UInt8Type>();
+    assert_eq!(levels.value(0), 1);
+    assert!(levels.is_null(1), "a group without rows is NULL");
+}

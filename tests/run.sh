@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
 VENV="${TRIBUTARY_VENV:-$HOME/.cache/tributary-venv}"
-PY_PACKAGES=(pyarrow adbc-driver-flightsql adbc-driver-manager deltalake polars pytest "moto[server]" boto3)
+PY_PACKAGES=(pyarrow adbc-driver-flightsql adbc-driver-manager deltalake polars pytest "moto[server]" boto3 chdb duckdb)
 
 echo "== build (target dir: $CARGO_TARGET_DIR)"
 cargo build --workspace --all-targets --locked

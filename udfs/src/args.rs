@@ -169,11 +169,11 @@ pub(crate) fn check_conditions(function: &str, types: &[DataType], first: usize)
 /// Longest list of conditions (ClickHouse's limit for funnels and retention).
 pub(crate) const CONDITIONS_MAX: usize = 32;
 
-/// Rejects an empty or too long condition list.
-pub(crate) fn check_condition_count(function: &str, count: usize) -> Result<()> {
-    if count == 0 || count > CONDITIONS_MAX {
+/// Rejects a condition list shorter than `min` or longer than [`CONDITIONS_MAX`].
+pub(crate) fn check_condition_count(function: &str, min: usize, count: usize) -> Result<()> {
+    if count < min || count > CONDITIONS_MAX {
         return plan_err!(
-            "{function}: give between 1 and {CONDITIONS_MAX} conditions, got {count}"
+            "{function}: give between {min} and {CONDITIONS_MAX} conditions, got {count}"
         );
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! `retention(cond1, …, condN)`: for each condition, whether the group (a person) met it along
 //! with the first — ClickHouse's `retention`. The answer is a list of 0/1: element 1 is whether
 //! `cond1` held for any row; element `i` is whether `cond1` held for some row and `condi` for
-//! some (maybe other) row. A NULL condition counts as not met.
+//! some (maybe other) row. Rows where any condition is NULL are skipped (as ClickHouse does
+//! with `Nullable` arguments).
 //!
 //! The state per group is one `u32` bitmask of the conditions met.
 
@@ -37,7 +38,7 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
         "SELECT retention(event_date = DATE '2026-01-01', event_date = DATE '2026-01-02', \
          event_date = DATE '2026-01-08') FROM events GROUP BY user_id",
     )
-    .with_argument("condN", "boolean condition (1 to 32)")
+    .with_argument("condN", "boolean condition (2 to 32)")
     .build()
 });
 
@@ -69,7 +70,8 @@ impl AggregateUDFImpl for Retention {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        check_condition_count(NAME, arg_types.len())?;
+        // As ClickHouse: a retention needs a first condition and at least one more.
+        check_condition_count(NAME, 2, arg_types.len())?;
         check_conditions(NAME, arg_types, 0)?;
         Ok(result_type())
     }
@@ -104,7 +106,7 @@ impl AggregateUDFImpl for Retention {
     }
 
     fn default_value(&self, _data_type: &DataType) -> Result<ScalarValue> {
-        let empty = RetentionGroups::new(1, 1).results(&[0]);
+        let empty = RetentionGroups::new(2, 1).results(&[0]);
         ScalarValue::try_from_array(&empty, 0)
     }
 
@@ -161,10 +163,15 @@ impl GroupsAccumulator for RetentionGroups {
             .iter()
             .map(|v| Ok(cast(v, &DataType::Boolean)?.as_boolean().clone()))
             .collect::<Result<_>>()?;
-        for (bit, condition) in conditions.iter().enumerate() {
-            for (row, &group) in group_indices.iter().enumerate() {
-                let counted = opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
-                if counted && condition.is_valid(row) && condition.value(row) {
+        for (row, &group) in group_indices.iter().enumerate() {
+            let counted = opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
+            // A row with any NULL condition is skipped, as ClickHouse does with Nullable
+            // arguments.
+            if !counted || conditions.iter().any(|c| c.is_null(row)) {
+                continue;
+            }
+            for (bit, condition) in conditions.iter().enumerate() {
+                if condition.value(row) {
                     self.met[group] |= 1 << bit;
                 }
             }
@@ -276,9 +283,10 @@ mod tests {
         groups
             .update_batch(&values, &[0, 0, 0, 1], None, 2)
             .unwrap();
+        // Row 1 has a NULL condition and is skipped: no counted row of group 0 meets cond2.
         assert_eq!(
             lists(&groups.evaluate(EmitTo::All).unwrap()),
-            [vec![1, 1, 1], vec![0, 0, 0]]
+            [vec![1, 0, 1], vec![0, 0, 0]]
         );
     }
 

@@ -302,7 +302,7 @@ fn layout(types: &[DataType]) -> Result<(Option<usize>, usize)> {
         );
     }
     let conditions = &types[time + 1..];
-    check_condition_count(NAME, conditions.len())?;
+    check_condition_count(NAME, 1, conditions.len())?;
     check_conditions(NAME, conditions, time + 1)?;
     Ok((mode, time))
 }

@@ -99,7 +99,7 @@ fn grouped_and_single_paths_agree_with_partial_states() {
         let conds: Vec<ArrayRef> = (0..3)
             .map(|_| {
                 Arc::new(BooleanArray::from_iter(
-                    (0..rows).map(|_| Some(lcg(&mut seed) % 3 == 0)),
+                    (0..rows).map(|_| Some(lcg(&mut seed).is_multiple_of(3))),
                 )) as ArrayRef
             })
             .collect();

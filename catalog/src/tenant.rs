@@ -258,7 +258,8 @@ async fn open_table(table: DeltaTable) -> Result<OpenTable> {
 }
 
 /// The schema a table is stored with: view and dictionary types become their plain Arrow
-/// equivalents (Delta has one string type), field metadata is dropped.
+/// equivalents (Delta has one string type), timestamps become microseconds (Delta's unit), field
+/// metadata is dropped.
 pub fn storage_schema(schema: &Schema) -> Schema {
     let fields: Vec<Field> = schema
         .fields()
@@ -273,6 +274,10 @@ fn storage_type(data_type: &DataType) -> DataType {
         DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
         DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
         DataType::Dictionary(_, value) => storage_type(value),
+        // Delta stores times as microseconds.
+        DataType::Timestamp(_, tz) => {
+            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, tz.clone())
+        }
         other => other.clone(),
     }
 }

@@ -274,7 +274,8 @@ impl Default for WindowFunnel {
     fn default() -> Self {
         Self {
             signature: Signature::variadic_any(Volatility::Immutable),
-            aliases: vec!["windowFunnel".to_string()],
+            // Unquoted SQL identifiers are folded to lowercase, so `windowFunnel` arrives as this.
+            aliases: vec!["windowfunnel".to_string()],
         }
     }
 }

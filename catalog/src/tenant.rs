@@ -275,9 +275,10 @@ fn storage_type(data_type: &DataType) -> DataType {
         DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
         DataType::Dictionary(_, value) => storage_type(value),
         // Delta stores times as microseconds.
-        DataType::Timestamp(_, tz) => {
-            DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, tz.clone())
-        }
+        DataType::Timestamp(_, tz) => DataType::Timestamp(
+            datafusion::arrow::datatypes::TimeUnit::Microsecond,
+            tz.clone(),
+        ),
         other => other.clone(),
     }
 }

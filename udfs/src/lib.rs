@@ -6,6 +6,7 @@
 //! [`register_all`] adds every function to a session.
 
 mod args;
+mod event_buffer;
 pub mod retention;
 pub mod window_funnel;
 

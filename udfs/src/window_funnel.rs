@@ -11,12 +11,10 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, UInt8Array, UInt64Array,
-};
-use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt8Array};
+use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt64Type};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
@@ -28,6 +26,7 @@ use crate::args::{
     as_i64, check_condition_count, check_conditions, is_string_type, is_time_type, literal,
     times_as_i64, window_in_units,
 };
+use crate::event_buffer::{self, EventBuffer};
 
 /// SQL name.
 pub const NAME: &str = "window_funnel";
@@ -353,34 +352,21 @@ impl AggregateUDFImpl for WindowFunnel {
 }
 
 pub(crate) fn funnel_state_fields(name: &str) -> Vec<FieldRef> {
-    let item = |t: DataType| Arc::new(Field::new_list_field(t, false));
-    vec![
-        Arc::new(Field::new(
-            format!("{name}[times]"),
-            DataType::List(item(DataType::Int64)),
-            true,
-        )),
-        Arc::new(Field::new(
-            format!("{name}[keys]"),
-            DataType::List(item(DataType::UInt64)),
-            true,
-        )),
-        Arc::new(Field::new(
-            format!("{name}[has_rows]"),
-            DataType::Boolean,
-            true,
-        )),
-    ]
+    let mut fields = event_buffer::state_fields(name);
+    fields.push(Arc::new(Field::new(
+        format!("{name}[has_rows]"),
+        DataType::Boolean,
+        true,
+    )));
+    fields
 }
 
-/// Funnel events of many groups in one flat buffer (no allocation per group or per row).
+/// Funnel events of many groups (see [`EventBuffer`]), and which groups had usable rows.
 #[derive(Debug, Clone)]
 pub(crate) struct FunnelGroups {
     params: FunnelParams,
     time_index: usize,
-    groups: Vec<u32>,
-    times: Vec<i64>,
-    keys: Vec<u64>,
+    events: EventBuffer,
     has_rows: Vec<bool>,
     next_row: u64,
 }
@@ -412,52 +398,10 @@ impl FunnelGroups {
                 modes,
             },
             time_index,
-            groups: Vec::new(),
-            times: Vec::new(),
-            keys: Vec::new(),
+            events: EventBuffer::default(),
             has_rows: Vec::new(),
             next_row: 0,
         })
-    }
-
-    fn push(&mut self, group: usize, time: i64, key: u64) {
-        self.groups.push(group as u32);
-        self.times.push(time);
-        self.keys.push(key);
-    }
-
-    /// Moves the events of the first `n` groups out, grouped and in arrival order; renumbers
-    /// the rest. Returns offsets (n + 1) into the taken events.
-    fn take(&mut self, emit_to: EmitTo) -> (Vec<usize>, Vec<(i64, u64)>, Vec<bool>) {
-        let has_rows = emit_to.take_needed(&mut self.has_rows);
-        let n = has_rows.len();
-        let mut offsets = vec![0usize; n + 1];
-        for &g in &self.groups {
-            if (g as usize) < n {
-                offsets[g as usize + 1] += 1;
-            }
-        }
-        for i in 0..n {
-            offsets[i + 1] += offsets[i];
-        }
-        let mut taken = vec![(0i64, 0u64); offsets[n]];
-        let mut cursor = offsets.clone();
-        let (mut groups, mut times, mut keys) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..self.groups.len() {
-            let g = self.groups[i] as usize;
-            if g < n {
-                taken[cursor[g]] = (self.times[i], self.keys[i]);
-                cursor[g] += 1;
-            } else {
-                groups.push((g - n) as u32);
-                times.push(self.times[i]);
-                keys.push(self.keys[i]);
-            }
-        }
-        self.groups = groups;
-        self.times = times;
-        self.keys = keys;
-        (offsets, taken, has_rows)
     }
 
     fn ensure_groups(&mut self, total: usize) {
@@ -505,12 +449,13 @@ impl GroupsAccumulator for FunnelGroups {
             let mut matched = false;
             for (step, condition) in conditions.iter().enumerate() {
                 if condition.value(row) {
-                    self.push(group, time, ((step as u64 + 1) << STEP_SHIFT) | row_id);
+                    self.events
+                        .push(group, time, ((step as u64 + 1) << STEP_SHIFT) | row_id);
                     matched = true;
                 }
             }
             if strict_order && !matched {
-                self.push(group, time, row_id);
+                self.events.push(group, time, row_id);
             }
             self.next_row += 1;
         }
@@ -518,14 +463,15 @@ impl GroupsAccumulator for FunnelGroups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let (offsets, mut events, has_rows) = self.take(emit_to);
+        let has_rows = emit_to.take_needed(&mut self.has_rows);
+        let mut taken = self.events.take(has_rows.len());
         let levels: Vec<u8> = (0..has_rows.len())
             .map(|g| {
-                let slice = &mut events[offsets[g]..offsets[g + 1]];
-                if !slice.is_sorted() {
-                    slice.sort_unstable();
+                let events = taken.group_mut(g);
+                if !events.is_sorted() {
+                    events.sort_unstable();
                 }
-                funnel_level(slice, &self.params)
+                funnel_level(events, &self.params)
             })
             .collect();
         let nulls = NullBuffer::from(has_rows);
@@ -533,26 +479,10 @@ impl GroupsAccumulator for FunnelGroups {
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let (offsets, events, has_rows) = self.take(emit_to);
-        let offsets =
-            OffsetBuffer::new(offsets.iter().map(|&o| o as i32).collect::<Vec<_>>().into());
-        let times = Int64Array::from_iter_values(events.iter().map(|e| e.0));
-        let keys = UInt64Array::from_iter_values(events.iter().map(|e| e.1));
-        let fields = funnel_state_fields("");
-        let list_field = |i: usize| match fields[i].data_type() {
-            DataType::List(item) => Arc::clone(item),
-            _ => unreachable!("state fields are lists"),
-        };
-        Ok(vec![
-            Arc::new(ListArray::new(
-                list_field(0),
-                offsets.clone(),
-                Arc::new(times),
-                None,
-            )),
-            Arc::new(ListArray::new(list_field(1), offsets, Arc::new(keys), None)),
-            Arc::new(BooleanArray::from(has_rows)),
-        ])
+        let mut state = self.events.state(emit_to, self.has_rows.len());
+        let has_rows = emit_to.take_needed(&mut self.has_rows);
+        state.push(Arc::new(BooleanArray::from(has_rows)));
+        Ok(state)
     }
 
     fn merge_batch(
@@ -562,32 +492,23 @@ impl GroupsAccumulator for FunnelGroups {
         total_num_groups: usize,
     ) -> Result<()> {
         self.ensure_groups(total_num_groups);
-        let times = values[0].as_list::<i32>();
-        let keys = values[1].as_list::<i32>();
         let has_rows = values[2].as_boolean();
-        let time_values = times.values().as_primitive::<Int64Type>();
-        let key_values = keys.values().as_primitive::<UInt64Type>();
         let strict_once = self.params.modes.strict_once;
         for (row, &group) in group_indices.iter().enumerate() {
             if has_rows.is_valid(row) && has_rows.value(row) {
                 self.has_rows[group] = true;
             }
-            let (start, end) = (
-                times.value_offsets()[row] as usize,
-                times.value_offsets()[row + 1] as usize,
-            );
             let base = self.next_row;
             let mut max_row = None;
-            for i in start..end {
-                let mut key = key_values.value(i);
-                if strict_once {
-                    // Row ids of the other state follow this one's, as ClickHouse merges them.
-                    let row_id = key & ROW_MASK;
-                    max_row = max_row.max(Some(row_id));
-                    key = (key & !ROW_MASK) | ((base + row_id) & ROW_MASK);
+            self.events.merge_row(values, row, group, |key| {
+                if !strict_once {
+                    return key;
                 }
-                self.push(group, time_values.value(i), key);
-            }
+                // Row ids of the other state follow this one's, as ClickHouse merges them.
+                let row_id = key & ROW_MASK;
+                max_row = max_row.max(Some(row_id));
+                (key & !ROW_MASK) | ((base + row_id) & ROW_MASK)
+            });
             if let Some(max_row) = max_row {
                 self.next_row = base + max_row + 1;
             }
@@ -602,9 +523,7 @@ impl GroupsAccumulator for FunnelGroups {
     ) -> Result<Vec<ArrayRef>> {
         let rows = values.first().map_or(0, |v| v.len());
         let mut each_row = Self {
-            groups: Vec::new(),
-            times: Vec::new(),
-            keys: Vec::new(),
+            events: EventBuffer::default(),
             has_rows: Vec::new(),
             next_row: 0,
             ..self.clone()
@@ -615,11 +534,7 @@ impl GroupsAccumulator for FunnelGroups {
     }
 
     fn size(&self) -> usize {
-        self.groups.capacity() * 4
-            + self.times.capacity() * 8
-            + self.keys.capacity() * 8
-            + self.has_rows.capacity()
-            + std::mem::size_of::<Self>()
+        self.events.size() + self.has_rows.capacity() + std::mem::size_of::<Self>()
     }
 }
 

@@ -63,9 +63,7 @@ fn groups_for(modes: &str, steps: u8) -> FunnelGroups {
     FunnelGroups {
         params: params(steps, 5, modes),
         time_index: 0,
-        groups: Vec::new(),
-        times: Vec::new(),
-        keys: Vec::new(),
+        events: EventBuffer::default(),
         has_rows: Vec::new(),
         next_row: 0,
     }

@@ -97,6 +97,13 @@ impl Engine {
             .await?)
     }
 
+    /// Plans a query down to its physical plan without running it, so that errors found only
+    /// then (a function's invalid constant argument) are reported before any result is asked for.
+    pub async fn check_query(&self, ctx: &SessionContext, plan: &LogicalPlan) -> Result<()> {
+        ctx.state().create_physical_plan(plan).await?;
+        Ok(())
+    }
+
     /// Runs a write plan and returns the number of rows it changed.
     pub async fn execute_write(&self, ctx: &SessionContext, plan: LogicalPlan) -> Result<u64> {
         statement::execute_write(&self.catalog, ctx, plan).await

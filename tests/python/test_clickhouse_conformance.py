@@ -185,3 +185,32 @@ def test_datetime_window_in_seconds_matches_clickhouse(loaded):
     )
     differences = {k: (expected[k], got.get(k)) for k in expected if expected[k] != got.get(k)}
     assert not differences, dict(list(differences.items())[:10])
+
+
+PATTERNS = [
+    "(?1)(?2)", "(?1)(?2)(?3)", "(?1).*(?2)", "(?1).(?3)", "(?1).*(?3)", "(?2)", ".(?2)", "(?1)(?1)",
+    ".*", "(?3).*(?1)", "(?1)(?t<=3)(?2)", "(?1)(?t<3)(?2)", "(?1)(?t>=3)(?2)", "(?1)(?t>3)(?2)",
+    "(?1)(?t==2)(?2)", "(?1).*(?t>=5)(?3)", "(?1)(?t<=10).*(?2)", "(?1)(?t>=0)(?2)",
+    "(?1)(?t<=5)(?2)(?t<=5)(?3)", ".(?t>2).", "(?1).*(?2).*(?3)",
+]
+
+
+@pytest.mark.parametrize("function", ["sequenceMatch", "sequenceCount"])
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("conditions", ["disjoint", "overlapping"])
+def test_sequence_functions_match_clickhouse(loaded, function, pattern, conditions):
+    conn, rows = loaded
+    cond = CONDITIONS[conditions]
+    expected = clickhouse(f"SELECT c, p, {function}('{pattern}')(t, {cond}) FROM CASES GROUP BY c, p", rows)
+    ours = {"sequenceMatch": "sequence_match", "sequenceCount": "sequence_count"}[function]
+    got = tributary(conn, f"SELECT c, p, {ours}('{pattern}', t, {cond}) FROM cases GROUP BY c, p")
+    differences = {k: (expected[k], got.get(k)) for k in expected if expected[k] != got.get(k)}
+    assert not differences, f"{len(differences)} groups differ (case, person): (clickhouse, tributary): {dict(list(differences.items())[:10])}"
+
+
+def test_invalid_pattern_is_a_clear_error(loaded):
+    import adbc_driver_manager
+    conn, _ = loaded
+    with conn.cursor() as cur:
+        with pytest.raises(adbc_driver_manager.Error, match="invalid pattern"):
+            cur.execute("SELECT sequence_match('(?1)(?9)', t, e = 1, e = 2) FROM cases")

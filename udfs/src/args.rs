@@ -49,7 +49,7 @@ pub(crate) fn is_string_type(data_type: &DataType) -> bool {
 
 /// Units per second of a timestamp type; `None` for integers and dates, whose windows are given
 /// in their own unit (as ClickHouse does for numbers and `Date`).
-fn units_per_second(data_type: &DataType) -> Option<i64> {
+pub(crate) fn units_per_second(data_type: &DataType) -> Option<i64> {
     match data_type {
         DataType::Timestamp(TimeUnit::Second, _) => Some(1),
         DataType::Timestamp(TimeUnit::Millisecond, _) => Some(1_000),
@@ -177,4 +177,17 @@ pub(crate) fn check_condition_count(function: &str, min: usize, count: usize) ->
         );
     }
     Ok(())
+}
+
+/// The text of a string literal expression (a mode or a pattern), if it is one.
+pub(crate) fn string_literal(expr: &datafusion::logical_expr::Expr) -> Option<&str> {
+    match expr {
+        datafusion::logical_expr::Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => Some(s),
+        _ => None,
+    }
 }

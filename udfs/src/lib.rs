@@ -8,6 +8,9 @@
 mod args;
 mod event_buffer;
 pub mod retention;
+pub mod sequence_count;
+pub mod sequence_match;
+pub mod sequence_pattern;
 pub mod window_funnel;
 
 use std::sync::Arc;
@@ -21,6 +24,8 @@ pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     vec![
         Arc::new(AggregateUDF::from(window_funnel::WindowFunnel::default())),
         Arc::new(AggregateUDF::from(retention::Retention::default())),
+        Arc::new(AggregateUDF::from(sequence_match::sequence_match())),
+        Arc::new(AggregateUDF::from(sequence_count::sequence_count())),
     ]
 }
 

@@ -16,7 +16,10 @@ use datafusion::arrow::buffer::NullBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, plan_err};
-use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::function::{
+    AccumulatorArgs, AggregateFunctionSimplification, StateFieldsArgs,
+};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
     aggregate_doc_sections::DOC_SECTION_GENERAL,
@@ -24,7 +27,7 @@ use datafusion::logical_expr::{
 
 use crate::args::{
     as_i64, check_condition_count, check_conditions, is_string_type, is_time_type, literal,
-    times_as_i64, window_in_units,
+    string_literal, times_as_i64, window_in_units,
 };
 use crate::event_buffer::{self, EventBuffer};
 
@@ -348,6 +351,17 @@ impl AggregateUDFImpl for WindowFunnel {
 
     fn documentation(&self) -> Option<&Documentation> {
         Some(&DOCUMENTATION)
+    }
+
+    /// Checks the mode while the query is planned, so a bad mode fails the statement before any
+    /// result is fetched; the expression itself is left unchanged.
+    fn simplify(&self) -> Option<AggregateFunctionSimplification> {
+        Some(Box::new(|function, _context| {
+            if let Some(mode) = function.params.args.get(1).and_then(string_literal) {
+                FunnelModes::parse(mode)?;
+            }
+            Ok(Expr::AggregateFunction(function))
+        }))
     }
 }
 

@@ -45,6 +45,7 @@ pub(crate) async fn flight_info(
                 let count = engine.execute_write(ctx, plan).await.map_err(status_of)?;
                 (count_schema(), Handle::Written { count })
             } else {
+                engine.check_query(ctx, &plan).await.map_err(status_of)?;
                 (
                     client_schema(plan.schema().as_arrow()),
                     Handle::Query { sql, parameters },

@@ -1,0 +1,38 @@
+//! `sequence_count(pattern, timestamp, cond1, …)`: how many non-overlapping times the group's
+//! events, in time order, match the pattern — ClickHouse's `sequenceCount(pattern)(timestamp, …)`. The pattern
+//! language is described in [`crate::sequence_pattern`].
+
+use std::sync::LazyLock;
+
+use datafusion::logical_expr::{Documentation, aggregate_doc_sections::DOC_SECTION_GENERAL};
+
+use crate::sequence_pattern::{SequenceAggregate, SequenceOutput};
+
+/// SQL name.
+pub const NAME: &str = "sequence_count";
+
+static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
+    Documentation::builder(
+        DOC_SECTION_GENERAL,
+        "Returns how many non-overlapping times the group's events in time order match the pattern, \
+         as ClickHouse's sequenceCount. Pattern: (?N) an event meeting condition N, . any event, .* any events, \
+         (?t>=S) (?t>S) (?t<=S) (?t<S) (?t==S) a time since the previous event (seconds for \
+         timestamps). Only rows meeting some condition are events.",
+        "sequence_count(pattern, timestamp, cond1, cond2, ...)",
+    )
+    .with_sql_example(
+        "SELECT anonymous_id, sequence_count('(?1)(?2)', timestamp, \
+         event = 'add_to_cart', event = 'purchase') AS carts_bought \
+         FROM events GROUP BY anonymous_id",
+    )
+    .with_argument("pattern", "constant pattern string")
+    .with_argument("timestamp", "TIMESTAMP, DATE or integer time of the event")
+    .with_argument("condN", "boolean condition N (1 to 32)")
+    .build()
+});
+
+/// The `sequence_count` aggregate function.
+pub fn sequence_count() -> SequenceAggregate {
+    // Unquoted SQL identifiers are folded to lowercase: `sequencecount` is ClickHouse's camelCase name.
+    SequenceAggregate::new(NAME, "sequencecount", SequenceOutput::Count, &DOCUMENTATION)
+}

@@ -27,7 +27,7 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     )
     .with_argument("pattern", "constant pattern string")
     .with_argument("timestamp", "TIMESTAMP, DATE or integer time of the event")
-    .with_argument("condN", "boolean condition N (1 to 32)")
+    .with_argument("condN", "boolean condition N (2 to 32)")
     .build()
 });
 

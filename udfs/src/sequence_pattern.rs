@@ -363,7 +363,8 @@ pub(crate) fn check_arguments(function: &str, types: &[DataType]) -> Result<()> 
             types[1]
         );
     }
-    check_condition_count(function, 1, types.len() - 2)?;
+    // As ClickHouse: at least two conditions.
+    check_condition_count(function, 2, types.len() - 2)?;
     check_conditions(function, &types[2..], 2)
 }
 

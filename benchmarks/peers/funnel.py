@@ -46,6 +46,12 @@ def queries(parquet):
             + f" FROM {src_duck} GROUP BY anonymous_id)",
         },
         {
+            "name": "sequence_match cart .* (<=1h) purchase, by anonymous_id",
+            "tributary": "SELECT sum(m), count(*) FROM (SELECT sequence_match('(?1).*(?t<=3600)(?2)', timestamp, event = 'add_to_cart', event = 'purchase') AS m FROM events GROUP BY anonymous_id)",
+            "chdb": f"SELECT sum(m), count() FROM (SELECT sequenceMatch('(?1).*(?t<=3600000000)(?2)')(toUInt64(toUnixTimestamp64Micro(timestamp)), event = 'add_to_cart', event = 'purchase') AS m FROM {src_ch} GROUP BY anonymous_id)",
+            "duckdb": None,
+        },
+        {
             "name": "GROUP BY event, count(DISTINCT anonymous_id)",
             "tributary": "SELECT event, count(DISTINCT anonymous_id) FROM events GROUP BY event ORDER BY event NULLS FIRST",
             "chdb": f"SELECT event, uniqExact(anonymous_id) FROM {src_ch} GROUP BY event ORDER BY event NULLS FIRST",

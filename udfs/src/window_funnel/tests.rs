@@ -193,3 +193,54 @@ fn null_rows_are_skipped_and_all_null_groups_are_null() {
     assert_eq!(levels.value(0), 1);
     assert!(levels.is_null(1), "a group without rows is NULL");
 }
+
+/// The funnel by definition: the longest chain of events, one per step in step order, in
+/// (time, step) order, each within `window` of the chain's first. Exponential; for small inputs.
+fn reference_level(events: &[(i64, u64)], steps: u8, window: i64) -> u8 {
+    fn extend(
+        events: &[(i64, u64)],
+        from: usize,
+        level: u8,
+        first: i64,
+        steps: u8,
+        window: i64,
+    ) -> u8 {
+        let mut best = level;
+        if level == steps {
+            return best;
+        }
+        for j in from..events.len() {
+            let (time, key) = events[j];
+            if step_of(key) == i64::from(level) && time <= first + window {
+                best = best.max(extend(events, j + 1, level + 1, first, steps, window));
+            }
+        }
+        best
+    }
+    let mut best = 0;
+    for (i, &(time, key)) in events.iter().enumerate() {
+        if step_of(key) == 0 {
+            best = best.max(extend(events, i + 1, 1, time, steps, window));
+        }
+    }
+    best
+}
+
+proptest::proptest! {
+    /// In the default mode the one-pass algorithm finds the longest chain there is.
+    #[test]
+    fn default_mode_equals_the_definition(
+        raw in proptest::collection::vec((0i64..20, 1u64..=4), 0..12),
+        window in 0i64..10,
+    ) {
+        let mut sorted: Vec<(i64, u64)> = raw
+            .iter()
+            .enumerate()
+            .map(|(row, &(t, step))| (t, (step << STEP_SHIFT) | row as u64))
+            .collect();
+        sorted.sort_unstable();
+        let steps = 4;
+        let expected = if sorted.is_empty() { 0 } else { reference_level(&sorted, steps, window) };
+        proptest::prop_assert_eq!(funnel_level(&sorted, &params(steps, window, "")), expected);
+    }
+}

@@ -11,13 +11,16 @@ pub mod retention;
 pub mod sequence_count;
 pub mod sequence_match;
 pub mod sequence_pattern;
+pub mod session_id;
+pub mod session_start;
+pub mod sessions;
 pub mod window_funnel;
 
 use std::sync::Arc;
 
 use datafusion::error::Result;
 use datafusion::execution::registry::FunctionRegistry;
-use datafusion::logical_expr::AggregateUDF;
+use datafusion::logical_expr::{AggregateUDF, WindowUDF};
 
 /// Every aggregate function of this crate.
 pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
@@ -29,10 +32,21 @@ pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     ]
 }
 
+/// Every window function of this crate.
+pub fn all_window_functions() -> Vec<Arc<WindowUDF>> {
+    vec![
+        Arc::new(WindowUDF::from(session_id::session_id())),
+        Arc::new(WindowUDF::from(session_start::session_start())),
+    ]
+}
+
 /// Registers every Tributary function with `registry`.
 pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     for function in all_aggregate_functions() {
         registry.register_udaf(function)?;
+    }
+    for function in all_window_functions() {
+        registry.register_udwf(function)?;
     }
     Ok(())
 }

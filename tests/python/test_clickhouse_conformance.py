@@ -161,6 +161,11 @@ def test_window_funnel_matches_clickhouse(loaded, modes, window, conditions):
     assert len(expected) > 300
     differences = {k: (expected[k], got.get(k)) for k in expected if expected[k] != got.get(k)}
     assert not differences, f"{len(differences)} groups differ (case, person): (clickhouse, tributary): {dict(list(differences.items())[:10])}"
+    # window_funnel_steps gives one time per step reached: as many as ClickHouse's level.
+    steps = tributary(conn, f"SELECT c, p, window_funnel_steps({window}, {mode_arg}t, {cond}) FROM cases GROUP BY c, p")
+    lengths = {k: (None if v is None else len(v)) for k, v in steps.items()}
+    differences = {k: (expected[k], lengths.get(k)) for k in expected if expected[k] != lengths.get(k)}
+    assert not differences, f"window_funnel_steps lengths differ: {dict(list(differences.items())[:10])}"
 
 
 @pytest.mark.parametrize("conditions", ["e = 1, e = 2, e = 3", "e = 1, e = 4", "e <= 2, e = 3, e = 4, e IS NULL"])

@@ -15,6 +15,7 @@ pub mod session_id;
 pub mod session_start;
 pub mod sessions;
 pub mod window_funnel;
+pub mod window_funnel_steps;
 
 use std::sync::Arc;
 
@@ -26,6 +27,9 @@ use datafusion::logical_expr::{AggregateUDF, WindowUDF};
 pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     vec![
         Arc::new(AggregateUDF::from(window_funnel::WindowFunnel::default())),
+        Arc::new(AggregateUDF::from(
+            window_funnel_steps::window_funnel_steps(),
+        )),
         Arc::new(AggregateUDF::from(retention::Retention::default())),
         Arc::new(AggregateUDF::from(sequence_match::sequence_match())),
         Arc::new(AggregateUDF::from(sequence_count::sequence_count())),

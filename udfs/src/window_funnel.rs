@@ -11,8 +11,10 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt8Array};
-use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, UInt8Array,
+};
+use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, plan_err};
@@ -118,11 +120,91 @@ pub struct FunnelParams {
 
 /// The deepest step reached by `events`, sorted by `(time, key)`.
 pub fn funnel_level(events: &[(i64, u64)], params: &FunnelParams) -> u8 {
+    funnel::<Span>(events, params).0
+}
+
+/// The times of the steps of the deepest funnel reached by `events` (sorted by `(time, key)`):
+/// one time per step reached, in step order.
+pub fn funnel_step_times(events: &[(i64, u64)], params: &FunnelParams) -> Vec<i64> {
+    let (level, chain) = funnel::<Timeline>(events, params);
+    chain.map_or_else(Vec::new, |c| c.times[..usize::from(level)].to_vec())
+}
+
+/// What the funnel remembers of a partial chain of steps: at least its first and last times.
+trait Chain: Clone {
+    fn start(time: i64) -> Self;
+    fn extend(&self, step: usize, time: i64) -> Self;
+    fn first(&self) -> i64;
+    fn last(&self) -> i64;
+}
+
+/// The first and last times only: all `window_funnel` needs.
+#[derive(Clone, Copy)]
+struct Span {
+    first: i64,
+    last: i64,
+}
+
+impl Chain for Span {
+    fn start(time: i64) -> Self {
+        Self {
+            first: time,
+            last: time,
+        }
+    }
+    fn extend(&self, _step: usize, time: i64) -> Self {
+        Self {
+            first: self.first,
+            last: time,
+        }
+    }
+    fn first(&self) -> i64 {
+        self.first
+    }
+    fn last(&self) -> i64 {
+        self.last
+    }
+}
+
+/// Every step's time, for `window_funnel_steps`.
+#[derive(Clone, Copy)]
+struct Timeline {
+    times: [i64; crate::args::CONDITIONS_MAX],
+    last: i64,
+}
+
+impl Chain for Timeline {
+    fn start(time: i64) -> Self {
+        let mut times = [0; crate::args::CONDITIONS_MAX];
+        times[0] = time;
+        Self { times, last: time }
+    }
+    fn extend(&self, step: usize, time: i64) -> Self {
+        let mut next = *self;
+        next.times[step] = time;
+        next.last = time;
+        next
+    }
+    fn first(&self) -> i64 {
+        self.times[0]
+    }
+    fn last(&self) -> i64 {
+        self.last
+    }
+}
+
+/// The deepest level reached and the chain that reached it.
+fn funnel<C: Chain>(events: &[(i64, u64)], params: &FunnelParams) -> (u8, Option<C>) {
     if events.is_empty() {
-        return 0;
+        return (0, None);
     }
     if !params.modes.strict_order && params.steps == 1 {
-        return 1;
+        // ClickHouse answers 1 for any event here, even one meeting no condition.
+        let first = events
+            .iter()
+            .find(|e| step_of(e.1) == 0)
+            .unwrap_or(&events[0]);
+        return (1, Some(C::start(first.0)));
     }
     if params.modes.strict_once {
         level_strict_once(events, params)
@@ -135,37 +217,39 @@ fn step_of(key: u64) -> i64 {
     (key >> STEP_SHIFT) as i64 - 1
 }
 
-fn deepest<T>(levels: &[Option<T>]) -> u8 {
+/// The deepest level with a chain, and that chain.
+fn deepest<C: Clone>(levels: &[Option<C>]) -> (u8, Option<C>) {
     levels
         .iter()
         .rposition(Option::is_some)
-        .map_or(0, |i| i as u8 + 1)
+        .map_or((0, None), |i| (i as u8 + 1, levels[i].clone()))
 }
 
-fn deepest_nonempty<T>(levels: &[Vec<T>]) -> u8 {
-    levels
-        .iter()
-        .rposition(|l| !l.is_empty())
-        .map_or(0, |i| i as u8 + 1)
+/// The level before the first step not reached (strict_order stops there).
+fn first_gap<C: Clone>(levels: &[Option<C>]) -> (u8, Option<C>) {
+    match levels.iter().position(Option::is_none) {
+        Some(0) | None => (0, None),
+        Some(i) => (i as u8, levels[i - 1].clone()),
+    }
 }
 
-fn level(events: &[(i64, u64)], params: &FunnelParams) -> u8 {
+fn level<C: Chain>(events: &[(i64, u64)], params: &FunnelParams) -> (u8, Option<C>) {
     let modes = params.modes;
     let steps = usize::from(params.steps);
-    // Per step: (time of the funnel's first step, time of this step).
-    let mut reached: Vec<Option<(i64, i64)>> = vec![None; steps];
+    let mut reached: Vec<Option<C>> = vec![None; steps];
     let mut started = false;
     for &(time, key) in events {
         let step = step_of(key);
-        if modes.strict_order && step == -1 {
-            if started {
+        if step == -1 {
+            // A row meeting no condition (kept only in strict_order mode) ends a started funnel.
+            if modes.strict_order && started {
                 break;
             }
             continue;
         }
         let step = step as usize;
         if step == 0 {
-            reached[0] = Some((time, time));
+            reached[0] = Some(C::start(time));
             started = true;
         } else if modes.strict_deduplication && reached[step].is_some() {
             return deepest(&reached);
@@ -173,44 +257,51 @@ fn level(events: &[(i64, u64)], params: &FunnelParams) -> u8 {
             if modes.allow_reentry {
                 continue;
             }
-            return reached
-                .iter()
-                .position(Option::is_none)
-                .map_or(0, |i| i as u8);
-        } else if let Some((first, previous)) = reached[step - 1] {
-            let mut in_window = time <= first.saturating_add(params.window);
+            return first_gap(&reached);
+        } else if let Some(previous) = &reached[step - 1] {
+            let mut in_window = time <= previous.first().saturating_add(params.window);
             if modes.strict_increase {
-                in_window = in_window && previous < time;
+                in_window = in_window && previous.last() < time;
             }
             if in_window {
-                reached[step] = Some((first, time));
+                let chain = previous.extend(step, time);
                 if step + 1 == steps {
-                    return params.steps;
+                    return (params.steps, Some(chain));
                 }
+                reached[step] = Some(chain);
             }
         }
     }
     deepest(&reached)
 }
 
-/// A partial funnel for `strict_once`: its first and last times and the row of each step.
+/// A partial funnel for `strict_once`: its chain and the row of each step.
 #[derive(Clone)]
-struct Path {
-    first: i64,
-    last: i64,
+struct Path<C> {
+    chain: C,
     rows: [u64; crate::args::CONDITIONS_MAX],
 }
 
-fn level_strict_once(events: &[(i64, u64)], params: &FunnelParams) -> u8 {
+fn deepest_path<C: Clone>(levels: &[Vec<Path<C>>]) -> (u8, Option<C>) {
+    levels
+        .iter()
+        .rposition(|l| !l.is_empty())
+        .map_or((0, None), |i| {
+            (i as u8 + 1, levels[i].first().map(|p| p.chain.clone()))
+        })
+}
+
+fn level_strict_once<C: Chain>(events: &[(i64, u64)], params: &FunnelParams) -> (u8, Option<C>) {
     let modes = params.modes;
     let steps = usize::from(params.steps);
-    let mut paths: Vec<Vec<Path>> = vec![Vec::new(); steps];
+    let mut paths: Vec<Vec<Path<C>>> = vec![Vec::new(); steps];
     let mut started = false;
     for &(time, key) in events {
         let step = step_of(key);
         let row = key & ROW_MASK;
-        if modes.strict_order && step == -1 {
-            if started {
+        if step == -1 {
+            // A row meeting no condition (kept only in strict_order mode) ends a started funnel.
+            if modes.strict_order && started {
                 break;
             }
             continue;
@@ -220,25 +311,27 @@ fn level_strict_once(events: &[(i64, u64)], params: &FunnelParams) -> u8 {
             let mut rows = [0; crate::args::CONDITIONS_MAX];
             rows[0] = row;
             paths[0].push(Path {
-                first: time,
-                last: time,
+                chain: C::start(time),
                 rows,
             });
             started = true;
         } else if modes.strict_deduplication && !paths[step].is_empty() {
-            return deepest_nonempty(&paths);
+            return deepest_path(&paths);
         } else if modes.strict_order && started && paths[step - 1].is_empty() {
             if modes.allow_reentry {
                 continue;
             }
-            return paths.iter().position(Vec::is_empty).map_or(0, |i| i as u8);
+            return match paths.iter().position(Vec::is_empty) {
+                Some(0) | None => (0, None),
+                Some(i) => (i as u8, paths[i - 1].first().map(|p| p.chain.clone())),
+            };
         } else if !paths[step - 1].is_empty() {
             let mut extended = Vec::new();
             let previous = &mut paths[step - 1];
             let mut i = 0;
             while i < previous.len() {
                 let path = &previous[i];
-                let mut matched = time <= path.first.saturating_add(params.window);
+                let mut matched = time <= path.chain.first().saturating_add(params.window);
                 if !matched && previous.len() > 1 {
                     // Out of the window: drop it, but keep at least one path.
                     previous.remove(i);
@@ -246,14 +339,16 @@ fn level_strict_once(events: &[(i64, u64)], params: &FunnelParams) -> u8 {
                 }
                 matched = matched && !path.rows[..step].contains(&row);
                 if matched && modes.strict_increase {
-                    matched = path.last < time;
+                    matched = path.chain.last() < time;
                 }
                 if matched {
-                    let mut next = path.clone();
+                    let mut next = Path {
+                        chain: path.chain.extend(step, time),
+                        rows: path.rows,
+                    };
                     next.rows[step] = row;
-                    next.last = time;
                     if step + 1 == steps {
-                        return params.steps;
+                        return (params.steps, Some(next.chain));
                     }
                     extended.push(next);
                 }
@@ -262,14 +357,24 @@ fn level_strict_once(events: &[(i64, u64)], params: &FunnelParams) -> u8 {
             paths[step].extend(extended);
         }
     }
-    deepest_nonempty(&paths)
+    deepest_path(&paths)
 }
 
-/// The `window_funnel` aggregate function.
+/// What a funnel aggregate answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FunnelOutput {
+    /// The deepest step reached (`window_funnel`).
+    Level,
+    /// The time of each step reached (`window_funnel_steps`).
+    StepTimes,
+}
+
+/// The `window_funnel` aggregate function (and `window_funnel_steps`, its step-times variant).
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct WindowFunnel {
     signature: Signature,
     aliases: Vec<String>,
+    output: FunnelOutput,
 }
 
 impl Default for WindowFunnel {
@@ -278,6 +383,18 @@ impl Default for WindowFunnel {
             signature: Signature::variadic_any(Volatility::Immutable),
             // Unquoted SQL identifiers are folded to lowercase, so `windowFunnel` arrives as this.
             aliases: vec!["windowfunnel".to_string()],
+            output: FunnelOutput::Level,
+        }
+    }
+}
+
+impl WindowFunnel {
+    /// `window_funnel_steps`: the same arguments, answering each step's time.
+    pub fn step_times() -> Self {
+        Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+            aliases: Vec::new(),
+            output: FunnelOutput::StepTimes,
         }
     }
 }
@@ -312,7 +429,10 @@ fn layout(types: &[DataType]) -> Result<(Option<usize>, usize)> {
 
 impl AggregateUDFImpl for WindowFunnel {
     fn name(&self) -> &str {
-        NAME
+        match self.output {
+            FunnelOutput::Level => NAME,
+            FunnelOutput::StepTimes => crate::window_funnel_steps::NAME,
+        }
     }
 
     fn aliases(&self) -> &[String] {
@@ -324,8 +444,11 @@ impl AggregateUDFImpl for WindowFunnel {
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
-        layout(arg_types)?;
-        Ok(DataType::UInt8)
+        let (_, time_index) = layout(arg_types)?;
+        Ok(match self.output {
+            FunnelOutput::Level => DataType::UInt8,
+            FunnelOutput::StepTimes => step_times_type(&arg_types[time_index]),
+        })
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -333,9 +456,8 @@ impl AggregateUDFImpl for WindowFunnel {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(FunnelAccumulator::new(FunnelGroups::try_new(
-            &args,
-        )?)))
+        let groups = FunnelGroups::try_new(&args, self.output)?;
+        Ok(Box::new(FunnelAccumulator::new(groups)))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -346,11 +468,14 @@ impl AggregateUDFImpl for WindowFunnel {
         &self,
         args: AccumulatorArgs,
     ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(FunnelGroups::try_new(&args)?))
+        Ok(Box::new(FunnelGroups::try_new(&args, self.output)?))
     }
 
     fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOCUMENTATION)
+        match self.output {
+            FunnelOutput::Level => Some(&DOCUMENTATION),
+            FunnelOutput::StepTimes => Some(&crate::window_funnel_steps::DOCUMENTATION),
+        }
     }
 
     /// Checks the mode while the query is planned, so a bad mode fails the statement before any
@@ -363,6 +488,11 @@ impl AggregateUDFImpl for WindowFunnel {
             Ok(Expr::AggregateFunction(function))
         }))
     }
+}
+
+/// `window_funnel_steps` answers a list of times of the time column's type.
+fn step_times_type(time_type: &DataType) -> DataType {
+    DataType::List(Arc::new(Field::new_list_field(time_type.clone(), false)))
 }
 
 pub(crate) fn funnel_state_fields(name: &str) -> Vec<FieldRef> {
@@ -379,6 +509,8 @@ pub(crate) fn funnel_state_fields(name: &str) -> Vec<FieldRef> {
 #[derive(Debug, Clone)]
 pub(crate) struct FunnelGroups {
     params: FunnelParams,
+    output: FunnelOutput,
+    time_type: DataType,
     time_index: usize,
     events: EventBuffer,
     has_rows: Vec<bool>,
@@ -386,7 +518,7 @@ pub(crate) struct FunnelGroups {
 }
 
 impl FunnelGroups {
-    pub(crate) fn try_new(args: &AccumulatorArgs) -> Result<Self> {
+    pub(crate) fn try_new(args: &AccumulatorArgs, output: FunnelOutput) -> Result<Self> {
         let types: Vec<DataType> = args
             .expr_fields
             .iter()
@@ -411,6 +543,8 @@ impl FunnelGroups {
                 steps,
                 modes,
             },
+            output,
+            time_type: types[time_index].clone(),
             time_index,
             events: EventBuffer::default(),
             has_rows: Vec::new(),
@@ -479,17 +613,42 @@ impl GroupsAccumulator for FunnelGroups {
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let has_rows = emit_to.take_needed(&mut self.has_rows);
         let mut taken = self.events.take(has_rows.len());
-        let levels: Vec<u8> = (0..has_rows.len())
-            .map(|g| {
-                let events = taken.group_mut(g);
-                if !events.is_sorted() {
-                    events.sort_unstable();
+        let mut sorted_group = |g: usize| {
+            let events = taken.group_mut(g);
+            if !events.is_sorted() {
+                events.sort_unstable();
+            }
+            events.to_owned()
+        };
+        let nulls = NullBuffer::from(has_rows.clone());
+        match self.output {
+            FunnelOutput::Level => {
+                let levels: Vec<u8> = (0..has_rows.len())
+                    .map(|g| funnel_level(&sorted_group(g), &self.params))
+                    .collect();
+                Ok(Arc::new(UInt8Array::new(levels.into(), Some(nulls))))
+            }
+            FunnelOutput::StepTimes => {
+                let mut lengths = Vec::with_capacity(has_rows.len());
+                let mut times = Vec::new();
+                for g in 0..has_rows.len() {
+                    let steps = funnel_step_times(&sorted_group(g), &self.params);
+                    lengths.push(steps.len());
+                    times.extend(steps);
                 }
-                funnel_level(events, &self.params)
-            })
-            .collect();
-        let nulls = NullBuffer::from(has_rows);
-        Ok(Arc::new(UInt8Array::new(levels.into(), Some(nulls))))
+                let values: ArrayRef = Arc::new(Int64Array::from(times));
+                let values = match &self.time_type {
+                    DataType::Date32 => cast(&cast(&values, &DataType::Int32)?, &DataType::Date32)?,
+                    other => cast(&values, other)?,
+                };
+                Ok(Arc::new(ListArray::new(
+                    Arc::new(Field::new_list_field(self.time_type.clone(), false)),
+                    OffsetBuffer::from_lengths(lengths),
+                    values,
+                    Some(nulls),
+                )))
+            }
+        }
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {

@@ -62,6 +62,8 @@ fn strict_once_uses_an_event_for_one_step() {
 fn groups_for(modes: &str, steps: u8) -> FunnelGroups {
     FunnelGroups {
         params: params(steps, 5, modes),
+        output: FunnelOutput::Level,
+        time_type: DataType::Int64,
         time_index: 0,
         events: EventBuffer::default(),
         has_rows: Vec::new(),
@@ -242,5 +244,33 @@ proptest::proptest! {
         let steps = 4;
         let expected = if sorted.is_empty() { 0 } else { reference_level(&sorted, steps, window) };
         proptest::prop_assert_eq!(funnel_level(&sorted, &params(steps, window, "")), expected);
+    }
+}
+
+proptest::proptest! {
+    /// In every mode the step times are one per level, start the funnel, rise, and fit the window.
+    #[test]
+    fn step_times_agree_with_the_level(
+        raw in proptest::collection::vec((0i64..20, 0u64..=3), 0..12),
+        window in 0i64..10,
+        mode in 0usize..6,
+    ) {
+        let modes = ["", "strict_order", "strict_deduplication", "strict_increase", "strict_once", "strict_order,allow_reentry"][mode];
+        let p = params(3, window, modes);
+        let mut sorted: Vec<(i64, u64)> = raw
+            .iter()
+            .enumerate()
+            .map(|(row, &(t, step))| (t, (step << STEP_SHIFT) | row as u64))
+            .collect();
+        sorted.sort_unstable();
+        let level = funnel_level(&sorted, &p);
+        let times = funnel_step_times(&sorted, &p);
+        proptest::prop_assert_eq!(times.len(), usize::from(level));
+        if let (Some(first), Some(last)) = (times.first(), times.last()) {
+            proptest::prop_assert!(times.is_sorted());
+            if level > 1 || p.modes.strict_order {
+                proptest::prop_assert!(*last <= first + window);
+            }
+        }
     }
 }

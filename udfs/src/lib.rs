@@ -6,6 +6,7 @@
 //! [`register_all`] adds every function to a session.
 
 mod args;
+pub mod attribution;
 mod event_buffer;
 pub mod retention;
 pub mod sequence_count;
@@ -31,6 +32,7 @@ pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
             window_funnel_steps::window_funnel_steps(),
         )),
         Arc::new(AggregateUDF::from(retention::Retention::default())),
+        Arc::new(AggregateUDF::from(attribution::Attribution::default())),
         Arc::new(AggregateUDF::from(sequence_match::sequence_match())),
         Arc::new(AggregateUDF::from(sequence_count::sequence_count())),
     ]

@@ -219,3 +219,30 @@ def test_invalid_pattern_is_a_clear_error(loaded):
     with conn.cursor() as cur:
         with pytest.raises(adbc_driver_manager.Error, match="invalid pattern"):
             cur.execute("SELECT sequence_match('(?1)(?9)', t, e = 1, e = 2) FROM cases")
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward"])
+@pytest.mark.parametrize("base", ["head", "tail", "first_match", "last_match"])
+@pytest.mark.parametrize("events", ["e = 1", "e = 1, e = 2", "e = 2, e = 3, e = 1", "e >= 1, e >= 2"])
+@pytest.mark.parametrize("base_condition", ["e <= 2", "e >= 1"])
+def test_sequence_next_node_matches_clickhouse(loaded, direction, base, events, base_condition):
+    conn, rows = loaded
+    if (direction, base) in [("backward", "head"), ("forward", "tail")]:
+        # ClickHouse refuses these combinations; so does Tributary, when the query is planned.
+        import adbc_driver_manager
+        with conn.cursor() as cur:
+            with pytest.raises(adbc_driver_manager.Error, match=f"'{base}' cannot go '{direction}'"):
+                cur.execute(f"SELECT sequence_next_node('{direction}', '{base}', t, CAST(e AS VARCHAR), {base_condition}, {events}) FROM cases")
+        return
+    expected = clickhouse(
+        f"SELECT c, p, sequenceNextNode('{direction}', '{base}')(t, toString(e), {base_condition}, {events}) "
+        "FROM CASES GROUP BY c, p SETTINGS allow_experimental_funnel_functions = 1",
+        rows,
+    )
+    got = tributary(
+        conn,
+        f"SELECT c, p, sequence_next_node('{direction}', '{base}', t, CAST(e AS VARCHAR), {base_condition}, {events}) "
+        "FROM cases GROUP BY c, p",
+    )
+    differences = {k: (expected[k], got.get(k)) for k in expected if expected[k] != got.get(k)}
+    assert not differences, f"{len(differences)} groups differ: {dict(list(differences.items())[:10])}"

@@ -11,6 +11,7 @@ mod event_buffer;
 pub mod retention;
 pub mod sequence_count;
 pub mod sequence_match;
+pub mod sequence_next_node;
 pub mod sequence_pattern;
 pub mod session_id;
 pub mod session_start;
@@ -35,6 +36,9 @@ pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
         Arc::new(AggregateUDF::from(attribution::Attribution::default())),
         Arc::new(AggregateUDF::from(sequence_match::sequence_match())),
         Arc::new(AggregateUDF::from(sequence_count::sequence_count())),
+        Arc::new(AggregateUDF::from(
+            sequence_next_node::SequenceNextNode::default(),
+        )),
     ]
 }
 

@@ -29,6 +29,7 @@ use datafusion::logical_expr::{
 
 use crate::args::{as_i64, is_string_type, is_time_type, literal, times_as_i64, window_in_units};
 use crate::event_buffer::EventBuffer;
+use crate::single_group::{GroupState, SingleGroup, rows_as_states};
 
 /// SQL name.
 pub const NAME: &str = "attribution";
@@ -120,6 +121,22 @@ pub fn shares(model: Model, touch_times: &[i64], conversion_time: i64) -> Vec<f6
         }
     }
     shares
+}
+
+impl GroupState for AttributionGroups {
+    fn ensure_groups(&mut self, groups: usize) {
+        if self.has_rows.len() < groups {
+            self.has_rows.resize(groups, false);
+        }
+    }
+
+    fn emptied(&self) -> Self {
+        Self {
+            events: EventBuffer::default(),
+            has_rows: Vec::new(),
+            ..self.clone()
+        }
+    }
 }
 
 /// The `attribution` aggregate function.
@@ -218,9 +235,9 @@ impl AggregateUDFImpl for Attribution {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(AttributionAccumulator::new(
-            AttributionGroups::try_new(&args)?,
-        )))
+        Ok(Box::new(SingleGroup::new(AttributionGroups::try_new(
+            &args,
+        )?)))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -297,12 +314,6 @@ impl AttributionGroups {
             channels: Vec::new(),
             has_rows: Vec::new(),
         })
-    }
-
-    fn ensure_groups(&mut self, total: usize) {
-        if self.has_rows.len() < total {
-            self.has_rows.resize(total, false);
-        }
     }
 
     fn channel_id(&mut self, channel: &str) -> u64 {
@@ -480,15 +491,7 @@ impl GroupsAccumulator for AttributionGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let rows = values.first().map_or(0, |v| v.len());
-        let mut each_row = Self {
-            events: EventBuffer::default(),
-            has_rows: Vec::new(),
-            ..self.clone()
-        };
-        let groups: Vec<usize> = (0..rows).collect();
-        each_row.update_batch(values, &groups, opt_filter, rows)?;
-        each_row.state(EmitTo::All)
+        rows_as_states(self, values, opt_filter)
     }
 
     fn size(&self) -> usize {
@@ -500,48 +503,6 @@ impl GroupsAccumulator for AttributionGroups {
                 .map(|c| c.len() * 2 + 48)
                 .sum::<usize>()
             + std::mem::size_of::<Self>()
-    }
-}
-
-/// The single-group path.
-#[derive(Debug)]
-struct AttributionAccumulator {
-    inner: AttributionGroups,
-}
-
-impl AttributionAccumulator {
-    fn new(mut inner: AttributionGroups) -> Self {
-        inner.ensure_groups(1);
-        Self { inner }
-    }
-}
-
-impl Accumulator for AttributionAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0; values.first().map_or(0, |v| v.len())];
-        self.inner.update_batch(values, &groups, None, 1)
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        ScalarValue::try_from_array(&self.inner.clone().evaluate(EmitTo::All)?, 0)
-    }
-
-    fn size(&self) -> usize {
-        self.inner.size()
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.inner
-            .clone()
-            .state(EmitTo::All)?
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0; states.first().map_or(0, |v| v.len())];
-        self.inner.merge_batch(states, &groups, 1)
     }
 }
 

@@ -16,6 +16,7 @@ pub mod sequence_pattern;
 pub mod session_id;
 pub mod session_start;
 pub mod sessions;
+mod single_group;
 pub mod window_funnel;
 pub mod window_funnel_steps;
 

@@ -22,6 +22,7 @@ use datafusion::logical_expr::{
 };
 
 use crate::args::{check_condition_count, check_conditions};
+use crate::single_group::{GroupState, SingleGroup, rows_as_states};
 
 /// SQL name.
 pub const NAME: &str = "retention";
@@ -41,6 +42,18 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("condN", "boolean condition (2 to 32)")
     .build()
 });
+
+impl GroupState for RetentionGroups {
+    fn ensure_groups(&mut self, groups: usize) {
+        if self.met.len() < groups {
+            self.met.resize(groups, 0);
+        }
+    }
+
+    fn emptied(&self) -> Self {
+        Self::new(self.conditions, 0)
+    }
+}
 
 /// The `retention` aggregate function.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -89,9 +102,10 @@ impl AggregateUDFImpl for Retention {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(RetentionAccumulator {
-            inner: RetentionGroups::new(args.exprs.len(), 1),
-        }))
+        Ok(Box::new(SingleGroup::new(RetentionGroups::new(
+            args.exprs.len(),
+            0,
+        ))))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -210,45 +224,11 @@ impl GroupsAccumulator for RetentionGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let rows = values.first().map_or(0, |v| v.len());
-        let mut each_row = Self::new(self.conditions, 0);
-        let groups: Vec<usize> = (0..rows).collect();
-        each_row.update_batch(values, &groups, opt_filter, rows)?;
-        each_row.state(EmitTo::All)
+        rows_as_states(self, values, opt_filter)
     }
 
     fn size(&self) -> usize {
         self.met.capacity() * 4 + std::mem::size_of::<Self>()
-    }
-}
-
-/// The single-group path.
-#[derive(Debug)]
-struct RetentionAccumulator {
-    inner: RetentionGroups,
-}
-
-impl Accumulator for RetentionAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0; values.first().map_or(0, |v| v.len())];
-        self.inner.update_batch(values, &groups, None, 1)
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        ScalarValue::try_from_array(&self.inner.results(&self.inner.met), 0)
-    }
-
-    fn size(&self) -> usize {
-        self.inner.size()
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::UInt32(Some(self.inner.met[0]))])
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0; states.first().map_or(0, |v| v.len())];
-        self.inner.merge_batch(states, &groups, 1)
     }
 }
 
@@ -296,9 +276,7 @@ mod tests {
             bools(&[Some(true), None, Some(false)]),
             bools(&[Some(false), Some(true), None]),
         ];
-        let mut single = RetentionAccumulator {
-            inner: RetentionGroups::new(2, 1),
-        };
+        let mut single = SingleGroup::new(RetentionGroups::new(2, 0));
         single.update_batch(&values).unwrap();
         let mut grouped = RetentionGroups::new(2, 0);
         grouped.update_batch(&values, &[0, 0, 0], None, 1).unwrap();

@@ -33,6 +33,7 @@ use crate::args::{
     string_literal, times_as_i64,
 };
 use crate::event_buffer::EventBuffer;
+use crate::single_group::{GroupState, SingleGroup, rows_as_states};
 
 /// SQL name.
 pub const NAME: &str = "sequence_next_node";
@@ -75,6 +76,21 @@ enum Base {
     Tail,
     FirstMatch,
     LastMatch,
+}
+
+impl GroupState for NextNodeGroups {
+    fn ensure_groups(&mut self, groups: usize) {
+        self.groups = self.groups.max(groups);
+    }
+
+    fn emptied(&self) -> Self {
+        Self {
+            buffer: EventBuffer::default(),
+            values: Vec::new(),
+            groups: 0,
+            ..self.clone()
+        }
+    }
 }
 
 /// The `sequence_next_node` aggregate function.
@@ -161,9 +177,7 @@ impl AggregateUDFImpl for SequenceNextNode {
     }
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(NextNodeAccumulator::new(NextNodeGroups::try_new(
-            &args,
-        )?)))
+        Ok(Box::new(SingleGroup::new(NextNodeGroups::try_new(&args)?)))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -478,63 +492,12 @@ impl GroupsAccumulator for NextNodeGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let rows = values.first().map_or(0, |v| v.len());
-        let mut each_row = Self {
-            buffer: EventBuffer::default(),
-            values: Vec::new(),
-            groups: 0,
-            ..self.clone()
-        };
-        let groups: Vec<usize> = (0..rows).collect();
-        each_row.update_batch(values, &groups, opt_filter, rows)?;
-        each_row.state(EmitTo::All)
+        rows_as_states(self, values, opt_filter)
     }
 
     fn size(&self) -> usize {
         self.buffer.size()
             + self.values.iter().map(|v| v.len() + 24).sum::<usize>()
             + std::mem::size_of::<Self>()
-    }
-}
-
-/// The single-group path.
-#[derive(Debug)]
-struct NextNodeAccumulator {
-    inner: NextNodeGroups,
-}
-
-impl NextNodeAccumulator {
-    fn new(mut inner: NextNodeGroups) -> Self {
-        inner.groups = 1;
-        Self { inner }
-    }
-}
-
-impl Accumulator for NextNodeAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0; values.first().map_or(0, |v| v.len())];
-        self.inner.update_batch(values, &groups, None, 1)
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        ScalarValue::try_from_array(&self.inner.clone().evaluate(EmitTo::All)?, 0)
-    }
-
-    fn size(&self) -> usize {
-        self.inner.size()
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.inner
-            .clone()
-            .state(EmitTo::All)?
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0; states.first().map_or(0, |v| v.len())];
-        self.inner.merge_batch(states, &groups, 1)
     }
 }

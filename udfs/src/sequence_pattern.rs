@@ -28,6 +28,7 @@ use crate::args::{
     string_literal, times_as_i64, units_per_second,
 };
 use crate::event_buffer::{self, EventBuffer};
+use crate::single_group::{GroupState, SingleGroup, rows_as_states};
 
 /// Most backtracking steps before a match is abandoned (ClickHouse's limit).
 const MATCH_STEPS_MAX: usize = 1_000_000;
@@ -444,7 +445,7 @@ impl AggregateUDFImpl for SequenceAggregate {
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let groups = SequenceGroups::try_new(self.name, self.output, &args)?;
-        Ok(Box::new(SequenceAccumulator::new(groups)))
+        Ok(Box::new(SingleGroup::new(groups)))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -523,10 +524,20 @@ impl SequenceGroups {
             has_rows: Vec::new(),
         })
     }
+}
 
-    fn ensure_groups(&mut self, total: usize) {
-        if self.has_rows.len() < total {
-            self.has_rows.resize(total, false);
+impl GroupState for SequenceGroups {
+    fn ensure_groups(&mut self, groups: usize) {
+        if self.has_rows.len() < groups {
+            self.has_rows.resize(groups, false);
+        }
+    }
+
+    fn emptied(&self) -> Self {
+        Self {
+            events: EventBuffer::default(),
+            has_rows: Vec::new(),
+            ..self.clone()
         }
     }
 }
@@ -619,62 +630,11 @@ impl GroupsAccumulator for SequenceGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let rows = values.first().map_or(0, |v| v.len());
-        let mut each_row = Self {
-            events: EventBuffer::default(),
-            has_rows: Vec::new(),
-            ..self.clone()
-        };
-        let groups: Vec<usize> = (0..rows).collect();
-        each_row.update_batch(values, &groups, opt_filter, rows)?;
-        each_row.state(EmitTo::All)
+        rows_as_states(self, values, opt_filter)
     }
 
     fn size(&self) -> usize {
         self.events.size() + self.has_rows.capacity() + std::mem::size_of::<Self>()
-    }
-}
-
-/// The single-group path: the grouped state with one group.
-#[derive(Debug)]
-pub(crate) struct SequenceAccumulator {
-    inner: SequenceGroups,
-}
-
-impl SequenceAccumulator {
-    pub(crate) fn new(mut inner: SequenceGroups) -> Self {
-        inner.ensure_groups(1);
-        Self { inner }
-    }
-}
-
-impl Accumulator for SequenceAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0; values.first().map_or(0, |v| v.len())];
-        self.inner.update_batch(values, &groups, None, 1)
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let results = self.inner.clone().evaluate(EmitTo::All)?;
-        ScalarValue::try_from_array(&results, 0)
-    }
-
-    fn size(&self) -> usize {
-        self.inner.size()
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.inner
-            .clone()
-            .state(EmitTo::All)?
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0; states.first().map_or(0, |v| v.len())];
-        self.inner.merge_batch(states, &groups, 1)
     }
 }
 

@@ -32,6 +32,7 @@ use crate::args::{
     string_literal, times_as_i64, window_in_units,
 };
 use crate::event_buffer::{self, EventBuffer};
+use crate::single_group::{GroupState, SingleGroup, rows_as_states};
 
 /// SQL name.
 pub const NAME: &str = "window_funnel";
@@ -457,7 +458,7 @@ impl AggregateUDFImpl for WindowFunnel {
 
     fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
         let groups = FunnelGroups::try_new(&args, self.output)?;
-        Ok(Box::new(FunnelAccumulator::new(groups)))
+        Ok(Box::new(SingleGroup::new(groups)))
     }
 
     fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
@@ -551,10 +552,21 @@ impl FunnelGroups {
             next_row: 0,
         })
     }
+}
 
-    fn ensure_groups(&mut self, total: usize) {
-        if self.has_rows.len() < total {
-            self.has_rows.resize(total, false);
+impl GroupState for FunnelGroups {
+    fn ensure_groups(&mut self, groups: usize) {
+        if self.has_rows.len() < groups {
+            self.has_rows.resize(groups, false);
+        }
+    }
+
+    fn emptied(&self) -> Self {
+        Self {
+            events: EventBuffer::default(),
+            has_rows: Vec::new(),
+            next_row: 0,
+            ..self.clone()
         }
     }
 }
@@ -694,63 +706,11 @@ impl GroupsAccumulator for FunnelGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let rows = values.first().map_or(0, |v| v.len());
-        let mut each_row = Self {
-            events: EventBuffer::default(),
-            has_rows: Vec::new(),
-            next_row: 0,
-            ..self.clone()
-        };
-        let groups: Vec<usize> = (0..rows).collect();
-        each_row.update_batch(values, &groups, opt_filter, rows)?;
-        each_row.state(EmitTo::All)
+        rows_as_states(self, values, opt_filter)
     }
 
     fn size(&self) -> usize {
         self.events.size() + self.has_rows.capacity() + std::mem::size_of::<Self>()
-    }
-}
-
-/// The single-group path: the grouped state with one group.
-#[derive(Debug)]
-pub(crate) struct FunnelAccumulator {
-    inner: FunnelGroups,
-}
-
-impl FunnelAccumulator {
-    pub(crate) fn new(mut inner: FunnelGroups) -> Self {
-        inner.ensure_groups(1);
-        Self { inner }
-    }
-}
-
-impl Accumulator for FunnelAccumulator {
-    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0; values.first().map_or(0, |v| v.len())];
-        self.inner.update_batch(values, &groups, None, 1)
-    }
-
-    fn evaluate(&mut self) -> Result<ScalarValue> {
-        let levels = self.inner.clone().evaluate(EmitTo::All)?;
-        ScalarValue::try_from_array(&levels, 0)
-    }
-
-    fn size(&self) -> usize {
-        self.inner.size()
-    }
-
-    fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        self.inner
-            .clone()
-            .state(EmitTo::All)?
-            .iter()
-            .map(|a| ScalarValue::try_from_array(a, 0))
-            .collect()
-    }
-
-    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
-        let groups = vec![0; states.first().map_or(0, |v| v.len())];
-        self.inner.merge_batch(states, &groups, 1)
     }
 }
 

@@ -168,7 +168,7 @@ fn grouped_and_single_paths_agree_with_partial_states() {
             .iter()
             .map(|v| datafusion::arrow::compute::take(v, &indices, None).unwrap())
             .collect();
-        let mut single = FunnelAccumulator::new(groups_for(modes, 3));
+        let mut single = SingleGroup::new(groups_for(modes, 3));
         single.update_batch(&taken).unwrap();
         assert_eq!(
             single.evaluate().unwrap(),

@@ -25,6 +25,11 @@ pub(crate) struct TakenEvents {
 }
 
 impl TakenEvents {
+    /// Group `g`'s events.
+    pub(crate) fn group(&self, g: usize) -> &[(i64, u64)] {
+        &self.events[self.offsets[g]..self.offsets[g + 1]]
+    }
+
     /// Group `g`'s events, mutable (to sort them).
     pub(crate) fn group_mut(&mut self, g: usize) -> &mut [(i64, u64)] {
         &mut self.events[self.offsets[g]..self.offsets[g + 1]]

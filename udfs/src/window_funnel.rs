@@ -625,18 +625,17 @@ impl GroupsAccumulator for FunnelGroups {
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let has_rows = emit_to.take_needed(&mut self.has_rows);
         let mut taken = self.events.take(has_rows.len());
-        let mut sorted_group = |g: usize| {
+        for g in 0..has_rows.len() {
             let events = taken.group_mut(g);
             if !events.is_sorted() {
                 events.sort_unstable();
             }
-            events.to_owned()
-        };
+        }
         let nulls = NullBuffer::from(has_rows.clone());
         match self.output {
             FunnelOutput::Level => {
                 let levels: Vec<u8> = (0..has_rows.len())
-                    .map(|g| funnel_level(&sorted_group(g), &self.params))
+                    .map(|g| funnel_level(taken.group(g), &self.params))
                     .collect();
                 Ok(Arc::new(UInt8Array::new(levels.into(), Some(nulls))))
             }
@@ -644,7 +643,7 @@ impl GroupsAccumulator for FunnelGroups {
                 let mut lengths = Vec::with_capacity(has_rows.len());
                 let mut times = Vec::new();
                 for g in 0..has_rows.len() {
-                    let steps = funnel_step_times(&sorted_group(g), &self.params);
+                    let steps = funnel_step_times(taken.group(g), &self.params);
                     lengths.push(steps.len());
                     times.extend(steps);
                 }

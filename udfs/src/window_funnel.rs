@@ -218,19 +218,21 @@ fn step_of(key: u64) -> i64 {
     (key >> STEP_SHIFT) as i64 - 1
 }
 
-/// The deepest level with a chain, and that chain.
-fn deepest<C: Clone>(levels: &[Option<C>]) -> (u8, Option<C>) {
+/// The deepest level that holds a chain, and that chain; `chain_of` reads a level's chain.
+fn deepest<L, C>(levels: &[L], chain_of: impl Fn(&L) -> Option<C>) -> (u8, Option<C>) {
     levels
         .iter()
-        .rposition(Option::is_some)
-        .map_or((0, None), |i| (i as u8 + 1, levels[i].clone()))
+        .enumerate()
+        .rev()
+        .find_map(|(i, level)| chain_of(level).map(|c| (i as u8 + 1, Some(c))))
+        .unwrap_or((0, None))
 }
 
-/// The level before the first step not reached (strict_order stops there).
-fn first_gap<C: Clone>(levels: &[Option<C>]) -> (u8, Option<C>) {
-    match levels.iter().position(Option::is_none) {
+/// The level before the first step not reached, and its chain (strict_order stops there).
+fn first_gap<L, C>(levels: &[L], chain_of: impl Fn(&L) -> Option<C>) -> (u8, Option<C>) {
+    match levels.iter().position(|level| chain_of(level).is_none()) {
         Some(0) | None => (0, None),
-        Some(i) => (i as u8, levels[i - 1].clone()),
+        Some(i) => (i as u8, chain_of(&levels[i - 1])),
     }
 }
 
@@ -253,12 +255,12 @@ fn level<C: Chain>(events: &[(i64, u64)], params: &FunnelParams) -> (u8, Option<
             reached[0] = Some(C::start(time));
             started = true;
         } else if modes.strict_deduplication && reached[step].is_some() {
-            return deepest(&reached);
+            return deepest(&reached, Option::clone);
         } else if modes.strict_order && started && reached[step - 1].is_none() {
             if modes.allow_reentry {
                 continue;
             }
-            return first_gap(&reached);
+            return first_gap(&reached, Option::clone);
         } else if let Some(previous) = &reached[step - 1] {
             let mut in_window = time <= previous.first().saturating_add(params.window);
             if modes.strict_increase {
@@ -273,7 +275,7 @@ fn level<C: Chain>(events: &[(i64, u64)], params: &FunnelParams) -> (u8, Option<
             }
         }
     }
-    deepest(&reached)
+    deepest(&reached, Option::clone)
 }
 
 /// A partial funnel for `strict_once`: its chain and the row of each step.
@@ -283,13 +285,9 @@ struct Path<C> {
     rows: [u64; crate::args::CONDITIONS_MAX],
 }
 
-fn deepest_path<C: Clone>(levels: &[Vec<Path<C>>]) -> (u8, Option<C>) {
-    levels
-        .iter()
-        .rposition(|l| !l.is_empty())
-        .map_or((0, None), |i| {
-            (i as u8 + 1, levels[i].first().map(|p| p.chain.clone()))
-        })
+/// The chain of a `strict_once` level: its first path's, if it has any.
+fn first_path<C: Clone>(level: &[Path<C>]) -> Option<C> {
+    level.first().map(|p| p.chain.clone())
 }
 
 fn level_strict_once<C: Chain>(events: &[(i64, u64)], params: &FunnelParams) -> (u8, Option<C>) {
@@ -317,15 +315,12 @@ fn level_strict_once<C: Chain>(events: &[(i64, u64)], params: &FunnelParams) -> 
             });
             started = true;
         } else if modes.strict_deduplication && !paths[step].is_empty() {
-            return deepest_path(&paths);
+            return deepest(&paths, |l| first_path(l));
         } else if modes.strict_order && started && paths[step - 1].is_empty() {
             if modes.allow_reentry {
                 continue;
             }
-            return match paths.iter().position(Vec::is_empty) {
-                Some(0) | None => (0, None),
-                Some(i) => (i as u8, paths[i - 1].first().map(|p| p.chain.clone())),
-            };
+            return first_gap(&paths, |l| first_path(l));
         } else if !paths[step - 1].is_empty() {
             let mut extended = Vec::new();
             let previous = &mut paths[step - 1];
@@ -358,7 +353,7 @@ fn level_strict_once<C: Chain>(events: &[(i64, u64)], params: &FunnelParams) -> 
             paths[step].extend(extended);
         }
     }
-    deepest_path(&paths)
+    deepest(&paths, |l| first_path(l))
 }
 
 /// What a funnel aggregate answers.

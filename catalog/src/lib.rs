@@ -21,10 +21,14 @@ use object_store::path::Path;
 pub use error::{Error, Result};
 pub use names::{NAME_LENGTH_MAX, validate_name};
 pub use storage::{S3Options, Storage};
-pub use tenant::{PUBLIC_SCHEMA, TenantCatalog, TenantSchema, storage_schema};
+pub use tenant::{LoadedTable, PUBLIC_SCHEMA, TenantCatalog, TenantSchema, storage_schema};
 
 /// The tenant that exists on every installation.
 pub const DEFAULT_TENANT: &str = "default";
+
+/// The directory under the data root that holds Tributary's own state (write keys, and for a
+/// local root the write-ahead log). It is never a tenant.
+pub const SYSTEM_DIRECTORY: &str = "_tributary";
 
 /// Every tenant of one data root.
 #[derive(Debug)]
@@ -50,7 +54,7 @@ impl Catalog {
             .common_prefixes
             .iter()
             .filter_map(|p| p.filename().map(str::to_string))
-            .filter(|name| validate_name("tenant", name).is_ok())
+            .filter(|name| name != SYSTEM_DIRECTORY && validate_name("tenant", name).is_ok())
             .collect();
         if !names.iter().any(|n| n == DEFAULT_TENANT) {
             names.push(DEFAULT_TENANT.to_string());
@@ -70,6 +74,12 @@ impl Catalog {
     pub async fn create_tenant(&self, name: &str) -> Result<Arc<TenantSchema>> {
         if let Some(existing) = self.tenant(name) {
             return Ok(existing);
+        }
+        if name == SYSTEM_DIRECTORY {
+            return Err(Error::InvalidName {
+                kind: "tenant",
+                name: name.to_string(),
+            });
         }
         let schema = Arc::new(TenantSchema::open(self.storage.clone(), name).await?);
         let mut tenants = self.tenants.write().expect("tenant map poisoned");

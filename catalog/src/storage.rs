@@ -107,6 +107,20 @@ impl Storage {
         &self.root
     }
 
+    /// The local directory of a `file://` root; `None` for object stores.
+    pub fn local_directory(&self) -> Option<std::path::PathBuf> {
+        if self.root.scheme() == "file" {
+            self.root.to_file_path().ok()
+        } else {
+            None
+        }
+    }
+
+    /// True for a `memory://` root, whose data ends with the process.
+    pub fn is_in_memory(&self) -> bool {
+        self.memory.is_some()
+    }
+
     /// The URL of a directory under the root, ending in `/`.
     pub fn url_of(&self, relative_dir: &str) -> Result<Url> {
         self.root

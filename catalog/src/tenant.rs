@@ -34,6 +34,18 @@ struct OpenTable {
     provider: Arc<dyn TableProvider>,
 }
 
+/// A table's latest snapshot, read but not yet shown to queries: see
+/// [`TenantSchema::load_latest`] and [`TenantSchema::install`].
+pub struct LoadedTable(OpenTable);
+
+impl std::fmt::Debug for LoadedTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("LoadedTable")
+            .field(&self.0.table.version())
+            .finish()
+    }
+}
+
 /// The tables of one tenant.
 pub struct TenantSchema {
     tenant: String,
@@ -197,11 +209,31 @@ impl TenantSchema {
 
     /// Re-reads a table's log after a commit, so later queries see it.
     pub async fn refresh(&self, name: &str) -> Result<()> {
+        let loaded = self.load_latest(name).await?;
+        self.install(name, loaded);
+        Ok(())
+    }
+
+    /// Reads a table's latest snapshot without showing it to queries yet, so that a writer can
+    /// swap it in at the same moment as it drops the rows it just committed from its buffer.
+    pub async fn load_latest(&self, name: &str) -> Result<LoadedTable> {
         let mut table = self.delta_table(name)?;
         table.update_incremental(None).await?;
-        let open = open_table(table).await?;
-        self.insert(name, open);
-        Ok(())
+        Ok(LoadedTable(open_table(table).await?))
+    }
+
+    /// Shows a snapshot read by [`Self::load_latest`] to later queries.
+    pub fn install(&self, name: &str, loaded: LoadedTable) {
+        self.insert(name, loaded.0);
+    }
+
+    /// The provider queries use for a table (its latest installed snapshot).
+    pub fn provider(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        self.tables
+            .read()
+            .expect("table map poisoned")
+            .get(name)
+            .map(|open| Arc::clone(&open.provider))
     }
 
     /// The table's Arrow schema as queries see it.
@@ -295,12 +327,7 @@ impl SchemaProvider for TenantSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        Ok(self
-            .tables
-            .read()
-            .expect("table map poisoned")
-            .get(name)
-            .map(|open| Arc::clone(&open.provider)))
+        Ok(self.provider(name))
     }
 
     fn register_table(

@@ -17,6 +17,14 @@ pub enum Error {
     #[error("{0}")]
     InvalidInput(String),
 
+    /// The write path cannot take more now (its buffer is full): retry later.
+    #[error("{0}")]
+    Overloaded(String),
+
+    /// The write-ahead log or another local store failed.
+    #[error("{0}")]
+    Storage(String),
+
     /// DataFusion planning or execution failed.
     #[error(transparent)]
     DataFusion(Box<DataFusionError>),
@@ -54,6 +62,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Self::Unsupported(_) | Self::InvalidInput(_) => true,
+            Self::Overloaded(_) | Self::Storage(_) => false,
             Self::Catalog(e) => e.is_user_error(),
             Self::DataFusion(e) => datafusion_is_user_error(e),
             Self::Delta(e) => delta_is_user_error(e),

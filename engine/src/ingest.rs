@@ -1,6 +1,6 @@
-//! Appending Arrow batches to a table in one Delta commit: the path of bulk loads (Flight SQL
-//! ingest, `tributary import`). Batches are matched to the table's columns by name and cast to
-//! its types first, so bad input is refused whole, before anything is written.
+//! Shaping input to a table: batches are matched to the table's columns by name and cast to its
+//! types before anything is written, so bad input is refused whole. Used by the write path
+//! ([`crate::write`]).
 
 use std::sync::Arc;
 
@@ -8,8 +8,7 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use datafusion::arrow::compute::{CastOptions, cast_with_options};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::util::display::FormatOptions;
-use deltalake::protocol::SaveMode;
-use tributary_catalog::{Catalog, TenantSchema, storage_schema};
+use tributary_catalog::{TenantSchema, storage_schema};
 
 use crate::error::{Error, Result};
 
@@ -22,25 +21,9 @@ pub enum IfTableMissing {
     Fail,
 }
 
-/// Appends `batches` to `tenant.public.table` in one commit; returns the rows written.
-pub async fn append_batches(
-    catalog: &Catalog,
-    tenant: &str,
-    table: &str,
-    batches: Vec<RecordBatch>,
-    if_missing: IfTableMissing,
-) -> Result<u64> {
-    let tenant = catalog.require_tenant(tenant)?;
-    let created = ensure_table(&tenant, table, &batches, if_missing).await?;
-    let result = write_batches(&tenant, table, batches).await;
-    if result.is_err() && created {
-        // The load either lands whole, with its new table, or leaves nothing behind.
-        tenant.drop_table(table, true).await?;
-    }
-    result
-}
-
-async fn ensure_table(
+/// Creates the target table from the first batch's columns when it is missing and that is
+/// allowed; returns whether it did.
+pub(crate) async fn ensure_table(
     tenant: &TenantSchema,
     table: &str,
     batches: &[RecordBatch],
@@ -63,30 +46,6 @@ async fn ensure_table(
             Ok(tenant.create_table(table, &schema, &[], false).await?)
         }
     }
-}
-
-async fn write_batches(
-    tenant: &TenantSchema,
-    table: &str,
-    batches: Vec<RecordBatch>,
-) -> Result<u64> {
-    let delta = tenant.delta_table(table)?;
-    let target = delta.snapshot()?.snapshot().arrow_schema();
-    let conformed = batches
-        .iter()
-        .filter(|b| b.num_rows() > 0)
-        .map(|b| conform_batch(b, &target, table))
-        .collect::<Result<Vec<_>>>()?;
-    let rows: usize = conformed.iter().map(RecordBatch::num_rows).sum();
-    if rows == 0 {
-        return Ok(0);
-    }
-    delta
-        .write(conformed)
-        .with_save_mode(SaveMode::Append)
-        .await?;
-    tenant.refresh(table).await?;
-    Ok(rows as u64)
 }
 
 /// Matches a batch's columns to the table's by name and casts them to the table's types.

@@ -10,6 +10,7 @@ mod error;
 pub mod ingest;
 pub mod session;
 pub mod statement;
+pub mod write;
 
 use std::sync::Arc;
 
@@ -26,20 +27,41 @@ pub use error::{Error, Result};
 pub use ingest::IfTableMissing;
 pub use session::build_session_state;
 pub use statement::{count_schema, is_write};
+pub use write::{WriteMode, WriteOptions, WriteReceipt, Writer};
 
-/// The database: catalog plus session template.
+/// The database: catalog, write path and session template.
 #[derive(Debug, Clone)]
 pub struct Engine {
     catalog: Arc<Catalog>,
+    writer: Arc<Writer>,
     template: Arc<SessionState>,
 }
 
 impl Engine {
-    /// Opens (or initialises) the data root.
+    /// Opens (or initialises) the data root with the default write settings for it.
     pub async fn open(storage: Storage) -> Result<Self> {
+        let options = WriteOptions::for_storage(&storage);
+        Self::open_with(storage, options).await
+    }
+
+    /// Opens the data root; replays the write-ahead log.
+    pub async fn open_with(storage: Storage, options: WriteOptions) -> Result<Self> {
         let catalog = Catalog::open(storage).await?;
-        let template = Arc::new(build_session_state(Arc::clone(&catalog))?);
-        Ok(Self { catalog, template })
+        let writer = Writer::open(Arc::clone(&catalog), options).await?;
+        let template = Arc::new(build_session_state(
+            Arc::clone(&catalog),
+            Arc::clone(writer.buffer()),
+        )?);
+        Ok(Self {
+            catalog,
+            writer,
+            template,
+        })
+    }
+
+    /// The write path.
+    pub fn writer(&self) -> &Arc<Writer> {
+        &self.writer
     }
 
     /// The tenants and their tables.
@@ -82,7 +104,7 @@ impl Engine {
         plan: LogicalPlan,
     ) -> Result<SendableRecordBatchStream> {
         if is_write(&plan) {
-            let count = statement::execute_write(&self.catalog, ctx, plan).await?;
+            let count = self.execute_write(ctx, plan).await?;
             let batch = statement::count_batch(count);
             return Ok(Box::pin(MemoryStream::try_new(
                 vec![batch],
@@ -104,9 +126,24 @@ impl Engine {
         Ok(())
     }
 
-    /// Runs a write plan and returns the number of rows it changed.
+    /// Runs a write plan and returns the number of rows it changed. Buffered rows of the table
+    /// a DML statement changes are committed first, so that it sees them.
     pub async fn execute_write(&self, ctx: &SessionContext, plan: LogicalPlan) -> Result<u64> {
-        statement::execute_write(&self.catalog, ctx, plan).await
+        let target = statement::target_table(&self.catalog, ctx, &plan)?;
+        if let Some((tenant, table)) = &target
+            && matches!(plan, LogicalPlan::Dml(_))
+        {
+            self.writer.flush_table(tenant, table).await?;
+        }
+        let replaces = matches!(plan, LogicalPlan::Ddl(_));
+        let count = statement::execute_write(&self.catalog, ctx, plan).await?;
+        if let Some((tenant, table)) = target
+            && replaces
+        {
+            // The table was dropped or made anew: rows buffered for the old one are gone.
+            self.writer.discard(&tenant, &table);
+        }
+        Ok(count)
     }
 
     /// Plans and runs one statement for `tenant`, collecting the result.
@@ -117,14 +154,22 @@ impl Engine {
         Ok(datafusion::physical_plan::common::collect(stream).await?)
     }
 
-    /// Appends batches to a table in one commit (see [`ingest`]).
-    pub async fn append(
+    /// Writes batches to a table through the durable write path (see [`write`]).
+    pub async fn write(
         &self,
         tenant: &str,
         table: &str,
         batches: Vec<RecordBatch>,
         if_missing: IfTableMissing,
-    ) -> Result<u64> {
-        ingest::append_batches(&self.catalog, tenant, table, batches, if_missing).await
+        mode: WriteMode,
+    ) -> Result<WriteReceipt> {
+        self.writer
+            .write(tenant, table, batches, if_missing, mode)
+            .await
+    }
+
+    /// Commits every buffered row (at shutdown).
+    pub async fn flush(&self) -> Result<()> {
+        self.writer.flush_all().await
     }
 }

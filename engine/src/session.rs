@@ -10,7 +10,10 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::SessionConfig;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
-use tributary_catalog::{Catalog, DEFAULT_TENANT, PUBLIC_SCHEMA, TenantCatalogList};
+use tributary_catalog::{Catalog, DEFAULT_TENANT, PUBLIC_SCHEMA};
+
+use crate::write::buffer::WriteBuffer;
+use crate::write::overlay::BufferedCatalogList;
 
 use crate::error::Result;
 
@@ -24,13 +27,17 @@ pub fn session_config() -> SessionConfig {
         .with_default_catalog_and_schema(DEFAULT_TENANT, PUBLIC_SCHEMA)
 }
 
-/// Builds a session state over `catalog` with every Tributary function registered.
-pub fn build_session_state(catalog: Arc<Catalog>) -> Result<SessionState> {
+/// Builds a session state over `catalog` (with the rows of `buffer` visible) and every
+/// Tributary function registered.
+pub fn build_session_state(
+    catalog: Arc<Catalog>,
+    buffer: Arc<WriteBuffer>,
+) -> Result<SessionState> {
     let runtime = RuntimeEnvBuilder::new().build_arc()?;
     let mut state = SessionStateBuilder::new()
         .with_config(session_config())
         .with_runtime_env(runtime)
-        .with_catalog_list(Arc::new(TenantCatalogList::new(catalog)))
+        .with_catalog_list(Arc::new(BufferedCatalogList::new(catalog, buffer)))
         .with_default_features()
         // Delta's DELETE/UPDATE/MERGE plan custom nodes that only its planner lowers.
         .with_query_planner(DeltaPlanner::new())

@@ -204,6 +204,25 @@ fn has_rows(plan: &LogicalPlan) -> bool {
 
 /// Resolves a table reference against the session's tenant, to the tenant's tables and the
 /// table's name.
+/// The (tenant, table) a write plan changes, when it names a table that exists or is made.
+pub(crate) fn target_table(
+    catalog: &Catalog,
+    ctx: &SessionContext,
+    plan: &LogicalPlan,
+) -> Result<Option<(String, String)>> {
+    let reference = match plan {
+        LogicalPlan::Dml(dml) => &dml.table_name,
+        LogicalPlan::Ddl(DdlStatement::DropTable(drop)) => &drop.name,
+        LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(create)) => &create.name,
+        _ => return Ok(None),
+    };
+    match resolve(catalog, ctx, reference) {
+        Ok((tenant, table)) => Ok(Some((tenant.tenant().to_string(), table))),
+        // The statement itself reports the problem.
+        Err(_) => Ok(None),
+    }
+}
+
 fn resolve(
     catalog: &Catalog,
     ctx: &SessionContext,

@@ -90,7 +90,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Maps an engine error to the status a Flight SQL client receives.
 pub(crate) fn status_of(error: tributary_engine::Error) -> Status {
-    if error.is_user_error() {
+    if matches!(error, tributary_engine::Error::Overloaded(_)) {
+        Status::unavailable(error.to_string())
+    } else if error.is_user_error() {
         Status::invalid_argument(error.to_string())
     } else {
         tracing::error!(%error, "internal error");

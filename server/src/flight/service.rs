@@ -26,7 +26,7 @@ use futures::Stream;
 use std::pin::Pin;
 use tonic::{Request, Response, Status, Streaming};
 use tributary_catalog::{DEFAULT_TENANT, PUBLIC_SCHEMA};
-use tributary_engine::{Engine, IfTableMissing, count_schema, is_write};
+use tributary_engine::{Engine, IfTableMissing, WriteMode, count_schema, is_write};
 
 use crate::error::status_of;
 use crate::flight::edge::{client_schema, with_column_metadata};
@@ -364,26 +364,23 @@ impl FlightSqlService for TributaryFlightSql {
             .require_tenant(&tenant)
             .map_err(|e| status_of(e.into()))?
             .has_table(&command.table);
-        match options.if_exists() {
+        let mode = match options.if_exists() {
             TableExistsOption::Fail if exists => {
                 return Err(Status::already_exists(format!(
                     "table '{tenant}.{PUBLIC_SCHEMA}.{}' already exists",
                     command.table
                 )));
             }
-            TableExistsOption::Replace if exists => {
-                return Err(Status::invalid_argument(
-                    "ingest with replace is not supported: drop the table first",
-                ));
-            }
-            _ => {}
-        }
+            TableExistsOption::Replace if exists => WriteMode::Replace,
+            _ => WriteMode::Append,
+        };
         let batches = read_batches(request.into_inner()).await?;
         let rows = self
             .engine
-            .append(&tenant, &command.table, batches, if_missing)
+            .write(&tenant, &command.table, batches, if_missing, mode)
             .await
-            .map_err(status_of)?;
+            .map_err(status_of)?
+            .rows;
         i64::try_from(rows).map_err(|_| Status::internal("row count overflow"))
     }
 

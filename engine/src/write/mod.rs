@@ -1,0 +1,419 @@
+//! The durable write path shared by every way data arrives: the HTTP collection API, Flight
+//! ingest and `tributary import`.
+//!
+//! A write is checked and shaped to its table first (bad input changes nothing), then events
+//! lose the rows whose `message_id` was already accepted ([`dedup`]). What is left is logged
+//! ([`wal`]: fsync, group commit) and put in the in-memory [`buffer`] that queries read
+//! ([`overlay`]) before the write is acknowledged. A background flusher commits buffered rows
+//! to their Delta table with the log sequence number of the last one as a Delta application
+//! transaction, so that replaying the log at start skips exactly what is already committed. A
+//! write larger than [`WriteOptions::direct_commit_bytes`] is one Delta commit of its own,
+//! which is as durable as the log. Small files are compacted after every
+//! [`WriteOptions::compact_after_commits`] flushes of a table.
+
+pub mod buffer;
+pub mod dedup;
+mod flush;
+pub mod overlay;
+pub mod wal;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use datafusion::arrow::array::BooleanArray;
+use datafusion::arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use tributary_catalog::builtin::EVENTS;
+use tributary_catalog::{Catalog, SYSTEM_DIRECTORY, Storage, TenantSchema};
+
+use crate::error::{Error, Result};
+use crate::ingest::{IfTableMissing, conform_batch, ensure_table};
+use buffer::WriteBuffer;
+use dedup::MessageIds;
+use wal::{Wal, WalRecord};
+
+/// The Delta application id under which flushes record the last log sequence they commit.
+pub const WAL_APP_ID: &str = "tributary-wal";
+
+/// Settings of the write path.
+#[derive(Debug, Clone)]
+pub struct WriteOptions {
+    /// Directory of the write-ahead log (a local disk). `None`: a temporary directory, for
+    /// in-memory data roots whose data ends with the process anyway.
+    pub wal_dir: Option<PathBuf>,
+    /// Buffered rows are committed at the latest this long after they arrive.
+    pub flush_interval: Duration,
+    /// A table's buffered rows are committed once they take this many bytes.
+    pub flush_bytes: usize,
+    /// Writes are refused with [`Error::Overloaded`] while the buffer holds this many bytes.
+    pub buffer_bytes_max: usize,
+    /// A write this large skips the log and buffer: it is one Delta commit of its own.
+    pub direct_commit_bytes: usize,
+    /// How long a `message_id` is remembered for deduplication.
+    pub dedup_window: Duration,
+    /// A table's small files are compacted after this many flushes (0: never).
+    pub compact_after_commits: usize,
+}
+
+impl WriteOptions {
+    /// Defaults for a data root: the log under `<root>/_tributary/wal` for a local directory,
+    /// `./tributary-wal` for an object store, a temporary directory for `memory://`.
+    pub fn for_storage(storage: &Storage) -> Self {
+        let wal_dir = match storage.local_directory() {
+            Some(root) => Some(root.join(SYSTEM_DIRECTORY).join("wal")),
+            None if storage.is_in_memory() => None,
+            None => Some(PathBuf::from("tributary-wal")),
+        };
+        Self {
+            wal_dir,
+            flush_interval: Duration::from_secs(2),
+            flush_bytes: 32 * 1024 * 1024,
+            buffer_bytes_max: 512 * 1024 * 1024,
+            direct_commit_bytes: 16 * 1024 * 1024,
+            dedup_window: Duration::from_secs(7 * 24 * 3600),
+            compact_after_commits: 20,
+        }
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteReceipt {
+    /// Rows stored.
+    pub rows: u64,
+    /// Events left out because their `message_id` was already accepted.
+    pub duplicates: u64,
+}
+
+/// Whether a write adds to the table or replaces its contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Add the rows.
+    Append,
+    /// Replace every row (and, for a user table, the columns) in one commit.
+    Replace,
+}
+
+/// The write path of one server.
+pub struct Writer {
+    catalog: Arc<Catalog>,
+    buffer: Arc<WriteBuffer>,
+    wal: Wal,
+    dedup: MessageIds,
+    options: WriteOptions,
+    commit_locks: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
+    commits_since_compaction: Mutex<HashMap<(String, String), usize>>,
+    flush_now: Arc<tokio::sync::Notify>,
+    /// Keeps a temporary log directory alive as long as the writer.
+    _temporary_wal: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    /// Opens the write path: replays the log into the buffer (skipping what each table has
+    /// committed), loads the recent message ids, and starts the background flusher.
+    pub async fn open(catalog: Arc<Catalog>, options: WriteOptions) -> Result<Arc<Self>> {
+        let (wal_dir, temporary) = match &options.wal_dir {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let dir = tempfile::tempdir().map_err(|e| {
+                    Error::Storage(format!("cannot make a temporary log directory: {e}"))
+                })?;
+                (dir.path().to_path_buf(), Some(dir))
+            }
+        };
+        let committed = flush::committed_sequences(&catalog).await?;
+        let floor = committed.values().copied().max().unwrap_or(0) + 1;
+        let (wal, records) = Wal::open(&wal_dir, floor)?;
+        let writer = Arc::new(Self {
+            catalog,
+            buffer: Arc::new(WriteBuffer::default()),
+            wal,
+            dedup: MessageIds::new(options.dedup_window.as_micros() as i64),
+            options,
+            commit_locks: Mutex::default(),
+            commits_since_compaction: Mutex::default(),
+            flush_now: Arc::new(tokio::sync::Notify::new()),
+            _temporary_wal: temporary,
+        });
+        writer.load_message_ids().await?;
+        writer.replay(records, &committed)?;
+        tokio::spawn(flush::run_flusher(Arc::downgrade(&writer)));
+        Ok(writer)
+    }
+
+    /// The buffer queries read through.
+    pub fn buffer(&self) -> &Arc<WriteBuffer> {
+        &self.buffer
+    }
+
+    /// Writes rows to `tenant.public.table`; returns once they are durable and visible.
+    pub async fn write(
+        &self,
+        tenant: &str,
+        table: &str,
+        batches: Vec<RecordBatch>,
+        if_missing: IfTableMissing,
+        mode: WriteMode,
+    ) -> Result<WriteReceipt> {
+        let schema = self.catalog.require_tenant(tenant)?;
+        let created = ensure_table(&schema, table, &batches, if_missing).await?;
+        let result = self.write_to(&schema, table, batches, mode).await;
+        if result.is_err() && created {
+            // The load either lands whole, with its new table, or leaves nothing behind.
+            schema.drop_table(table, true).await?;
+        }
+        result
+    }
+
+    async fn write_to(
+        &self,
+        schema: &TenantSchema,
+        table: &str,
+        batches: Vec<RecordBatch>,
+        mode: WriteMode,
+    ) -> Result<WriteReceipt> {
+        let tenant = schema.tenant();
+        let batch = self.shape(schema, table, &batches, mode)?;
+        if batch.num_rows() == 0 && mode == WriteMode::Append {
+            return Ok(WriteReceipt::default());
+        }
+        let is_events = table == EVENTS;
+        if mode == WriteMode::Replace {
+            let rows = self.replace(schema, table, batch).await?;
+            return Ok(WriteReceipt {
+                rows,
+                duplicates: 0,
+            });
+        }
+        let (batch, claimed, duplicates) = if is_events {
+            self.claim_message_ids(tenant, batch)?
+        } else {
+            (batch, None, 0)
+        };
+        let rows = batch.num_rows() as u64;
+        let written = if rows == 0 {
+            Ok(())
+        } else if batch.get_array_memory_size() >= self.options.direct_commit_bytes {
+            self.commit_direct(schema, table, batch).await
+        } else {
+            self.log_and_buffer(tenant, table, batch).await
+        };
+        if let Err(e) = written {
+            if let Some(ids) = claimed {
+                self.dedup.release(tenant, ids.iter().flatten());
+            }
+            return Err(e);
+        }
+        Ok(WriteReceipt { rows, duplicates })
+    }
+
+    /// Conforms the input to the table's columns and makes it one batch. Events get
+    /// `received_at` (now) where it is missing.
+    fn shape(
+        &self,
+        schema: &TenantSchema,
+        table: &str,
+        batches: &[RecordBatch],
+        mode: WriteMode,
+    ) -> Result<RecordBatch> {
+        let replaces_columns =
+            mode == WriteMode::Replace && !tributary_catalog::builtin::is_built_in(table);
+        let target = if replaces_columns {
+            let first = batches.first().ok_or_else(|| {
+                Error::InvalidInput(format!("cannot replace table '{table}' with no data"))
+            })?;
+            Arc::new(tributary_catalog::storage_schema(&first.schema()))
+        } else {
+            schema
+                .delta_table(table)?
+                .snapshot()?
+                .snapshot()
+                .arrow_schema()
+        };
+        let conformed = batches
+            .iter()
+            .map(|b| conform_batch(b, &target, table))
+            .collect::<Result<Vec<_>>>()?;
+        let batch = concat_batches(&target, &conformed)?;
+        if table == EVENTS {
+            return fill_received_at(batch);
+        }
+        Ok(batch)
+    }
+
+    /// Drops rows whose message id was accepted before (or earlier in this write).
+    #[allow(clippy::type_complexity)]
+    fn claim_message_ids(
+        &self,
+        tenant: &str,
+        batch: RecordBatch,
+    ) -> Result<(RecordBatch, Option<StringArray>, u64)> {
+        let ids = string_column(&batch, "message_id")?;
+        let now = now_micros();
+        let keep = self
+            .dedup
+            .claim(tenant, ids.iter().map(|id| id.unwrap_or_default()), now);
+        let duplicates = keep.iter().filter(|k| !**k).count() as u64;
+        if duplicates == 0 {
+            return Ok((batch, Some(ids), 0));
+        }
+        let mask = BooleanArray::from(keep);
+        let kept = filter_record_batch(&batch, &mask)?;
+        let claimed = datafusion::arrow::compute::filter(&ids, &mask)?;
+        let claimed = claimed
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .cloned()
+            .ok_or_else(|| Error::Storage("message ids are not text".into()))?;
+        Ok((kept, Some(claimed), duplicates))
+    }
+
+    async fn log_and_buffer(&self, tenant: &str, table: &str, batch: RecordBatch) -> Result<()> {
+        let held = self.buffer.bytes();
+        if held + batch.get_array_memory_size() > self.options.buffer_bytes_max {
+            self.flush_now.notify_one();
+            return Err(Error::Overloaded(format!(
+                "the write buffer is full ({} MiB waiting to be committed); retry shortly",
+                held / (1024 * 1024)
+            )));
+        }
+        let record = WalRecord {
+            seq: 0,
+            tenant: tenant.to_string(),
+            table: table.to_string(),
+            batch,
+        };
+        let buffer = Arc::clone(&self.buffer);
+        let buffered = record.clone();
+        self.wal
+            .append(
+                &record,
+                Box::new(move |seq| {
+                    buffer.insert(&buffered.tenant, &buffered.table, seq, buffered.batch);
+                }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Commits buffered rows of every table now (before a DML statement or at shutdown).
+    pub async fn flush_all(&self) -> Result<()> {
+        for (tenant, table) in self.buffer.tables() {
+            self.flush_table(&tenant, &table).await?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the buffered rows of a table that was dropped.
+    pub fn discard(&self, tenant: &str, table: &str) {
+        self.buffer.discard(tenant, table);
+    }
+
+    fn commit_lock(&self, tenant: &str, table: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.commit_locks.lock().expect("commit locks poisoned");
+        Arc::clone(
+            locks
+                .entry((tenant.to_string(), table.to_string()))
+                .or_default(),
+        )
+    }
+
+    fn replay(
+        &self,
+        records: Vec<WalRecord>,
+        committed: &HashMap<(String, String), u64>,
+    ) -> Result<()> {
+        let mut replayed = 0usize;
+        for record in records {
+            let key = (record.tenant.clone(), record.table.clone());
+            if committed.get(&key).is_some_and(|last| record.seq <= *last) {
+                continue;
+            }
+            let Some(schema) = self.catalog.tenant(&record.tenant) else {
+                tracing::warn!(
+                    tenant = record.tenant,
+                    "log record for a tenant that is gone"
+                );
+                continue;
+            };
+            let Ok(delta) = schema.delta_table(&record.table) else {
+                tracing::warn!(table = record.table, "log record for a table that is gone");
+                continue;
+            };
+            let target = delta.snapshot()?.snapshot().arrow_schema();
+            let batch = match conform_batch(&record.batch, &target, &record.table) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(
+                        table = record.table,
+                        "log record no longer fits its table: {e}"
+                    );
+                    continue;
+                }
+            };
+            if record.table == EVENTS {
+                let ids = string_column(&batch, "message_id")?;
+                let now = now_micros();
+                self.dedup
+                    .remember(&record.tenant, ids.iter().flatten().map(|id| (id, now)));
+            }
+            self.buffer
+                .insert(&record.tenant, &record.table, record.seq, batch);
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!(replayed, "replayed log records not yet committed");
+        }
+        Ok(())
+    }
+}
+
+fn fill_received_at(batch: RecordBatch) -> Result<RecordBatch> {
+    let Ok(index) = batch.schema().index_of("received_at") else {
+        return Ok(batch);
+    };
+    let column = batch.column(index);
+    if column.null_count() == 0 {
+        return Ok(batch);
+    }
+    let times = column
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .ok_or_else(|| Error::Storage("received_at is not a microsecond time".into()))?;
+    let now = now_micros();
+    let filled: TimestampMicrosecondArray = times
+        .iter()
+        .map(|t| Some(t.unwrap_or(now)))
+        .collect::<TimestampMicrosecondArray>()
+        .with_timezone_opt(times.timezone());
+    let mut columns = batch.columns().to_vec();
+    columns[index] = Arc::new(filled);
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
+    let index = batch.schema().index_of(name)?;
+    batch
+        .column(index)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| Error::Storage(format!("column '{name}' is not text")))
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}

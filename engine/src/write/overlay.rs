@@ -1,0 +1,177 @@
+//! How queries see buffered rows: the session's tenants are the catalog's, with every table that
+//! has rows in the [`WriteBuffer`] read as the union of its Delta snapshot and those rows.
+//! A table with no buffered rows is the Delta provider itself, at no cost.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider,
+};
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::union::UnionExec;
+use tributary_catalog::{Catalog, PUBLIC_SCHEMA, TenantSchema};
+
+use super::buffer::WriteBuffer;
+
+/// The tenants, as DataFusion catalogs whose tables include buffered rows.
+#[derive(Debug)]
+pub struct BufferedCatalogList {
+    catalog: Arc<Catalog>,
+    buffer: Arc<WriteBuffer>,
+}
+
+impl BufferedCatalogList {
+    /// Wraps `catalog` so that its tables show `buffer`'s rows.
+    pub fn new(catalog: Arc<Catalog>, buffer: Arc<WriteBuffer>) -> Self {
+        Self { catalog, buffer }
+    }
+}
+
+impl CatalogProviderList for BufferedCatalogList {
+    fn register_catalog(
+        &self,
+        name: String,
+        _catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
+        tracing::warn!(
+            name,
+            "ignored: tenants are created by Tributary, not registered"
+        );
+        None
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        self.catalog.tenant_names()
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        let tenant = self.catalog.tenant(name)?;
+        Some(Arc::new(BufferedCatalog {
+            schema: Arc::new(BufferedSchema {
+                tenant,
+                buffer: Arc::clone(&self.buffer),
+            }),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct BufferedCatalog {
+    schema: Arc<BufferedSchema>,
+}
+
+impl CatalogProvider for BufferedCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        vec![PUBLIC_SCHEMA.to_string()]
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        (name == PUBLIC_SCHEMA).then(|| Arc::clone(&self.schema) as Arc<dyn SchemaProvider>)
+    }
+}
+
+#[derive(Debug)]
+struct BufferedSchema {
+    tenant: Arc<TenantSchema>,
+    buffer: Arc<WriteBuffer>,
+}
+
+#[async_trait]
+impl SchemaProvider for BufferedSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.tenant.table_names()
+    }
+
+    async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let (provider, rows) = self.buffer.read(self.tenant.tenant(), name, |rows| {
+            (self.tenant.provider(name), rows)
+        });
+        Ok(provider.map(|inner| {
+            if rows.is_empty() {
+                inner
+            } else {
+                Arc::new(BufferedTable { inner, rows }) as Arc<dyn TableProvider>
+            }
+        }))
+    }
+
+    fn register_table(
+        &self,
+        name: String,
+        table: Arc<dyn TableProvider>,
+    ) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        self.tenant.register_table(name, table)
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.tenant.has_table(name)
+    }
+}
+
+/// A Delta table plus rows not yet committed to it.
+#[derive(Debug)]
+struct BufferedTable {
+    inner: Arc<dyn TableProvider>,
+    rows: Vec<RecordBatch>,
+}
+
+#[async_trait]
+impl TableProvider for BufferedTable {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let committed = self.inner.scan(state, projection, filters, limit).await?;
+        let buffered = MemorySourceConfig::try_new_exec(
+            std::slice::from_ref(&self.rows),
+            self.schema(),
+            projection.cloned(),
+        )?;
+        UnionExec::try_new(vec![committed, buffered])
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        // The Delta scan may prune with them, but the buffered rows are not filtered at the
+        // scan: DataFusion must filter above it.
+        Ok(self
+            .inner
+            .supports_filters_pushdown(filters)?
+            .into_iter()
+            .map(|support| match support {
+                TableProviderFilterPushDown::Exact => TableProviderFilterPushDown::Inexact,
+                other => other,
+            })
+            .collect())
+    }
+
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.inner.insert_into(state, input, insert_op).await
+    }
+}

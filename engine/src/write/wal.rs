@@ -1,0 +1,537 @@
+//! The write-ahead log: where an accepted write becomes durable before it is acknowledged.
+//!
+//! One log per server, on a local disk, as segment files `<first seq>.wal`. Every record is a
+//! frame `[length u32][crc32 u32][seq u64][tenant][table][Arrow IPC stream]`, numbered by a
+//! sequence that only grows. One thread owns the open segment: it takes every record waiting
+//! (group commit), writes them, calls `fsync` once, and only then runs each record's
+//! `on_durable` step, in sequence order, and answers the writers. A frame cut short by a crash
+//! is the log's end: replay stops there and the next write overwrites it.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Cursor, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::ipc::reader::StreamReader;
+use datafusion::arrow::ipc::writer::StreamWriter;
+use tokio::sync::oneshot;
+
+use crate::error::{Error, Result};
+
+/// A segment is closed and a new one started once it holds this many bytes.
+const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// One group commit writes at most this much before it syncs.
+const GROUP_BYTES_MAX: usize = 32 * 1024 * 1024;
+const FRAME_HEADER: usize = 8;
+
+/// One logged write: rows for one table of one tenant.
+#[derive(Debug, Clone)]
+pub struct WalRecord {
+    /// The write's sequence number (0 until the log assigns it).
+    pub seq: u64,
+    /// Tenant name.
+    pub tenant: String,
+    /// Table name.
+    pub table: String,
+    /// The rows.
+    pub batch: RecordBatch,
+}
+
+/// Run by the log thread once a record is durable, before the writer hears so.
+pub type OnDurable = Box<dyn FnOnce(u64) + Send>;
+
+enum Command {
+    Append {
+        frame_body: Vec<u8>,
+        on_durable: OnDurable,
+        done: oneshot::Sender<Result<u64>>,
+    },
+    /// Every record below this sequence is committed elsewhere: whole segments below it go.
+    Release(u64),
+}
+
+/// Handle to the log thread.
+#[derive(Debug)]
+pub struct Wal {
+    sender: mpsc::Sender<Command>,
+    dir: PathBuf,
+}
+
+impl Wal {
+    /// Opens the log in `dir`: reads every record in it (for replay) and starts the log thread.
+    /// New records are numbered from `max(last record + 1, next_seq_floor)`.
+    pub fn open(dir: &Path, next_seq_floor: u64) -> Result<(Self, Vec<WalRecord>)> {
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, "create the log directory", e))?;
+        let segments = list_segments(dir)?;
+        let mut records = Vec::new();
+        let mut tail: Option<(PathBuf, u64)> = None;
+        for (index, (_, path)) in segments.iter().enumerate() {
+            let is_last = index + 1 == segments.len();
+            let valid_len = read_segment(path, &mut records, is_last)?;
+            if is_last {
+                tail = Some((path.clone(), valid_len));
+            }
+        }
+        let next_seq = records
+            .last()
+            .map_or(1, |r| r.seq + 1)
+            .max(next_seq_floor.max(1));
+        let (active, active_len) = match tail {
+            Some((path, len)) => {
+                let mut file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| io_error(&path, "open", e))?;
+                // Whatever follows the last whole frame is a write cut short: drop it.
+                file.set_len(len)
+                    .map_err(|e| io_error(&path, "truncate", e))?;
+                file.seek(SeekFrom::Start(len))
+                    .map_err(|e| io_error(&path, "seek", e))?;
+                file.sync_all().map_err(|e| io_error(&path, "sync", e))?;
+                (file, len)
+            }
+            None => (new_segment(dir, next_seq)?, 0),
+        };
+        let mut segment_firsts: Vec<u64> = segments.iter().map(|(first, _)| *first).collect();
+        if segment_firsts.is_empty() {
+            segment_firsts.push(next_seq);
+        }
+        let (sender, receiver) = mpsc::channel();
+        let state = LogThread {
+            dir: dir.to_path_buf(),
+            file: BufWriter::with_capacity(1 << 20, active),
+            file_len: active_len,
+            next_seq,
+            segment_firsts,
+            failed: None,
+        };
+        std::thread::Builder::new()
+            .name("tributary-wal".into())
+            .spawn(move || state.run(receiver))
+            .map_err(|e| io_error(dir, "start the log thread", e))?;
+        Ok((
+            Self {
+                sender,
+                dir: dir.to_path_buf(),
+            },
+            records,
+        ))
+    }
+
+    /// Logs a record; resolves with its sequence number once it is on disk and `on_durable` ran.
+    pub async fn append(&self, record: &WalRecord, on_durable: OnDurable) -> Result<u64> {
+        let frame_body = encode_body(record)?;
+        let (done, answer) = oneshot::channel();
+        self.sender
+            .send(Command::Append {
+                frame_body,
+                on_durable,
+                done,
+            })
+            .map_err(|_| self.stopped())?;
+        answer.await.map_err(|_| self.stopped())?
+    }
+
+    /// Tells the log that every record below `seq` is committed to its table.
+    pub fn release_below(&self, seq: u64) {
+        let _ = self.sender.send(Command::Release(seq));
+    }
+
+    fn stopped(&self) -> Error {
+        Error::Storage(format!(
+            "the write-ahead log in {} has stopped",
+            self.dir.display()
+        ))
+    }
+}
+
+struct LogThread {
+    dir: PathBuf,
+    file: BufWriter<File>,
+    file_len: u64,
+    next_seq: u64,
+    /// First sequence number of every segment on disk, oldest first; the last is active.
+    segment_firsts: Vec<u64>,
+    /// Set after a failed write or sync: nothing more is accepted (the disk is in doubt).
+    failed: Option<String>,
+}
+
+impl LogThread {
+    fn run(mut self, receiver: mpsc::Receiver<Command>) {
+        while let Ok(first) = receiver.recv() {
+            let mut group = Vec::new();
+            let mut group_bytes = 0;
+            let mut next = Some(first);
+            while let Some(command) = next.take() {
+                match command {
+                    Command::Release(seq) => self.release_below(seq),
+                    Command::Append {
+                        frame_body,
+                        on_durable,
+                        done,
+                    } => {
+                        group_bytes += frame_body.len();
+                        group.push((frame_body, on_durable, done));
+                    }
+                }
+                if group_bytes < GROUP_BYTES_MAX {
+                    next = receiver.try_recv().ok();
+                }
+            }
+            if !group.is_empty() {
+                self.commit_group(group);
+            }
+        }
+        let _ = self.file.flush();
+    }
+
+    fn commit_group(&mut self, group: Vec<(Vec<u8>, OnDurable, oneshot::Sender<Result<u64>>)>) {
+        let first_seq = self.next_seq;
+        let written = match &self.failed {
+            Some(reason) => Err(reason.clone()),
+            None => self.write_frames(&group).map_err(|e| {
+                let reason = format!(
+                    "the write-ahead log in {} failed and accepts no more writes: {e}",
+                    self.dir.display()
+                );
+                self.failed = Some(reason.clone());
+                reason
+            }),
+        };
+        match written {
+            Ok(()) => {
+                for (offset, (_, on_durable, done)) in group.into_iter().enumerate() {
+                    let seq = first_seq + offset as u64;
+                    on_durable(seq);
+                    let _ = done.send(Ok(seq));
+                }
+                if self.file_len >= SEGMENT_BYTES
+                    && let Err(e) = self.rotate()
+                {
+                    self.failed = Some(format!("cannot start a new log segment: {e}"));
+                }
+            }
+            Err(reason) => {
+                for (_, _, done) in group {
+                    let _ = done.send(Err(Error::Storage(reason.clone())));
+                }
+            }
+        }
+    }
+
+    fn write_frames(
+        &mut self,
+        group: &[(Vec<u8>, OnDurable, oneshot::Sender<Result<u64>>)],
+    ) -> std::io::Result<()> {
+        let mut seq = self.next_seq;
+        for (body, _, _) in group {
+            let mut checked = Vec::with_capacity(8 + body.len());
+            checked.extend_from_slice(&seq.to_le_bytes());
+            checked.extend_from_slice(body);
+            let len = u32::try_from(checked.len())
+                .map_err(|_| std::io::Error::other("a record over 4 GiB"))?;
+            self.file.write_all(&len.to_le_bytes())?;
+            self.file
+                .write_all(&crc32fast::hash(&checked).to_le_bytes())?;
+            self.file.write_all(&checked)?;
+            self.file_len += (FRAME_HEADER + checked.len()) as u64;
+            seq += 1;
+        }
+        self.file.flush()?;
+        self.file.get_ref().sync_data()?;
+        self.next_seq = seq;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> Result<()> {
+        self.file
+            .flush()
+            .map_err(|e| io_error(&self.dir, "flush", e))?;
+        let file = new_segment(&self.dir, self.next_seq)?;
+        self.file = BufWriter::with_capacity(1 << 20, file);
+        self.file_len = 0;
+        self.segment_firsts.push(self.next_seq);
+        Ok(())
+    }
+
+    fn release_below(&mut self, seq: u64) {
+        // A closed segment can go when the next one starts at or below `seq`.
+        while self.segment_firsts.len() > 1 && self.segment_firsts[1] <= seq {
+            let path = segment_path(&self.dir, self.segment_firsts[0]);
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), "cannot remove a log segment: {e}");
+                return;
+            }
+            self.segment_firsts.remove(0);
+        }
+        // Everything logged is committed and the active segment is large: start afresh.
+        if seq >= self.next_seq && self.file_len >= SEGMENT_BYTES / 4 && self.failed.is_none() {
+            if let Err(e) = self.rotate() {
+                self.failed = Some(format!("cannot start a new log segment: {e}"));
+                return;
+            }
+            self.release_below(seq);
+        }
+    }
+}
+
+fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.wal"))
+}
+
+fn new_segment(dir: &Path, first_seq: u64) -> Result<File> {
+    let path = segment_path(dir, first_seq);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_error(&path, "create", e))?;
+    // The new name must survive a crash too.
+    if let Ok(directory) = File::open(dir) {
+        let _ = directory.sync_all();
+    }
+    Ok(file)
+}
+
+fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let mut segments = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| io_error(dir, "list", e))? {
+        let path = entry.map_err(|e| io_error(dir, "list", e))?.path();
+        let first = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wal"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(first) = first {
+            segments.push((first, path));
+        }
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+/// Reads the whole frames of one segment into `records`; returns the length they take. A
+/// damaged frame ends the last segment (a write cut short) but is an error anywhere else.
+fn read_segment(path: &Path, records: &mut Vec<WalRecord>, is_last: bool) -> Result<u64> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| {
+            f.seek(SeekFrom::Start(0))?;
+            f.read_to_end(&mut bytes)
+        })
+        .map_err(|e| io_error(path, "read", e))?;
+    let mut offset = 0usize;
+    while offset < bytes.len() {
+        match decode_frame(&bytes[offset..]) {
+            Some((record, frame_len)) => {
+                records.push(record?);
+                offset += frame_len;
+            }
+            None if is_last => {
+                tracing::warn!(
+                    path = %path.display(),
+                    offset,
+                    "the log ends in a write cut short; it is dropped (it was never acknowledged)"
+                );
+                break;
+            }
+            None => {
+                return Err(Error::Storage(format!(
+                    "the write-ahead log segment {} is damaged at byte {offset}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(offset as u64)
+}
+
+/// One frame from the start of `bytes`, with its length; `None` when it is incomplete or its
+/// checksum does not match.
+fn decode_frame(bytes: &[u8]) -> Option<(Result<WalRecord>, usize)> {
+    let len = u32::from_le_bytes(bytes.get(0..4)?.try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(bytes.get(4..8)?.try_into().ok()?);
+    let checked = bytes.get(FRAME_HEADER..FRAME_HEADER + len)?;
+    if crc32fast::hash(checked) != crc || checked.len() < 8 {
+        return None;
+    }
+    let seq = u64::from_le_bytes(checked[0..8].try_into().ok()?);
+    Some((decode_body(seq, &checked[8..]), FRAME_HEADER + len))
+}
+
+fn encode_body(record: &WalRecord) -> Result<Vec<u8>> {
+    let mut body = Vec::with_capacity(record.batch.get_array_memory_size() + 64);
+    for name in [&record.tenant, &record.table] {
+        let len = u16::try_from(name.len())
+            .map_err(|_| Error::InvalidInput(format!("name too long: {name}")))?;
+        body.extend_from_slice(&len.to_le_bytes());
+        body.extend_from_slice(name.as_bytes());
+    }
+    let mut writer = StreamWriter::try_new(&mut body, &record.batch.schema())?;
+    writer.write(&record.batch)?;
+    writer.finish()?;
+    drop(writer);
+    Ok(body)
+}
+
+fn decode_body(seq: u64, body: &[u8]) -> Result<WalRecord> {
+    let damaged = || Error::Storage(format!("log record {seq} is damaged"));
+    let mut rest = body;
+    let mut names = Vec::with_capacity(2);
+    for _ in 0..2 {
+        let len = u16::from_le_bytes(
+            rest.get(0..2)
+                .ok_or_else(damaged)?
+                .try_into()
+                .unwrap_or_default(),
+        ) as usize;
+        let name = rest.get(2..2 + len).ok_or_else(damaged)?;
+        names.push(String::from_utf8(name.to_vec()).map_err(|_| damaged())?);
+        rest = &rest[2 + len..];
+    }
+    let reader = StreamReader::try_new(Cursor::new(rest), None)?;
+    let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+    let schema = batches
+        .first()
+        .map(RecordBatch::schema)
+        .ok_or_else(damaged)?;
+    let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
+    let table = names.pop().ok_or_else(damaged)?;
+    let tenant = names.pop().ok_or_else(damaged)?;
+    Ok(WalRecord {
+        seq,
+        tenant,
+        table,
+        batch,
+    })
+}
+
+fn io_error(path: &Path, action: &str, error: std::io::Error) -> Error {
+    Error::Storage(format!(
+        "write-ahead log: cannot {action} {}: {error}",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Int64Array;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    fn record(value: i64) -> WalRecord {
+        let batch =
+            RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![value])) as _)])
+                .unwrap();
+        WalRecord {
+            seq: 0,
+            tenant: "default".into(),
+            table: "t".into(),
+            batch,
+        }
+    }
+
+    fn value(record: &WalRecord) -> i64 {
+        record
+            .batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0)
+    }
+
+    #[tokio::test]
+    async fn records_come_back_in_order_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, replayed) = Wal::open(dir.path(), 0).unwrap();
+        assert!(replayed.is_empty());
+        let applied = Arc::new(AtomicU64::new(0));
+        let mut seqs = Vec::new();
+        for v in 0..5 {
+            let on_durable = Arc::clone(&applied);
+            let seq = wal
+                .append(
+                    &record(v),
+                    Box::new(move |seq| on_durable.store(seq, Ordering::SeqCst)),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                applied.load(Ordering::SeqCst),
+                seq,
+                "applied before the ack"
+            );
+            seqs.push(seq);
+        }
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        drop(wal);
+        let (wal, replayed) = Wal::open(dir.path(), 0).unwrap();
+        let values: Vec<_> = replayed.iter().map(value).collect();
+        assert_eq!(values, [0, 1, 2, 3, 4]);
+        let seq = wal.append(&record(9), Box::new(|_| {})).await.unwrap();
+        assert_eq!(seq, 6, "numbering goes on after the replayed records");
+    }
+
+    #[tokio::test]
+    async fn a_torn_tail_is_dropped_and_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (wal, _) = Wal::open(dir.path(), 0).unwrap();
+            for v in 0..3 {
+                wal.append(&record(v), Box::new(|_| {})).await.unwrap();
+            }
+        }
+        let (_, path) = list_segments(dir.path()).unwrap().pop().unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        let file = OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(len - 5).unwrap();
+        let (wal, replayed) = Wal::open(dir.path(), 0).unwrap();
+        assert_eq!(replayed.iter().map(value).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(wal.append(&record(7), Box::new(|_| {})).await.unwrap(), 3);
+        drop(wal);
+        let (_, replayed) = Wal::open(dir.path(), 0).unwrap();
+        assert_eq!(replayed.iter().map(value).collect::<Vec<_>>(), [0, 1, 7]);
+    }
+
+    #[tokio::test]
+    async fn numbering_starts_above_the_floor() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), 100).unwrap();
+        assert_eq!(wal.append(&record(1), Box::new(|_| {})).await.unwrap(), 100);
+    }
+
+    #[tokio::test]
+    async fn concurrent_appends_share_syncs_and_keep_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), 0).unwrap();
+        let wal = Arc::new(wal);
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for v in 0..64 {
+            let wal = Arc::clone(&wal);
+            let order = Arc::clone(&order);
+            tasks.push(tokio::spawn(async move {
+                wal.append(
+                    &record(v),
+                    Box::new(move |seq| order.lock().unwrap().push(seq)),
+                )
+                .await
+                .unwrap()
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "on_durable runs in sequence order");
+        assert_eq!(order.len(), 64);
+    }
+}

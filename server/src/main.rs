@@ -1,7 +1,7 @@
 //! The `tributary` command: the server and its clients in one binary.
 
 use clap::{Parser, Subcommand};
-use tributary_server::commands::{generate, import, serve, sql};
+use tributary_server::commands::{generate, import, serve, sql, write_key};
 
 /// Tributary: a customer data platform engine — collect, store, unify, analyse, serve.
 #[derive(Debug, Parser)]
@@ -21,6 +21,9 @@ enum Command {
     Import(import::ImportArgs),
     /// Write deterministic synthetic customer data as Parquet files.
     Generate(generate::GenerateArgs),
+    /// Create, list or revoke the write keys of the HTTP collection API.
+    #[command(name = "write-key")]
+    WriteKey(write_key::WriteKeyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -45,6 +48,7 @@ fn main() -> std::process::ExitCode {
             Command::Sql(args) => sql::run(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Generate(args) => generate::run(args),
+            Command::WriteKey(args) => write_key::run(args).await,
         }
     });
     match result {

@@ -5,3 +5,4 @@ pub mod generate;
 pub mod import;
 pub mod serve;
 pub mod sql;
+pub mod write_key;

@@ -1,4 +1,5 @@
-//! `tributary serve`: opens the data root and serves Flight SQL until Ctrl-C or SIGTERM.
+//! `tributary serve`: opens the data root and serves Flight SQL and the HTTP collection API
+//! until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -7,11 +8,14 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use clap::Args;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tributary_catalog::{S3Options, Storage};
-use tributary_engine::Engine;
+use std::sync::Arc;
+
+use tributary_catalog::{DEFAULT_TENANT, S3Options, Storage};
+use tributary_engine::{Engine, WriteOptions};
 
 use crate::error::{Error, Result};
 use crate::flight::{FlightOptions, TributaryFlightSql};
+use crate::http::{self, write_keys::KeyRing};
 
 /// How long running calls may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -30,12 +34,50 @@ pub struct ServeArgs {
     #[arg(long, env = "TRIBUTARY_FLIGHT_ADDR", default_value = "127.0.0.1:50051")]
     pub flight_addr: SocketAddr,
 
+    /// Address of the HTTP collection API (Segment-compatible; port 0 picks a free port).
+    #[arg(long, env = "TRIBUTARY_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    #[command(flatten)]
+    pub write: WriteArgs,
+
     /// Table type reported to clients: "TABLE" (JDBC) or "BASE TABLE" (ODBC, Power BI).
     #[arg(long, env = "TRIBUTARY_TABLE_TYPE_LABEL", default_value = "TABLE")]
     pub table_type_label: String,
 
     #[command(flatten)]
     pub s3: S3Args,
+}
+
+/// Settings of the durable write path.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// Directory of the write-ahead log, on a local disk [default: <data>/_tributary/wal for a
+    /// local data directory, ./tributary-wal for S3].
+    #[arg(long, env = "TRIBUTARY_WAL_DIR")]
+    pub wal_dir: Option<std::path::PathBuf>,
+    /// Longest time (milliseconds) acknowledged rows wait in memory before their Delta commit.
+    #[arg(long, env = "TRIBUTARY_FLUSH_INTERVAL_MS", default_value_t = 2000)]
+    pub flush_interval_ms: u64,
+    /// Memory (MiB) the write buffer may hold; writes beyond it get 503 / UNAVAILABLE.
+    #[arg(long, env = "TRIBUTARY_BUFFER_MAX_MB", default_value_t = 512)]
+    pub buffer_max_mb: usize,
+    /// How long (hours) a messageId is remembered to drop retried events.
+    #[arg(long, env = "TRIBUTARY_DEDUP_WINDOW_HOURS", default_value_t = 168)]
+    pub dedup_window_hours: u64,
+}
+
+impl WriteArgs {
+    fn options(&self, storage: &Storage) -> WriteOptions {
+        let mut options = WriteOptions::for_storage(storage);
+        if let Some(dir) = &self.wal_dir {
+            options.wal_dir = Some(dir.clone());
+        }
+        options.flush_interval = Duration::from_millis(self.flush_interval_ms.max(1));
+        options.buffer_bytes_max = self.buffer_max_mb.max(1) * 1024 * 1024;
+        options.dedup_window = Duration::from_secs(self.dedup_window_hours * 3600);
+        options
+    }
 }
 
 /// S3-compatible storage options; each falls back to the usual AWS_* environment variable.
@@ -73,7 +115,12 @@ impl From<&S3Args> for S3Options {
 /// Runs the server until a shutdown signal.
 pub async fn run(args: ServeArgs) -> Result<()> {
     let storage = Storage::parse(&args.data, &S3Options::from(&args.s3))?;
-    let engine = Engine::open(storage).await?;
+    let options = args.write.options(&storage);
+    let engine = Engine::open_with(storage.clone(), options).await?;
+    let keys = Arc::new(KeyRing::open(storage).await?);
+    let (http_listener, http_routes) =
+        http::bind(engine.clone(), Arc::clone(&keys), args.http_addr).await?;
+    let http_addr = http_listener.local_addr()?;
     let listener = TcpListener::bind(args.flight_addr)
         .await
         .map_err(|e| Error::Connect {
@@ -82,7 +129,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         })?;
     let addr = listener.local_addr()?;
     let service = TributaryFlightSql::new(
-        engine,
+        engine.clone(),
         FlightOptions {
             table_type_label: args.table_type_label,
         },
@@ -94,6 +141,21 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     println!(
         "Tributary Flight SQL listening on {addr} (data: {})",
         args.data
+    );
+    println!("Tributary HTTP collection API listening on {http_addr}");
+    if keys.is_open() {
+        println!(
+            "No write keys configured: any write key sends events to tenant '{DEFAULT_TENANT}' \
+             (create keys with `tributary write-key create --tenant T`)"
+        );
+    }
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let http_serving = tokio::spawn(
+        axum::serve(http_listener, http_routes)
+            .with_graceful_shutdown(async {
+                let _ = http_stop_rx.await;
+            })
+            .into_future(),
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(
@@ -109,6 +171,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
     shutdown_signal().await;
     let _ = stop_tx.send(());
+    let _ = http_stop_tx.send(());
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, http_serving).await;
     // In-flight calls get a grace period; idle client connections do not hold the exit.
     match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
         Ok(Ok(result)) => result?,
@@ -116,6 +180,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             return Err(Error::BadInput(format!("server task failed: {join_error}")));
         }
         Err(_elapsed) => tracing::warn!("calls still running after the grace period; exiting"),
+    }
+    // Not needed for durability (the log has every acknowledged row), but a clean stop leaves
+    // nothing to replay.
+    if let Err(e) = engine.flush().await {
+        tracing::warn!("buffered rows stay in the write-ahead log until the next start: {e}");
     }
     println!("Tributary stopped");
     Ok(())

@@ -20,30 +20,52 @@ def free_port():
 
 
 class Server:
-    """A `tributary serve` process; `uri` is its Flight SQL address."""
+    """A `tributary serve` process; `uri` is its Flight SQL address, `http` the base URL of its
+    HTTP collection API."""
 
-    def __init__(self, data, env=None):
+    def __init__(self, data, env=None, args=(), http_addr="127.0.0.1:0"):
         self.data = data
+        self.http_addr = http_addr
         self.env = env
+        self.args = list(args)
         self.process = None
         self.address = None
+        self.http_address = None
+        self.banner = []
 
     def start(self):
         env = dict(os.environ, **(self.env or {}))
         self.process = subprocess.Popen(
-            [BINARY, "serve", "--flight-addr", "127.0.0.1:0", "--data", str(self.data)],
+            [BINARY, "serve", "--flight-addr", "127.0.0.1:0", "--http-addr", self.http_addr,
+             "--data", str(self.data), *self.args],
             stdout=subprocess.PIPE, stderr=sys.stderr, text=True, env=env,
         )
+        self.address = self.http_address = None
+        self.banner = []
         deadline = time.time() + 60
         while time.time() < deadline:
             line = self.process.stdout.readline()
             if not line:
                 raise RuntimeError(f"tributary serve exited with {self.process.wait()}")
+            self.banner.append(line)
             match = re.match(r"Tributary Flight SQL listening on (\S+)", line)
             if match:
                 self.address = match.group(1)
+            match = re.match(r"Tributary HTTP collection API listening on (\S+)", line)
+            if match:
+                self.http_address = match.group(1)
+            if self.address and self.http_address:
                 return self
         raise RuntimeError("tributary serve did not start within 60 s")
+
+    @property
+    def http(self):
+        return f"http://{self.http_address}"
+
+    def kill(self):
+        """Ends the server at once, as a crash would (SIGKILL)."""
+        self.process.kill()
+        self.process.wait()
 
     @property
     def uri(self):

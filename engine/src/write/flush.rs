@@ -62,9 +62,17 @@ pub(super) async fn run_flusher(writer: Weak<Writer>) {
         let Some(strong) = writer.upgrade() else {
             return;
         };
-        let due = strong
-            .buffer
-            .due(strong.options.flush_bytes, strong.options.flush_interval);
+        // After a write was refused for want of memory, every table is due.
+        let pressed = strong
+            .overloaded
+            .swap(false, std::sync::atomic::Ordering::Relaxed);
+        let due = if pressed {
+            strong.buffer.tables()
+        } else {
+            strong
+                .buffer
+                .due(strong.options.flush_bytes, strong.options.flush_interval)
+        };
         for (tenant, table) in due {
             if let Err(e) = strong.flush_table(&tenant, &table).await {
                 tracing::error!(

@@ -106,6 +106,8 @@ pub struct Writer {
     commit_locks: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
     commits_since_compaction: Mutex<HashMap<(String, String), usize>>,
     flush_now: Arc<tokio::sync::Notify>,
+    /// Set when a write was refused because the buffer is full: the flusher then commits all.
+    overloaded: std::sync::atomic::AtomicBool,
     /// Keeps a temporary log directory alive as long as the writer.
     _temporary_wal: Option<tempfile::TempDir>,
 }
@@ -143,6 +145,7 @@ impl Writer {
             commit_locks: Mutex::default(),
             commits_since_compaction: Mutex::default(),
             flush_now: Arc::new(tokio::sync::Notify::new()),
+            overloaded: std::sync::atomic::AtomicBool::new(false),
             _temporary_wal: temporary,
         });
         writer.load_message_ids().await?;
@@ -281,6 +284,8 @@ impl Writer {
     async fn log_and_buffer(&self, tenant: &str, table: &str, batch: RecordBatch) -> Result<()> {
         let held = self.buffer.bytes();
         if held + batch.get_array_memory_size() > self.options.buffer_bytes_max {
+            self.overloaded
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             self.flush_now.notify_one();
             return Err(Error::Overloaded(format!(
                 "the write buffer is full ({} MiB waiting to be committed); retry shortly",

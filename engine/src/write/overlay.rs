@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider,
@@ -116,6 +117,28 @@ impl SchemaProvider for BufferedSchema {
     }
 }
 
+fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                cast(column, field.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // A projection of no columns (count(*)) still has its rows.
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
+}
+
 /// A Delta table plus rows not yet committed to it.
 #[derive(Debug)]
 struct BufferedTable {
@@ -141,11 +164,18 @@ impl TableProvider for BufferedTable {
         limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let committed = self.inner.scan(state, projection, filters, limit).await?;
-        let buffered = MemorySourceConfig::try_new_exec(
-            std::slice::from_ref(&self.rows),
-            self.schema(),
-            projection.cloned(),
-        )?;
+        // The Delta scan may read strings as views: the buffered rows take its exact types.
+        let output = committed.schema();
+        let rows = self
+            .rows
+            .iter()
+            .map(|batch| match projection {
+                Some(columns) => batch.project(columns).map_err(Into::into),
+                None => Ok(batch.clone()),
+            })
+            .map(|batch| batch.and_then(|batch| cast_to(&batch, &output)))
+            .collect::<DfResult<Vec<_>>>()?;
+        let buffered = MemorySourceConfig::try_new_exec(&[rows], output, None)?;
         UnionExec::try_new(vec![committed, buffered])
     }
 

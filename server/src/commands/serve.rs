@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use clap::Args;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use std::sync::Arc;
 
 use tributary_catalog::{DEFAULT_TENANT, S3Options, Storage};
 use tributary_engine::{Engine, WriteOptions};
@@ -59,6 +59,9 @@ pub struct WriteArgs {
     /// Longest time (milliseconds) acknowledged rows wait in memory before their Delta commit.
     #[arg(long, env = "TRIBUTARY_FLUSH_INTERVAL_MS", default_value_t = 2000)]
     pub flush_interval_ms: u64,
+    /// A table's buffered rows are committed once they take this much memory (MiB).
+    #[arg(long, env = "TRIBUTARY_FLUSH_MAX_MB", default_value_t = 32)]
+    pub flush_max_mb: usize,
     /// Memory (MiB) the write buffer may hold; writes beyond it get 503 / UNAVAILABLE.
     #[arg(long, env = "TRIBUTARY_BUFFER_MAX_MB", default_value_t = 512)]
     pub buffer_max_mb: usize,
@@ -75,6 +78,7 @@ impl WriteArgs {
         }
         options.flush_interval = Duration::from_millis(self.flush_interval_ms.max(1));
         options.buffer_bytes_max = self.buffer_max_mb.max(1) * 1024 * 1024;
+        options.flush_bytes = self.flush_max_mb.max(1) * 1024 * 1024;
         options.dedup_window = Duration::from_secs(self.dedup_window_hours * 3600);
         options
     }
@@ -142,13 +146,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         "Tributary Flight SQL listening on {addr} (data: {})",
         args.data
     );
-    println!("Tributary HTTP collection API listening on {http_addr}");
     if keys.is_open() {
         println!(
             "No write keys configured: any write key sends events to tenant '{DEFAULT_TENANT}' \
              (create keys with `tributary write-key create --tenant T`)"
         );
     }
+    // Printed last: tests and scripts wait for both addresses.
+    println!("Tributary HTTP collection API listening on {http_addr}");
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http_serving = tokio::spawn(
         axum::serve(http_listener, http_routes)

@@ -13,7 +13,12 @@ use crate::http::write_keys::{self, WriteKey};
 #[derive(Debug, Args)]
 pub struct WriteKeyArgs {
     /// The data root the server uses: a directory, file://…, s3://bucket/prefix.
-    #[arg(long, env = "TRIBUTARY_DATA", default_value = "./tributary-data", global = true)]
+    #[arg(
+        long,
+        env = "TRIBUTARY_DATA",
+        default_value = "./tributary-data",
+        global = true
+    )]
     pub data: String,
 
     #[command(subcommand)]

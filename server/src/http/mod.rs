@@ -54,14 +54,18 @@ pub async fn bind(
 
 fn router(collector: Collector) -> Router {
     let single = |kind: MessageType| {
-        post(move |State(c): State<Collector>, headers: HeaderMap, body: Bytes| async move {
-            collect(c, Some(kind), headers, body).await
-        })
+        post(
+            move |State(c): State<Collector>, headers: HeaderMap, body: Bytes| async move {
+                collect(c, Some(kind), headers, body).await
+            },
+        )
     };
     let batch = || {
-        post(|State(c): State<Collector>, headers: HeaderMap, body: Bytes| async move {
-            collect(c, None, headers, body).await
-        })
+        post(
+            |State(c): State<Collector>, headers: HeaderMap, body: Bytes| async move {
+                collect(c, None, headers, body).await
+            },
+        )
     };
     Router::new()
         .route("/v1/track", single(MessageType::Track))
@@ -152,9 +156,7 @@ async fn collect_inner(
         .await
         .map_err(|refusal| {
             let message = match refusal {
-                KeyRefusal::Missing => {
-                    "no write key: send it as the HTTP basic-auth user name"
-                }
+                KeyRefusal::Missing => "no write key: send it as the HTTP basic-auth user name",
                 KeyRefusal::Unknown => "unknown write key",
             };
             Refusal(StatusCode::UNAUTHORIZED, message.into())

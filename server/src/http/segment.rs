@@ -312,8 +312,8 @@ fn parse_message(
         MessageType::Identify => (None, raw_text(message.traits)),
         MessageType::Group => {
             let group_id = id_text(message.group_id, "groupId").map_err(&refuse)?;
-            let group_id = group_id
-                .ok_or_else(|| refuse("a group message needs 'groupId'".into()))?;
+            let group_id =
+                group_id.ok_or_else(|| refuse("a group message needs 'groupId'".into()))?;
             let traits = message.traits.map_or("null", RawValue::get);
             let group_id = serde_json::to_string(&group_id).unwrap_or_default();
             (
@@ -323,8 +323,8 @@ fn parse_message(
         }
         MessageType::Alias => {
             let previous = id_text(message.previous_id, "previousId").map_err(&refuse)?;
-            let previous = previous
-                .ok_or_else(|| refuse("an alias message needs 'previousId'".into()))?;
+            let previous =
+                previous.ok_or_else(|| refuse("an alias message needs 'previousId'".into()))?;
             if user_id.is_none() {
                 return Err(refuse("an alias message needs 'userId'".into()));
             }
@@ -406,13 +406,22 @@ mod tests {
             column.is_valid(row).then(|| column.value(row).to_string())
         };
         assert_eq!(text("event", 0).as_deref(), Some("Order Completed"));
-        assert_eq!(text("properties", 0).as_deref(), Some(r#"{"revenue":12.5}"#));
+        assert_eq!(
+            text("properties", 0).as_deref(),
+            Some(r#"{"revenue":12.5}"#)
+        );
         assert_eq!(text("context", 0).as_deref(), Some(r#"{"ip":"1.2.3.4"}"#));
         assert_eq!(text("message_id", 0).as_deref(), Some("m1"));
         assert_eq!(text("user_id", 1).as_deref(), Some("42"));
-        assert_eq!(text("properties", 1).as_deref(), Some(r#"{"email":"x@y.z"}"#));
+        assert_eq!(
+            text("properties", 1).as_deref(),
+            Some(r#"{"email":"x@y.z"}"#)
+        );
         assert_eq!(text("event", 2).as_deref(), Some("Home"));
-        assert_eq!(text("properties", 3).as_deref(), Some(r#"{"previousId":"a1"}"#));
+        assert_eq!(
+            text("properties", 3).as_deref(),
+            Some(r#"{"previousId":"a1"}"#)
+        );
         assert_eq!(
             text("properties", 4).as_deref(),
             Some(r#"{"groupId":"g1","traits":{"plan":"pro"}}"#)
@@ -423,7 +432,11 @@ mod tests {
             .unwrap()
             .as_primitive::<TimestampMicrosecondType>();
         assert_eq!(times.value(0), 1_795_600_800_500_000);
-        assert_eq!(times.value(2), 1_000, "no timestamp: the time it was received");
+        assert_eq!(
+            times.value(2),
+            1_000,
+            "no timestamp: the time it was received"
+        );
         assert!(text("message_id", 2).is_some(), "a message id is generated");
     }
 
@@ -447,7 +460,10 @@ mod tests {
             None,
         );
         assert_eq!(batch.num_rows(), 1);
-        let errors: Vec<_> = rejected.iter().map(|r| (r.index, r.error.as_str())).collect();
+        let errors: Vec<_> = rejected
+            .iter()
+            .map(|r| (r.index, r.error.as_str()))
+            .collect();
         assert_eq!(errors.len(), 7, "{errors:?}");
         assert!(errors[0].1.contains("neither 'userId' nor 'anonymousId'"));
         assert_eq!(rejected[0].message_id.as_deref(), Some("m2"));
@@ -461,7 +477,10 @@ mod tests {
 
     #[test]
     fn the_endpoint_decides_the_type() {
-        let (batch, rejected) = rows(&[r#"{"event":"Clicked","anonymousId":"a"}"#], Some(MessageType::Track));
+        let (batch, rejected) = rows(
+            &[r#"{"event":"Clicked","anonymousId":"a"}"#],
+            Some(MessageType::Track),
+        );
         assert!(rejected.is_empty());
         assert_eq!(batch.column(1).as_string::<i32>().value(0), "track");
     }

@@ -45,9 +45,14 @@ pub async fn load(storage: &Storage) -> Result<Vec<WriteKey>> {
     let store = storage.root_store()?;
     match store.get(&key_file_path()).await {
         Ok(found) => {
-            let bytes = found.bytes().await.map_err(tributary_catalog::Error::from)?;
+            let bytes = found
+                .bytes()
+                .await
+                .map_err(tributary_catalog::Error::from)?;
             let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::BadInput(format!("{SYSTEM_DIRECTORY}/write_keys.json is damaged: {e}"))
+                Error::BadInput(format!(
+                    "{SYSTEM_DIRECTORY}/write_keys.json is damaged: {e}"
+                ))
             })?;
             Ok(file.keys)
         }

@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
-# Runs a benchmark suite against peers: benchmarks/run.sh funnel [--customers N] [--runs N]
-# Builds the release binary, prepares a Python venv with chDB, DuckDB and ADBC, and runs the
+# Runs a benchmark suite against peers:
+#   benchmarks/run.sh funnel [--customers N] [--runs N] [--work-dir DIR]
+#   benchmarks/run.sh ingest [--customers N] [--http-events N] [--clients N] [--work-dir DIR]
+# Builds the release binaries, prepares a Python venv with chDB, DuckDB and ADBC, and runs the
 # suite's script in benchmarks/peers/. See docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suite="${1:-}"
 case "$suite" in
-  funnel) shift ;;
-  -h|--help|"") echo "usage: benchmarks/run.sh funnel [--customers N] [--runs N] [--work-dir DIR]"; exit 0 ;;
-  *) echo "unknown suite '$suite' (suites: funnel)" >&2; exit 2 ;;
+  funnel|ingest) shift ;;
+  -h|--help|"") sed -n '2,4p' "$0" | sed 's/^# *//'; exit 0 ;;
+  *) echo "unknown suite '$suite' (suites: funnel, ingest)" >&2; exit 2 ;;
 esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
 VENV="${TRIBUTARY_VENV:-$HOME/.cache/tributary-venv}"
-cargo build --release -p tributary-server --locked
+extra=()
+if [ "$suite" = ingest ]; then
+  # Built together with the server so that both share one feature set (one dependency build).
+  cargo build --release --locked -p tributary-server -p tributary-benchmarks \
+    --features tributary-benchmarks/load --bin tributary --bin ingest-load
+  extra=(--load "$CARGO_TARGET_DIR/release/ingest-load")
+else
+  cargo build --release -p tributary-server --locked
+fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check pyarrow pandas adbc-driver-flightsql adbc-driver-manager chdb duckdb
-exec "$VENV/bin/python" "benchmarks/peers/$suite.py" --tributary "$CARGO_TARGET_DIR/release/tributary" "$@"
+exec "$VENV/bin/python" "benchmarks/peers/$suite.py" --tributary "$CARGO_TARGET_DIR/release/tributary" "${extra[@]}" "$@"

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs every Tributary test on a fresh machine: Rust unit, SQL logic and end-to-end tests, then
 # the Python end-to-end tests (ADBC Flight SQL client, Delta interop, S3-compatible store).
-# Installs what it needs: a Python venv outside the clone with the client packages.
+# Installs what it needs: a Python venv outside the clone with the client packages, and the
+# Segment Node SDK (npm) for the collection tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
 VENV="${TRIBUTARY_VENV:-$HOME/.cache/tributary-venv}"
-PY_PACKAGES=(pyarrow adbc-driver-flightsql adbc-driver-manager deltalake polars pytest "moto[server]" boto3 chdb duckdb)
+NODE_DIR="${TRIBUTARY_NODE_DIR:-$HOME/.cache/tributary-node}"
+PY_PACKAGES=(pyarrow adbc-driver-flightsql adbc-driver-manager deltalake polars pytest "moto[server]" boto3 chdb duckdb segment-analytics-python)
 
 echo "== build (target dir: $CARGO_TARGET_DIR)"
 cargo build --workspace --all-targets --locked
@@ -25,5 +27,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
 
+echo "== Segment Node SDK ($NODE_DIR)"
+if [ ! -d "$NODE_DIR/node_modules/@segment/analytics-node" ]; then
+  mkdir -p "$NODE_DIR"
+  npm install --prefix "$NODE_DIR" --no-audit --no-fund --silent @segment/analytics-node@3
+fi
+
 echo "== Python end-to-end tests"
-TRIBUTARY_BIN="$CARGO_TARGET_DIR/debug/tributary" "$VENV/bin/python" -m pytest -q tests/python
+TRIBUTARY_BIN="$CARGO_TARGET_DIR/debug/tributary" TRIBUTARY_NODE_MODULES="$NODE_DIR/node_modules" \
+  "$VENV/bin/python" -m pytest -q tests/python

@@ -88,7 +88,7 @@ def normalise(rows):
 
 def start_server(binary, data):
     process = subprocess.Popen(
-        [binary, "serve", "--flight-addr", "127.0.0.1:0", "--data", data],
+        [binary, "serve", "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data", data],
         stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
     )
     for line in process.stdout:

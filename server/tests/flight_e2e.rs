@@ -23,7 +23,14 @@ struct Server {
 impl Server {
     fn start(data: &std::path::Path) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args(["serve", "--flight-addr", "127.0.0.1:0", "--data"])
+            .args([
+                "serve",
+                "--flight-addr",
+                "127.0.0.1:0",
+                "--http-addr",
+                "127.0.0.1:0",
+                "--data",
+            ])
             .arg(data)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -34,6 +34,9 @@ use buffer::WriteBuffer;
 use dedup::MessageIds;
 use wal::{Wal, WalRecord};
 
+/// (tenant, table).
+type TableKey = (String, String);
+
 /// The Delta application id under which flushes record the last log sequence they commit.
 pub const WAL_APP_ID: &str = "tributary-wal";
 
@@ -103,8 +106,8 @@ pub struct Writer {
     wal: Wal,
     dedup: MessageIds,
     options: WriteOptions,
-    commit_locks: Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>,
-    commits_since_compaction: Mutex<HashMap<(String, String), usize>>,
+    commit_locks: Mutex<HashMap<TableKey, Arc<tokio::sync::Mutex<()>>>>,
+    commits_since_compaction: Mutex<HashMap<TableKey, usize>>,
     flush_now: Arc<tokio::sync::Notify>,
     /// Set when a write was refused because the buffer is full: the flusher then commits all.
     overloaded: std::sync::atomic::AtomicBool,

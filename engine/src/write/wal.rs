@@ -41,6 +41,9 @@ pub struct WalRecord {
 /// Run by the log thread once a record is durable, before the writer hears so.
 pub type OnDurable = Box<dyn FnOnce(u64) + Send>;
 
+/// A record waiting in a group commit: its encoded body, its durable step, its writer.
+type Pending = (Vec<u8>, OnDurable, oneshot::Sender<Result<u64>>);
+
 enum Command {
     Append {
         frame_body: Vec<u8>,
@@ -186,7 +189,7 @@ impl LogThread {
         let _ = self.file.flush();
     }
 
-    fn commit_group(&mut self, group: Vec<(Vec<u8>, OnDurable, oneshot::Sender<Result<u64>>)>) {
+    fn commit_group(&mut self, group: Vec<Pending>) {
         let first_seq = self.next_seq;
         let written = match &self.failed {
             Some(reason) => Err(reason.clone()),
@@ -220,10 +223,7 @@ impl LogThread {
         }
     }
 
-    fn write_frames(
-        &mut self,
-        group: &[(Vec<u8>, OnDurable, oneshot::Sender<Result<u64>>)],
-    ) -> std::io::Result<()> {
+    fn write_frames(&mut self, group: &[Pending]) -> std::io::Result<()> {
         let mut seq = self.next_seq;
         for (body, _, _) in group {
             let mut checked = Vec::with_capacity(8 + body.len());

@@ -157,10 +157,11 @@ impl KeyRing {
     /// for a key not known yet, and while none is configured, so that a new key works at once.
     pub async fn authorize(&self, key: Option<&str>) -> Result<Destination, KeyRefusal> {
         let known = !self.is_open() && matches!(self.lookup(key), Some(Ok(_)));
-        if !known && self.may_reload() {
-            if let Err(e) = self.reload().await {
-                tracing::warn!("cannot read the write keys: {e}");
-            }
+        if !known
+            && self.may_reload()
+            && let Err(e) = self.reload().await
+        {
+            tracing::warn!("cannot read the write keys: {e}");
         }
         self.lookup(key).unwrap_or(Err(KeyRefusal::Unknown))
     }

@@ -534,4 +534,35 @@ mod tests {
         assert_eq!(order, sorted, "on_durable runs in sequence order");
         assert_eq!(order.len(), 64);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(32))]
+
+        /// Whatever byte a crash cuts the log at, replay gives back a prefix of the records
+        /// in order, every record wholly before the cut included, and the log goes on.
+        #[test]
+        fn a_cut_anywhere_replays_a_prefix(values in proptest::collection::vec(0i64..1000, 1..12), cut in 0.0f64..1.0) {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let mut ends = Vec::new();
+            runtime.block_on(async {
+                let (wal, _) = Wal::open(dir.path(), 0).unwrap();
+                for v in &values {
+                    wal.append(&record(*v), Box::new(|_| {})).await.unwrap();
+                    let (_, path) = list_segments(dir.path()).unwrap().pop().unwrap();
+                    ends.push(std::fs::metadata(path).unwrap().len());
+                }
+            });
+            let (_, path) = list_segments(dir.path()).unwrap().pop().unwrap();
+            let len = std::fs::metadata(&path).unwrap().len();
+            let cut_at = (len as f64 * cut) as u64;
+            OpenOptions::new().write(true).open(&path).unwrap().set_len(cut_at).unwrap();
+            let (wal, replayed) = Wal::open(dir.path(), 0).unwrap();
+            let whole = ends.iter().filter(|end| **end <= cut_at).count();
+            let got: Vec<i64> = replayed.iter().map(value).collect();
+            proptest::prop_assert_eq!(&got[..], &values[..whole]);
+            let next = runtime.block_on(wal.append(&record(-1), Box::new(|_| {}))).unwrap();
+            proptest::prop_assert_eq!(next, whole as u64 + 1);
+        }
+    }
 }

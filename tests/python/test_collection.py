@@ -240,3 +240,27 @@ def test_flight_ingest_into_events_drops_repeated_message_ids(server, connect):
     assert count(conn) == 2
     received = query(conn, "SELECT count(*) FROM events WHERE received_at IS NOT NULL")[0][0]
     assert received == 2, "the write path stamps received_at"
+
+
+def test_plain_flight_do_put_appends_to_events(server, connect):
+    import pyarrow as pa
+    import pyarrow.flight as flight
+
+    when = datetime.datetime(2026, 11, 2, tzinfo=datetime.timezone.utc)
+    batch = pa.record_batch({
+        "message_id": ["p-1", "p-2"], "type": ["track", "track"], "event": ["a", "b"],
+        "anonymous_id": ["x", "y"], "timestamp": pa.array([when] * 2, pa.timestamp("us", "UTC")),
+        "event_date": pa.array([when.date()] * 2, pa.date32()),
+    })
+    client = flight.FlightClient(f"grpc://{server.address}")
+    for path in (["events"], ["default", "events"]):
+        writer, reader = client.do_put(flight.FlightDescriptor.for_path(*path), batch.schema)
+        writer.write_batch(batch)
+        writer.done_writing()
+        reader.read()
+        writer.close()
+    assert count(connect(server)) == 2, "the second put repeated the message ids"
+    writer, _ = client.do_put(flight.FlightDescriptor.for_path("nope"), batch.schema)
+    writer.write_batch(batch)
+    with pytest.raises(pa.ArrowInvalid, match="table .default.public.nope. does not exist"):
+        writer.close()

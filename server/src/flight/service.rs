@@ -326,6 +326,65 @@ impl FlightSqlService for TributaryFlightSql {
         execute_update(&self.engine, &ctx, &command.query, None).await
     }
 
+    /// A plain `DoPut` (not a Flight SQL command) whose descriptor is a path: `[table]` or
+    /// `[tenant, table]`. The batches are appended through the write path, as an ingest.
+    async fn do_put_fallback(
+        &self,
+        request: Request<PeekableFlightDataStream>,
+        message: arrow_flight::sql::Any,
+    ) -> Result<
+        Response<<Self as arrow_flight::flight_service_server::FlightService>::DoPutStream>,
+        Status,
+    > {
+        let ctx = self.session(&request)?;
+        let mut stream = request.into_inner();
+        let descriptor = std::pin::Pin::new(&mut stream)
+            .peek()
+            .await
+            .and_then(|first| first.as_ref().ok())
+            .and_then(|first| first.flight_descriptor.clone());
+        let path = match descriptor {
+            Some(d) if d.r#type == arrow_flight::flight_descriptor::DescriptorType::Path as i32 => {
+                d.path
+            }
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "unknown DoPut command '{}': send a Flight SQL command, or a path descriptor [table] or [tenant, table]",
+                    message.type_url
+                )));
+            }
+        };
+        let default_tenant = ctx.state().config_options().catalog.default_catalog.clone();
+        let (tenant, table) = match path.as_slice() {
+            [table] => (default_tenant, table.clone()),
+            [tenant, table] => (tenant.clone(), table.clone()),
+            _ => {
+                return Err(Status::invalid_argument(format!(
+                    "a DoPut path is [table] or [tenant, table], not {path:?}"
+                )));
+            }
+        };
+        let batches = read_batches(stream).await?;
+        let receipt = self
+            .engine
+            .write(
+                &tenant,
+                &table,
+                batches,
+                IfTableMissing::Fail,
+                WriteMode::Append,
+            )
+            .await
+            .map_err(status_of)?;
+        let result = arrow_flight::sql::DoPutUpdateResult {
+            record_count: i64::try_from(receipt.rows).unwrap_or(i64::MAX),
+        };
+        let answer = arrow_flight::PutResult {
+            app_metadata: prost::Message::encode_to_vec(&result).into(),
+        };
+        Ok(Response::new(Box::pin(futures::stream::iter([Ok(answer)]))))
+    }
+
     async fn do_put_statement_ingest(
         &self,
         command: CommandStatementIngest,

@@ -210,7 +210,15 @@ impl Writer {
         let written = if rows == 0 {
             Ok(())
         } else if batch.get_array_memory_size() >= self.options.direct_commit_bytes {
-            self.commit_direct(schema, table, batch).await
+            let started = std::time::Instant::now();
+            let committed = self.commit_direct(schema, table, batch).await;
+            tracing::info!(
+                table,
+                rows,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "committed a large write straight to Delta"
+            );
+            committed
         } else {
             self.log_and_buffer(tenant, table, batch).await
         };

@@ -14,8 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, Date32Builder, Float64Builder, Int32Builder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder,
+    ArrayRef, Float64Builder, Int32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
@@ -23,6 +22,8 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+use tributary_catalog::builtin::{EventRow, EventsBuilder};
 
 use crate::error::{Error, Result};
 
@@ -150,19 +151,10 @@ impl Sink {
     }
 }
 
+/// The generator's events, with its fixed arrival delay and JSON columns always present.
 #[derive(Default)]
 struct EventRows {
-    message_id: StringBuilder,
-    kind: StringBuilder,
-    event: StringBuilder,
-    anonymous_id: StringBuilder,
-    user_id: StringBuilder,
-    timestamp: TimestampMicrosecondBuilder,
-    received_at: TimestampMicrosecondBuilder,
-    source: StringBuilder,
-    properties: StringBuilder,
-    context: StringBuilder,
-    event_date: Date32Builder,
+    builder: EventsBuilder,
     len: usize,
 }
 
@@ -180,39 +172,24 @@ impl EventRows {
         properties: &str,
         context: &str,
     ) {
-        self.message_id.append_value(message_id);
-        self.kind.append_value(kind);
-        self.event.append_option(event);
-        self.anonymous_id.append_value(anonymous_id);
-        self.user_id.append_option(user_id);
-        self.timestamp.append_value(timestamp);
-        self.received_at.append_value(timestamp + 150_000);
-        self.source.append_value(source);
-        self.properties.append_value(properties);
-        self.context.append_value(context);
-        self.event_date
-            .append_value(timestamp.div_euclid(MICROS_PER_DAY) as i32);
+        self.builder.push(EventRow {
+            message_id,
+            kind,
+            event,
+            anonymous_id: Some(anonymous_id),
+            user_id,
+            timestamp,
+            received_at: timestamp + 150_000,
+            source,
+            properties: Some(properties),
+            context: Some(context),
+        });
         self.len += 1;
     }
 
     fn finish(&mut self) -> Vec<ArrayRef> {
         self.len = 0;
-        let utc = |b: &mut TimestampMicrosecondBuilder| -> ArrayRef {
-            Arc::new(b.finish().with_timezone("UTC"))
-        };
-        vec![
-            Arc::new(self.message_id.finish()),
-            Arc::new(self.kind.finish()),
-            Arc::new(self.event.finish()),
-            Arc::new(self.anonymous_id.finish()),
-            Arc::new(self.user_id.finish()),
-            utc(&mut self.timestamp),
-            utc(&mut self.received_at),
-            Arc::new(self.source.finish()),
-            Arc::new(self.properties.finish()),
-            Arc::new(self.context.finish()),
-            Arc::new(self.event_date.finish()),
-        ]
+        self.builder.finish().columns().to_vec()
     }
 }
 

@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::{
+    ArrayRef, Date32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// Name of the collected-events table.
@@ -51,6 +54,101 @@ pub fn events_schema() -> SchemaRef {
         text("context", true),
         Field::new("event_date", DataType::Date32, false),
     ]))
+}
+
+/// One `events` row, as [`EventsBuilder`] takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRow<'a> {
+    /// Dedup key.
+    pub message_id: &'a str,
+    /// track, identify, page, screen, alias, group.
+    pub kind: &'a str,
+    /// Event (or page, screen) name.
+    pub event: Option<&'a str>,
+    /// Anonymous id (cookie, device).
+    pub anonymous_id: Option<&'a str>,
+    /// Known user id.
+    pub user_id: Option<&'a str>,
+    /// When it happened, µs since the epoch (UTC).
+    pub timestamp: i64,
+    /// When it was received, µs since the epoch (UTC).
+    pub received_at: i64,
+    /// Channel.
+    pub source: &'a str,
+    /// JSON text.
+    pub properties: Option<&'a str>,
+    /// JSON text.
+    pub context: Option<&'a str>,
+}
+
+/// Builds `events` batches row by row (the HTTP collection API, the data generator).
+#[derive(Debug, Default)]
+pub struct EventsBuilder {
+    message_id: StringBuilder,
+    kind: StringBuilder,
+    event: StringBuilder,
+    anonymous_id: StringBuilder,
+    user_id: StringBuilder,
+    timestamp: TimestampMicrosecondBuilder,
+    received_at: TimestampMicrosecondBuilder,
+    source: StringBuilder,
+    properties: StringBuilder,
+    context: StringBuilder,
+    event_date: Date32Builder,
+    len: usize,
+}
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+impl EventsBuilder {
+    /// Adds a row; `event_date` is the UTC date of its timestamp.
+    pub fn push(&mut self, row: EventRow<'_>) {
+        self.message_id.append_value(row.message_id);
+        self.kind.append_value(row.kind);
+        self.event.append_option(row.event);
+        self.anonymous_id.append_option(row.anonymous_id);
+        self.user_id.append_option(row.user_id);
+        self.timestamp.append_value(row.timestamp);
+        self.received_at.append_value(row.received_at);
+        self.source.append_value(row.source);
+        self.properties.append_option(row.properties);
+        self.context.append_option(row.context);
+        self.event_date
+            .append_value(row.timestamp.div_euclid(MICROS_PER_DAY) as i32);
+        self.len += 1;
+    }
+
+    /// Rows added since the last [`Self::finish`].
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no row was added since the last [`Self::finish`].
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The rows added so far as one batch; the builder starts over empty.
+    pub fn finish(&mut self) -> RecordBatch {
+        self.len = 0;
+        let utc = |b: &mut TimestampMicrosecondBuilder| -> ArrayRef {
+            Arc::new(b.finish().with_timezone("UTC"))
+        };
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(self.message_id.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.event.finish()),
+            Arc::new(self.anonymous_id.finish()),
+            Arc::new(self.user_id.finish()),
+            utc(&mut self.timestamp),
+            utc(&mut self.received_at),
+            Arc::new(self.source.finish()),
+            Arc::new(self.properties.finish()),
+            Arc::new(self.context.finish()),
+            Arc::new(self.event_date.finish()),
+        ];
+        RecordBatch::try_new(events_schema(), columns).expect("columns match the events schema")
+    }
 }
 
 /// `identities`: identity-graph edges, two identifiers observed together.

@@ -2,9 +2,10 @@
 //!
 //! A [`Catalog`] owns one data root on an object store ([`Storage`]: a local directory, S3 or an
 //! in-memory store). Under the root each tenant is a directory, and each of its tables a Delta
-//! Lake table: `<root>/<tenant>/<table>/_delta_log/…`. Tenants are DataFusion catalogs with one
-//! schema, `public`, so `SHOW TABLES`, `information_schema` and Flight SQL metadata see them.
-//! Every tenant has the built-in tables of [`builtin`].
+//! Lake table: `<root>/<tenant>/<table>/_delta_log/…`. Each tenant's tables are a
+//! [`TenantSchema`] (DataFusion's `public` schema of the tenant's catalog; the engine lists the
+//! tenants as catalogs, so `SHOW TABLES`, `information_schema` and Flight SQL metadata see
+//! them). Every tenant has the built-in tables of [`builtin`].
 
 pub mod builtin;
 mod error;
@@ -15,13 +16,12 @@ mod tenant;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use datafusion::catalog::{CatalogProvider, CatalogProviderList};
 use object_store::path::Path;
 
 pub use error::{Error, Result};
 pub use names::{NAME_LENGTH_MAX, validate_name};
 pub use storage::{S3Options, Storage};
-pub use tenant::{LoadedTable, PUBLIC_SCHEMA, TenantCatalog, TenantSchema, storage_schema};
+pub use tenant::{LoadedTable, PUBLIC_SCHEMA, TenantSchema, storage_schema};
 
 /// The tenant that exists on every installation.
 pub const DEFAULT_TENANT: &str = "default";
@@ -111,43 +111,6 @@ impl Catalog {
             .keys()
             .cloned()
             .collect()
-    }
-}
-
-/// The catalog as DataFusion's list of catalogs: one per tenant.
-#[derive(Debug)]
-pub struct TenantCatalogList {
-    catalog: Arc<Catalog>,
-}
-
-impl TenantCatalogList {
-    /// Wraps the catalog for a DataFusion session.
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        Self { catalog }
-    }
-}
-
-impl CatalogProviderList for TenantCatalogList {
-    fn register_catalog(
-        &self,
-        name: String,
-        _catalog: Arc<dyn CatalogProvider>,
-    ) -> Option<Arc<dyn CatalogProvider>> {
-        tracing::warn!(
-            name,
-            "ignored: tenants are created by Tributary, not registered"
-        );
-        None
-    }
-
-    fn catalog_names(&self) -> Vec<String> {
-        self.catalog.tenant_names()
-    }
-
-    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
-        self.catalog
-            .tenant(name)
-            .map(|schema| Arc::new(TenantCatalog::new(schema)) as Arc<dyn CatalogProvider>)
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::error::DataFusionError;
 use deltalake::kernel::StructType;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
@@ -342,37 +342,5 @@ impl SchemaProvider for TenantSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.has_table(name)
-    }
-}
-
-/// A tenant as a DataFusion catalog with the single schema `public`.
-#[derive(Debug)]
-pub struct TenantCatalog {
-    schema: Arc<TenantSchema>,
-}
-
-impl TenantCatalog {
-    pub(crate) fn new(schema: Arc<TenantSchema>) -> Self {
-        Self { schema }
-    }
-}
-
-impl CatalogProvider for TenantCatalog {
-    fn schema_names(&self) -> Vec<String> {
-        vec![PUBLIC_SCHEMA.to_string()]
-    }
-
-    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
-        (name == PUBLIC_SCHEMA).then(|| Arc::clone(&self.schema) as Arc<dyn SchemaProvider>)
-    }
-
-    fn register_schema(
-        &self,
-        name: &str,
-        _schema: Arc<dyn SchemaProvider>,
-    ) -> datafusion::error::Result<Option<Arc<dyn SchemaProvider>>> {
-        datafusion::common::plan_err!(
-            "cannot create schema '{name}': every tenant has one schema, '{PUBLIC_SCHEMA}'"
-        )
     }
 }

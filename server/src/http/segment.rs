@@ -7,14 +7,11 @@
 //! identify's traits, a group's `{"groupId", "traits"}` or an alias's `{"previousId"}`.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    ArrayRef, Date32Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
-};
+use datafusion::arrow::array::RecordBatch;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use tributary_catalog::builtin::events_schema;
+use tributary_catalog::builtin::{EventRow, EventsBuilder};
 
 /// Segment's limit on one message.
 pub const EVENT_BYTES_MAX: usize = 32 * 1024;
@@ -112,18 +109,7 @@ pub struct Rejected {
 
 /// `events` rows built from the accepted messages of one request.
 pub struct EventRows {
-    message_id: StringBuilder,
-    kind: StringBuilder,
-    event: StringBuilder,
-    anonymous_id: StringBuilder,
-    user_id: StringBuilder,
-    timestamp: TimestampMicrosecondBuilder,
-    received_at: TimestampMicrosecondBuilder,
-    source: StringBuilder,
-    properties: StringBuilder,
-    context: StringBuilder,
-    event_date: Date32Builder,
-    rows: usize,
+    builder: EventsBuilder,
     received_at_micros: i64,
     source_name: String,
     /// The messages that were not stored.
@@ -133,7 +119,7 @@ pub struct EventRows {
 impl std::fmt::Debug for EventRows {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventRows")
-            .field("rows", &self.rows)
+            .field("rows", &self.builder.len())
             .field("rejected", &self.rejected.len())
             .finish()
     }
@@ -154,18 +140,7 @@ impl EventRows {
     /// Rows received now, from a source named `source_name`.
     pub fn new(received_at_micros: i64, source_name: &str) -> Self {
         Self {
-            message_id: StringBuilder::new(),
-            kind: StringBuilder::new(),
-            event: StringBuilder::new(),
-            anonymous_id: StringBuilder::new(),
-            user_id: StringBuilder::new(),
-            timestamp: TimestampMicrosecondBuilder::new(),
-            received_at: TimestampMicrosecondBuilder::new(),
-            source: StringBuilder::new(),
-            properties: StringBuilder::new(),
-            context: StringBuilder::new(),
-            event_date: Date32Builder::new(),
-            rows: 0,
+            builder: EventsBuilder::default(),
             received_at_micros,
             source_name: source_name.to_string(),
             rejected: Vec::new(),
@@ -174,12 +149,12 @@ impl EventRows {
 
     /// Rows accepted so far.
     pub fn len(&self) -> usize {
-        self.rows
+        self.builder.len()
     }
 
     /// True when no message was accepted.
     pub fn is_empty(&self) -> bool {
-        self.rows == 0
+        self.builder.is_empty()
     }
 
     /// Checks one message and adds it, or records why not. `kind` is the endpoint's type
@@ -193,7 +168,18 @@ impl EventRows {
         batch_context: Option<&RawValue>,
     ) {
         match parse_message(raw, kind, batch_context, self.received_at_micros) {
-            Ok(row) => self.push(row),
+            Ok(row) => self.builder.push(EventRow {
+                message_id: &row.message_id,
+                kind: row.kind.name(),
+                event: row.event.as_deref(),
+                anonymous_id: row.anonymous_id.as_deref(),
+                user_id: row.user_id.as_deref(),
+                timestamp: row.timestamp,
+                received_at: self.received_at_micros,
+                source: &self.source_name,
+                properties: row.properties.as_deref(),
+                context: row.context.as_deref(),
+            }),
             Err((message_id, error)) => self.rejected.push(Rejected {
                 index,
                 message_id,
@@ -202,43 +188,9 @@ impl EventRows {
         }
     }
 
-    fn push(&mut self, row: Row) {
-        self.message_id.append_value(&row.message_id);
-        self.kind.append_value(row.kind.name());
-        self.event.append_option(row.event);
-        self.anonymous_id.append_option(row.anonymous_id);
-        self.user_id.append_option(row.user_id);
-        self.timestamp.append_value(row.timestamp);
-        self.received_at.append_value(self.received_at_micros);
-        self.source.append_value(&self.source_name);
-        self.properties.append_option(row.properties);
-        self.context.append_option(row.context);
-        self.event_date
-            .append_value(row.timestamp.div_euclid(86_400_000_000) as i32);
-        self.rows += 1;
-    }
-
     /// The accepted rows as one `events` batch.
     pub fn finish(mut self) -> (RecordBatch, Vec<Rejected>) {
-        let utc = |b: &mut TimestampMicrosecondBuilder| -> ArrayRef {
-            Arc::new(b.finish().with_timezone("UTC"))
-        };
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(self.message_id.finish()),
-            Arc::new(self.kind.finish()),
-            Arc::new(self.event.finish()),
-            Arc::new(self.anonymous_id.finish()),
-            Arc::new(self.user_id.finish()),
-            utc(&mut self.timestamp),
-            utc(&mut self.received_at),
-            Arc::new(self.source.finish()),
-            Arc::new(self.properties.finish()),
-            Arc::new(self.context.finish()),
-            Arc::new(self.event_date.finish()),
-        ];
-        let batch = RecordBatch::try_new(events_schema(), columns)
-            .expect("event columns match the events schema");
-        (batch, self.rejected)
+        (self.builder.finish(), self.rejected)
     }
 }
 
@@ -280,7 +232,8 @@ fn parse_message(
     };
     let user_id = id_text(message.user_id, "userId").map_err(&refuse)?;
     let anonymous_id = id_text(message.anonymous_id, "anonymousId").map_err(&refuse)?;
-    if user_id.is_none() && anonymous_id.is_none() {
+    // An alias names its own required ids (checked below).
+    if user_id.is_none() && anonymous_id.is_none() && kind != MessageType::Alias {
         return Err(refuse(
             "the message has neither 'userId' nor 'anonymousId'; one is required".into(),
         ));

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
+from collection import post, track
 from conftest import Server, free_port
 
 
@@ -72,22 +73,29 @@ def s3_server(tmp_path):
     process.wait(timeout=10)
 
 
-def test_s3_compatible_store(s3_server, connect):
-    server = Server("s3://cdp/warehouse", env=s3_server).start()
+def test_s3_compatible_store(s3_server, connect, tmp_path):
+    # The write-ahead log is on local disk; the tables are on S3.
+    wal = ["--wal-dir", str(tmp_path / "wal")]
+    server = Server("s3://cdp/warehouse", env=s3_server, args=wal).start()
     try:
         write_orders(connect(server))
+        status, answer, _ = post(server.http, "/v1/batch",
+                                 {"batch": [track(f"s3-{i}") for i in range(30)]})
+        assert (status, answer["accepted"]) == (200, 30)
     finally:
-        server.stop()
+        server.kill()  # acknowledged events only in the log: the restart replays them into S3
 
-    server = Server("s3://cdp/warehouse", env=s3_server).start()
+    server = Server("s3://cdp/warehouse", env=s3_server, args=wal).start()
     try:
         with connect(server).cursor() as cur:
             cur.execute("SELECT sum(amount) FROM orders")
             assert cur.fetchone()[0] == pytest.approx(17.75)
             cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")
             assert [r[0] for r in cur.fetchall()] == ["events", "identities", "orders", "profiles"]
+            cur.execute("SELECT count(*), count(DISTINCT message_id) FROM events")
+            assert cur.fetchone() == (30, 30)
     finally:
-        server.stop()
+        server.stop()  # commits the replayed events to S3
 
     options = {
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
@@ -95,3 +103,5 @@ def test_s3_compatible_store(s3_server, connect):
     }
     table = DeltaTable("s3://cdp/warehouse/default/orders", storage_options=options)
     assert sorted(table.to_pyarrow_table()["order_id"].to_pylist()) == [1, 3]
+    events = DeltaTable("s3://cdp/warehouse/default/events", storage_options=options)
+    assert events.to_pyarrow_table().num_rows == 30

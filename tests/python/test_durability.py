@@ -2,6 +2,7 @@
 retries are not counted twice (also across restarts), a full buffer answers 503 instead of
 failing, and an acknowledged event is visible to the next query."""
 
+import json
 import threading
 import time
 
@@ -33,6 +34,24 @@ def test_a_retried_batch_is_stored_once_also_after_a_crash_and_a_restart(tmp_pat
         assert (answer["accepted"], answer["duplicates"]) == (5, 10)
         conn = connect(srv)
         assert query(conn, "SELECT count(*), count(DISTINCT message_id) FROM events")[0] == (55, 55)
+    finally:
+        srv.stop()
+
+
+def test_the_same_message_id_with_another_payload_is_a_conflict(tmp_path, connect):
+    srv = Server(tmp_path / "data").start()
+    try:
+        first = track("same-id", event="Paid", properties={"amount": 10})
+        changed = track("same-id", event="Paid", properties={"amount": 99})
+        assert post(srv.http, "/v1/track", first)[1]["accepted"] == 1
+        answer = post(srv.http, "/v1/batch", {"batch": [first, changed]})[1]
+        assert (answer["accepted"], answer["duplicates"], answer["conflicts"]) == (0, 1, 1)
+        srv.stop()
+        srv.start()  # the payloads are known again after a restart (from the table)
+        answer = post(srv.http, "/v1/batch", {"batch": [changed, first]})[1]
+        assert (answer["accepted"], answer["duplicates"], answer["conflicts"]) == (0, 1, 1)
+        stored = query(connect(srv), "SELECT properties FROM events")
+        assert [json.loads(row[0]) for row in stored] == [{"amount": 10}], "the first one stays"
     finally:
         srv.stop()
 

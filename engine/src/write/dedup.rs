@@ -2,7 +2,9 @@
 //!
 //! SDKs retry a batch when they miss its acknowledgement; the retry carries the same message
 //! ids and must not be counted twice. Each tenant keeps the 128-bit hashes of the ids it has
-//! accepted with their arrival time. The set is rebuilt at start from the `events` table and the
+//! accepted with their arrival time and a hash of their payload: the same id with the same
+//! payload is a duplicate, the same id with another payload a conflict (both are dropped; the
+//! first event stays, and conflicts are reported). The set is rebuilt at start from the `events` table and the
 //! log, so a retry after a restart is caught too. A write claims its ids before it is logged and
 //! gives them back if logging fails.
 
@@ -10,7 +12,51 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::sync::Mutex;
 
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::hash_utils::{RandomState, create_hashes};
 use twox_hash::XxHash3_128;
+
+use crate::error::{Error, Result};
+
+/// The columns that make an event's payload: a retry repeats all of them. Not `timestamp`: a
+/// message sent without one gets the time it was received, which differs on a retry.
+const PAYLOAD_COLUMNS: [&str; 6] = [
+    "type",
+    "event",
+    "anonymous_id",
+    "user_id",
+    "properties",
+    "context",
+];
+
+/// An `events` batch's message ids (as plain strings) and each row's payload hash.
+pub fn ids_and_payloads(batch: &RecordBatch) -> Result<(StringArray, Vec<u64>)> {
+    let text = |name: &str| -> Result<ArrayRef> {
+        let column = batch
+            .column_by_name(name)
+            .ok_or_else(|| Error::Storage(format!("events have no column '{name}'")))?;
+        // Stored strings may be read as views: hash them as the plain strings they are.
+        Ok(match column.data_type() {
+            DataType::Utf8View | DataType::LargeUtf8 => cast(column, &DataType::Utf8)?,
+            _ => std::sync::Arc::clone(column),
+        })
+    };
+    let ids = text("message_id")?;
+    let ids = ids
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .ok_or_else(|| Error::Storage("message_id is not text".into()))?;
+    let columns = PAYLOAD_COLUMNS
+        .iter()
+        .map(|name| text(name))
+        .collect::<Result<Vec<_>>>()?;
+    let mut hashes = vec![0u64; batch.num_rows()];
+    create_hashes(&columns, &RandomState::with_seed(0x7472_6962), &mut hashes)?;
+    Ok((ids, hashes))
+}
 
 /// Hashes are already uniform: the map does not hash them again.
 #[derive(Default)]
@@ -32,7 +78,25 @@ impl std::hash::Hasher for IdentityHasher {
     }
 }
 
-type IdMap = HashMap<u128, i64, BuildHasherDefault<IdentityHasher>>;
+/// An accepted id: when it arrived (µs) and the hash of its payload.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    arrived: i64,
+    payload: u64,
+}
+
+type IdMap = HashMap<u128, Seen, BuildHasherDefault<IdentityHasher>>;
+
+/// What became of one row's message id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Not seen before: the row is stored.
+    New,
+    /// Seen with the same payload: a retry, dropped.
+    Duplicate,
+    /// Seen with another payload: dropped, and reported.
+    Conflict,
+}
 
 /// The message ids seen per tenant, with when each arrived (µs since the epoch).
 #[derive(Default)]
@@ -63,24 +127,30 @@ impl MessageIds {
         }
     }
 
-    /// Claims the ids of one write: returns which rows are new (not seen before, and not
-    /// repeated earlier in the same write). The new ones are remembered at once.
+    /// Claims the ids of one write (with each row's payload hash): which rows are new (not
+    /// seen before, nor earlier in the same write), duplicates or conflicts. The new ones are
+    /// remembered at once.
     pub fn claim<'a>(
         &self,
         tenant: &str,
-        ids: impl Iterator<Item = &'a str>,
+        ids: impl Iterator<Item = (&'a str, u64)>,
         arrived_micros: i64,
-    ) -> Vec<bool> {
+    ) -> Vec<Claim> {
         let mut tenants = self.tenants.lock().expect("dedup set poisoned");
         let seen = tenants.entry(tenant.to_string()).or_default();
-        ids.map(|id| {
-            let hash = id_hash(id);
-            match seen.entry(hash) {
-                std::collections::hash_map::Entry::Occupied(_) => false,
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    slot.insert(arrived_micros);
-                    true
-                }
+        ids.map(|(id, payload)| match seen.entry(id_hash(id)) {
+            std::collections::hash_map::Entry::Occupied(found)
+                if found.get().payload == payload =>
+            {
+                Claim::Duplicate
+            }
+            std::collections::hash_map::Entry::Occupied(_) => Claim::Conflict,
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(Seen {
+                    arrived: arrived_micros,
+                    payload,
+                });
+                Claim::New
             }
         })
         .collect()
@@ -96,13 +166,13 @@ impl MessageIds {
         }
     }
 
-    /// Remembers ids found in stored data (at start).
-    pub fn remember<'a>(&self, tenant: &str, ids: impl Iterator<Item = (&'a str, i64)>) {
+    /// Remembers ids found in stored data (at start): (id, arrival, payload hash).
+    pub fn remember<'a>(&self, tenant: &str, ids: impl Iterator<Item = (&'a str, i64, u64)>) {
         let mut tenants = self.tenants.lock().expect("dedup set poisoned");
         let seen = tenants.entry(tenant.to_string()).or_default();
-        for (id, arrived) in ids {
-            let slot = seen.entry(id_hash(id)).or_insert(arrived);
-            *slot = (*slot).max(arrived);
+        for (id, arrived, payload) in ids {
+            let slot = seen.entry(id_hash(id)).or_insert(Seen { arrived, payload });
+            slot.arrived = slot.arrived.max(arrived);
         }
     }
 
@@ -113,7 +183,7 @@ impl MessageIds {
         let mut removed = 0;
         for seen in tenants.values_mut() {
             let before = seen.len();
-            seen.retain(|_, arrived| *arrived >= oldest);
+            seen.retain(|_, id| id.arrived >= oldest);
             removed += before - seen.len();
         }
         removed
@@ -136,32 +206,36 @@ impl MessageIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Claim::{Conflict, Duplicate, New};
 
     #[test]
     fn repeats_are_refused_within_a_write_and_across_writes() {
         let ids = MessageIds::new(1_000);
         assert_eq!(
-            ids.claim("t", ["a", "b", "a"].into_iter(), 10),
-            [true, true, false]
+            ids.claim("t", [("a", 1), ("b", 2), ("a", 1)].into_iter(), 10),
+            [New, New, Duplicate]
         );
-        assert_eq!(ids.claim("t", ["b", "c"].into_iter(), 20), [false, true]);
         assert_eq!(
-            ids.claim("other", ["a"].into_iter(), 20),
-            [true],
+            ids.claim("t", [("b", 2), ("c", 3), ("a", 9)].into_iter(), 20),
+            [Duplicate, New, Conflict]
+        );
+        assert_eq!(
+            ids.claim("other", [("a", 1)].into_iter(), 20),
+            [New],
             "tenants are separate"
         );
         ids.release("t", ["c"].into_iter());
-        assert_eq!(ids.claim("t", ["c"].into_iter(), 30), [true]);
+        assert_eq!(ids.claim("t", [("c", 3)].into_iter(), 30), [New]);
     }
 
     #[test]
     fn ids_older_than_the_window_expire() {
         let ids = MessageIds::new(100);
-        ids.remember("t", [("old", 0), ("new", 950)].into_iter());
+        ids.remember("t", [("old", 0, 1), ("new", 950, 1)].into_iter());
         assert_eq!(ids.expire(1_000), 1);
         assert_eq!(
-            ids.claim("t", ["old", "new"].into_iter(), 1_000),
-            [true, false]
+            ids.claim("t", [("old", 1), ("new", 1)].into_iter(), 1_000),
+            [New, Duplicate]
         );
     }
 }

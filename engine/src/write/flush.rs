@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use datafusion::arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{Array, RecordBatch, TimestampMicrosecondArray};
 use datafusion::common::ScalarValue;
 use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::DeltaTable;
@@ -20,7 +20,7 @@ use tributary_catalog::builtin::EVENTS;
 use tributary_catalog::{Catalog, TenantSchema};
 
 use super::{WAL_APP_ID, Writer, now_micros};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// How often the flusher looks for due tables.
 const TICK: Duration = Duration::from_millis(200);
@@ -285,7 +285,16 @@ impl Writer {
                         Some("UTC".into()),
                     ))),
                 )?
-                .select_columns(&["message_id", "received_at"])?
+                .select_columns(&[
+                    "message_id",
+                    "received_at",
+                    "type",
+                    "event",
+                    "anonymous_id",
+                    "user_id",
+                    "properties",
+                    "context",
+                ])?
                 .collect()
                 .await?;
             for batch in batches {
@@ -296,17 +305,9 @@ impl Writer {
     }
 }
 
-/// Remembers the message ids of stored events with their arrival times.
-fn remember_events(writer: &Writer, tenant: &str, batch: &RecordBatch) -> Result<()> {
-    let ids = batch
-        .column_by_name("message_id")
-        .map(|c| datafusion::arrow::compute::cast(c, &datafusion::arrow::datatypes::DataType::Utf8))
-        .transpose()?
-        .ok_or_else(|| Error::Storage("events have no message_id".into()))?;
-    let ids = ids
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| Error::Storage("message_id is not text".into()))?;
+/// Remembers the message ids of stored events with their arrival times and payloads.
+pub(super) fn remember_events(writer: &Writer, tenant: &str, batch: &RecordBatch) -> Result<()> {
+    let (ids, payloads) = super::dedup::ids_and_payloads(batch)?;
     let now = now_micros();
     let arrived = batch
         .column_by_name("received_at")
@@ -317,7 +318,7 @@ fn remember_events(writer: &Writer, tenant: &str, batch: &RecordBatch) -> Result
             let time = arrived
                 .filter(|a| a.is_valid(i))
                 .map_or(now, |a| a.value(i));
-            (ids.value(i), time)
+            (ids.value(i), time, payloads[i])
         }),
     );
     Ok(())

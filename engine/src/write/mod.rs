@@ -31,7 +31,7 @@ use tributary_catalog::{Catalog, SYSTEM_DIRECTORY, Storage, TenantSchema};
 use crate::error::{Error, Result};
 use crate::ingest::{IfTableMissing, conform_batch, ensure_table};
 use buffer::WriteBuffer;
-use dedup::MessageIds;
+use dedup::{Claim, MessageIds};
 use wal::{Wal, WalRecord};
 
 /// (tenant, table).
@@ -86,8 +86,10 @@ impl WriteOptions {
 pub struct WriteReceipt {
     /// Rows stored.
     pub rows: u64,
-    /// Events left out because their `message_id` was already accepted.
+    /// Events left out because their `message_id` was already accepted with the same payload.
     pub duplicates: u64,
+    /// Events left out because their `message_id` was already accepted with another payload.
+    pub conflicts: u64,
 }
 
 /// Whether a write adds to the table or replaces its contents.
@@ -198,13 +200,13 @@ impl Writer {
             let rows = self.replace(schema, table, batch).await?;
             return Ok(WriteReceipt {
                 rows,
-                duplicates: 0,
+                ..WriteReceipt::default()
             });
         }
-        let (batch, claimed, duplicates) = if is_events {
+        let (batch, claimed, duplicates, conflicts) = if is_events {
             self.claim_message_ids(tenant, batch)?
         } else {
-            (batch, None, 0)
+            (batch, None, 0, 0)
         };
         let rows = batch.num_rows() as u64;
         let written = if rows == 0 {
@@ -228,7 +230,11 @@ impl Writer {
             }
             return Err(e);
         }
-        Ok(WriteReceipt { rows, duplicates })
+        Ok(WriteReceipt {
+            rows,
+            duplicates,
+            conflicts,
+        })
     }
 
     /// Conforms the input to the table's columns and makes it one batch. Events get
@@ -265,23 +271,43 @@ impl Writer {
         Ok(batch)
     }
 
-    /// Drops rows whose message id was accepted before (or earlier in this write).
+    /// Drops rows whose message id was accepted before (or earlier in this write): returns
+    /// the rows kept, their claimed ids, and the counts of duplicates and conflicts.
     #[allow(clippy::type_complexity)]
     fn claim_message_ids(
         &self,
         tenant: &str,
         batch: RecordBatch,
-    ) -> Result<(RecordBatch, Option<StringArray>, u64)> {
-        let ids = string_column(&batch, "message_id")?;
-        let now = now_micros();
-        let keep = self
-            .dedup
-            .claim(tenant, ids.iter().map(|id| id.unwrap_or_default()), now);
-        let duplicates = keep.iter().filter(|k| !**k).count() as u64;
-        if duplicates == 0 {
-            return Ok((batch, Some(ids), 0));
+    ) -> Result<(RecordBatch, Option<StringArray>, u64, u64)> {
+        let (ids, payloads) = dedup::ids_and_payloads(&batch)?;
+        let claims = self.dedup.claim(
+            tenant,
+            ids.iter()
+                .map(|id| id.unwrap_or_default())
+                .zip(payloads.iter().copied()),
+            now_micros(),
+        );
+        let count = |kind: Claim| claims.iter().filter(|c| **c == kind).count() as u64;
+        let (duplicates, conflicts) = (count(Claim::Duplicate), count(Claim::Conflict));
+        if conflicts > 0 {
+            let examples: Vec<&str> = claims
+                .iter()
+                .zip(ids.iter())
+                .filter(|(claim, _)| **claim == Claim::Conflict)
+                .filter_map(|(_, id)| id)
+                .take(5)
+                .collect();
+            tracing::warn!(
+                tenant,
+                conflicts,
+                ?examples,
+                "message ids sent again with another payload; the first event is kept"
+            );
         }
-        let mask = BooleanArray::from(keep);
+        if duplicates + conflicts == 0 {
+            return Ok((batch, Some(ids), 0, 0));
+        }
+        let mask = BooleanArray::from(claims.iter().map(|c| *c == Claim::New).collect::<Vec<_>>());
         let kept = filter_record_batch(&batch, &mask)?;
         let claimed = datafusion::arrow::compute::filter(&ids, &mask)?;
         let claimed = claimed
@@ -289,7 +315,7 @@ impl Writer {
             .downcast_ref::<StringArray>()
             .cloned()
             .ok_or_else(|| Error::Storage("message ids are not text".into()))?;
-        Ok((kept, Some(claimed), duplicates))
+        Ok((kept, Some(claimed), duplicates, conflicts))
     }
 
     async fn log_and_buffer(&self, tenant: &str, table: &str, batch: RecordBatch) -> Result<()> {
@@ -378,10 +404,7 @@ impl Writer {
                 }
             };
             if record.table == EVENTS {
-                let ids = string_column(&batch, "message_id")?;
-                let now = now_micros();
-                self.dedup
-                    .remember(&record.tenant, ids.iter().flatten().map(|id| (id, now)));
+                flush::remember_events(self, &record.tenant, &batch)?;
             }
             self.buffer
                 .insert(&record.tenant, &record.table, record.seq, batch);
@@ -415,16 +438,6 @@ fn fill_received_at(batch: RecordBatch) -> Result<RecordBatch> {
     let mut columns = batch.columns().to_vec();
     columns[index] = Arc::new(filled);
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
-}
-
-fn string_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
-    let index = batch.schema().index_of(name)?;
-    batch
-        .column(index)
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .cloned()
-        .ok_or_else(|| Error::Storage(format!("column '{name}' is not text")))
 }
 
 /// Microseconds since the Unix epoch.

@@ -212,6 +212,7 @@ async fn collect_inner(
         "success": true,
         "accepted": receipt.rows,
         "duplicates": receipt.duplicates,
+        "conflicts": receipt.conflicts,
         "rejected": rejected,
     }))
 }

@@ -191,7 +191,13 @@ impl Writer {
         mode: WriteMode,
     ) -> Result<WriteReceipt> {
         let tenant = schema.tenant();
+        let started = std::time::Instant::now();
         let batch = self.shape(schema, table, &batches, mode)?;
+        tracing::debug!(
+            table,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "shaped a write"
+        );
         if batch.num_rows() == 0 && mode == WriteMode::Append {
             return Ok(WriteReceipt::default());
         }
@@ -203,11 +209,17 @@ impl Writer {
                 ..WriteReceipt::default()
             });
         }
+        let started = std::time::Instant::now();
         let (batch, claimed, duplicates, conflicts) = if is_events {
             self.claim_message_ids(tenant, batch)?
         } else {
             (batch, None, 0, 0)
         };
+        tracing::debug!(
+            table,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "deduplicated a write"
+        );
         let rows = batch.num_rows() as u64;
         let written = if rows == 0 {
             Ok(())

@@ -169,6 +169,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             // JDBC sends its URL parameters as headers; the default 8 KiB list is too small.
             .http2_max_header_list_size(64 * 1024)
+            // Bulk loads: HTTP/2's default 64 KiB flow-control windows throttle large uploads.
+            .initial_stream_window_size(Some(8 * 1024 * 1024))
+            .initial_connection_window_size(Some(16 * 1024 * 1024))
             .add_service(server)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
                 let _ = stop_rx.await;

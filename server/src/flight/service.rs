@@ -433,7 +433,13 @@ impl FlightSqlService for TributaryFlightSql {
             TableExistsOption::Replace if exists => WriteMode::Replace,
             _ => WriteMode::Append,
         };
+        let started = std::time::Instant::now();
         let batches = read_batches(request.into_inner()).await?;
+        tracing::debug!(
+            table = command.table,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "received an ingest"
+        );
         let rows = self
             .engine
             .write(&tenant, &command.table, batches, if_missing, mode)

@@ -168,3 +168,53 @@ async fn buffered_rows_take_part_in_queries_and_dml() {
         .unwrap();
     assert_eq!(count(&engine, "SELECT count(*) FROM events").await, 3);
 }
+
+#[tokio::test]
+async fn a_table_made_again_does_not_get_the_old_tables_logged_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(dir.path());
+    let orders = |ids: Vec<i64>| {
+        RecordBatch::try_from_iter([("order_id", Arc::new(Int64Array::from(ids)) as _)]).unwrap()
+    };
+    {
+        let engine = Engine::open_with(storage.clone(), manual_flush(&storage))
+            .await
+            .unwrap();
+        engine
+            .sql("default", "CREATE TABLE orders (order_id BIGINT)")
+            .await
+            .unwrap();
+        let written = engine
+            .write(
+                "default",
+                "orders",
+                vec![orders(vec![1, 2])],
+                IfTableMissing::Fail,
+                WriteMode::Append,
+            )
+            .await
+            .unwrap();
+        assert_eq!(written.rows, 2);
+        engine.sql("default", "DROP TABLE orders").await.unwrap();
+        engine
+            .sql("default", "CREATE TABLE orders (order_id BIGINT)")
+            .await
+            .unwrap();
+        engine
+            .write(
+                "default",
+                "orders",
+                vec![orders(vec![3])],
+                IfTableMissing::Fail,
+                WriteMode::Append,
+            )
+            .await
+            .unwrap();
+        // A crash: nothing flushed; both writes are only in the log.
+    }
+    let engine = Engine::open_with(storage.clone(), manual_flush(&storage))
+        .await
+        .unwrap();
+    assert_eq!(count(&engine, "SELECT count(*) FROM orders").await, 1);
+    assert_eq!(count(&engine, "SELECT max(order_id) FROM orders").await, 3);
+}

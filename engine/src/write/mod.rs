@@ -234,7 +234,7 @@ impl Writer {
             );
             committed
         } else {
-            self.log_and_buffer(tenant, table, batch).await
+            self.log_and_buffer(schema, table, batch).await
         };
         if let Err(e) = written {
             if let Some(ids) = claimed {
@@ -330,7 +330,13 @@ impl Writer {
         Ok((kept, Some(claimed), duplicates, conflicts))
     }
 
-    async fn log_and_buffer(&self, tenant: &str, table: &str, batch: RecordBatch) -> Result<()> {
+    async fn log_and_buffer(
+        &self,
+        schema: &TenantSchema,
+        table: &str,
+        batch: RecordBatch,
+    ) -> Result<()> {
+        let tenant = schema.tenant();
         let held = self.buffer.bytes();
         if held + batch.get_array_memory_size() > self.options.buffer_bytes_max {
             self.overloaded
@@ -345,6 +351,7 @@ impl Writer {
             seq: 0,
             tenant: tenant.to_string(),
             table: table.to_string(),
+            table_id: table_id(schema, table)?,
             batch,
         };
         let buffer = Arc::clone(&self.buffer);
@@ -404,6 +411,13 @@ impl Writer {
                 tracing::warn!(table = record.table, "log record for a table that is gone");
                 continue;
             };
+            if table_id(&schema, &record.table)? != record.table_id {
+                tracing::warn!(
+                    table = record.table,
+                    "log record of a table since dropped and made again: skipped"
+                );
+                continue;
+            }
             let target = delta.snapshot()?.snapshot().arrow_schema();
             let batch = match conform_batch(&record.batch, &target, &record.table) {
                 Ok(batch) => batch,
@@ -450,6 +464,17 @@ fn fill_received_at(batch: RecordBatch) -> Result<RecordBatch> {
     let mut columns = batch.columns().to_vec();
     columns[index] = Arc::new(filled);
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// The Delta table's id (from its metadata), which a table made again under the same name
+/// does not share.
+fn table_id(schema: &TenantSchema, table: &str) -> Result<String> {
+    Ok(schema
+        .delta_table(table)?
+        .snapshot()?
+        .metadata()
+        .id()
+        .to_string())
 }
 
 /// Microseconds since the Unix epoch.

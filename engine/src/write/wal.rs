@@ -1,7 +1,7 @@
 //! The write-ahead log: where an accepted write becomes durable before it is acknowledged.
 //!
 //! One log per server, on a local disk, as segment files `<first seq>.wal`. Every record is a
-//! frame `[length u32][crc32 u32][seq u64][tenant][table][Arrow IPC stream]`, numbered by a
+//! frame `[length u32][crc32 u32][seq u64][tenant][table][table id][Arrow IPC stream]`, numbered by a
 //! sequence that only grows. One thread owns the open segment: it takes every record waiting
 //! (group commit), writes them, calls `fsync` once, and only then runs each record's
 //! `on_durable` step, in sequence order, and answers the writers. A frame cut short by a crash
@@ -34,6 +34,9 @@ pub struct WalRecord {
     pub tenant: String,
     /// Table name.
     pub table: String,
+    /// The Delta table's id: a table dropped and made again under the same name has another,
+    /// so a replay never puts the old table's rows into the new one.
+    pub table_id: String,
     /// The rows.
     pub batch: RecordBatch,
 }
@@ -365,7 +368,7 @@ fn decode_frame(bytes: &[u8]) -> Option<(Result<WalRecord>, usize)> {
 
 fn encode_body(record: &WalRecord) -> Result<Vec<u8>> {
     let mut body = Vec::with_capacity(record.batch.get_array_memory_size() + 64);
-    for name in [&record.tenant, &record.table] {
+    for name in [&record.tenant, &record.table, &record.table_id] {
         let len = u16::try_from(name.len())
             .map_err(|_| Error::InvalidInput(format!("name too long: {name}")))?;
         body.extend_from_slice(&len.to_le_bytes());
@@ -381,8 +384,8 @@ fn encode_body(record: &WalRecord) -> Result<Vec<u8>> {
 fn decode_body(seq: u64, body: &[u8]) -> Result<WalRecord> {
     let damaged = || Error::Storage(format!("log record {seq} is damaged"));
     let mut rest = body;
-    let mut names = Vec::with_capacity(2);
-    for _ in 0..2 {
+    let mut names = Vec::with_capacity(3);
+    for _ in 0..3 {
         let len = u16::from_le_bytes(
             rest.get(0..2)
                 .ok_or_else(damaged)?
@@ -400,12 +403,14 @@ fn decode_body(seq: u64, body: &[u8]) -> Result<WalRecord> {
         .map(RecordBatch::schema)
         .ok_or_else(damaged)?;
     let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
+    let table_id = names.pop().ok_or_else(damaged)?;
     let table = names.pop().ok_or_else(damaged)?;
     let tenant = names.pop().ok_or_else(damaged)?;
     Ok(WalRecord {
         seq,
         tenant,
         table,
+        table_id,
         batch,
     })
 }
@@ -432,6 +437,7 @@ mod tests {
             seq: 0,
             tenant: "default".into(),
             table: "t".into(),
+            table_id: "id-1".into(),
             batch,
         }
     }

@@ -102,6 +102,29 @@ pub fn conform_batch(batch: &RecordBatch, target: &SchemaRef, table: &str) -> Re
     Ok(RecordBatch::try_new(schema, columns)?)
 }
 
+/// Casts each column of `batch` whose type differs from `schema`'s to that type (the names and
+/// order already match). A batch of no columns keeps its row count.
+pub fn cast_batch(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(Arc::clone(column))
+            } else {
+                datafusion::arrow::compute::cast(column, field.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let options =
+        datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::clone(schema), columns, &options)
+}
+
 /// The table's column names, for error messages.
 pub fn column_list(schema: &Schema) -> String {
     schema

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 
 /// The columns that make an event's payload: a retry repeats all of them. Not `timestamp`: a
 /// message sent without one gets the time it was received, which differs on a retry.
-const PAYLOAD_COLUMNS: [&str; 6] = [
+pub(super) const PAYLOAD_COLUMNS: [&str; 6] = [
     "type",
     "event",
     "anonymous_id",

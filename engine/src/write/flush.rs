@@ -285,16 +285,12 @@ impl Writer {
                         Some("UTC".into()),
                     ))),
                 )?
-                .select_columns(&[
-                    "message_id",
-                    "received_at",
-                    "type",
-                    "event",
-                    "anonymous_id",
-                    "user_id",
-                    "properties",
-                    "context",
-                ])?
+                .select_columns(
+                    &["message_id", "received_at"]
+                        .into_iter()
+                        .chain(super::dedup::PAYLOAD_COLUMNS)
+                        .collect::<Vec<_>>(),
+                )?
                 .collect()
                 .await?;
             for batch in batches {

@@ -5,8 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{
     CatalogProvider, CatalogProviderList, SchemaProvider, Session, TableProvider,
@@ -21,6 +20,7 @@ use datafusion::physical_plan::union::UnionExec;
 use tributary_catalog::{Catalog, PUBLIC_SCHEMA, TenantSchema};
 
 use super::buffer::WriteBuffer;
+use crate::ingest::cast_batch;
 
 /// The tenants, as DataFusion catalogs whose tables include buffered rows.
 #[derive(Debug)]
@@ -117,28 +117,6 @@ impl SchemaProvider for BufferedSchema {
     }
 }
 
-fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(Arc::clone(column))
-            } else {
-                cast(column, field.data_type())
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    // A projection of no columns (count(*)) still has its rows.
-    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        columns,
-        &options,
-    )?)
-}
-
 /// A Delta table plus rows not yet committed to it.
 #[derive(Debug)]
 struct BufferedTable {
@@ -173,7 +151,7 @@ impl TableProvider for BufferedTable {
                 Some(columns) => batch.project(columns).map_err(Into::into),
                 None => Ok(batch.clone()),
             })
-            .map(|batch| batch.and_then(|batch| cast_to(&batch, &output)))
+            .map(|batch| batch.and_then(|batch| Ok(cast_batch(&batch, &output)?)))
             .collect::<DfResult<Vec<_>>>()?;
         let buffered = MemorySourceConfig::try_new_exec(&[rows], output, None)?;
         UnionExec::try_new(vec![committed, buffered])

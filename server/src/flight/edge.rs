@@ -8,7 +8,6 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, SchemaRef};
 use arrow::error::ArrowError;
 
@@ -54,19 +53,7 @@ pub(crate) fn to_client_batch(
     if batch.schema_ref().fields() == schema.fields() {
         return Ok(batch.clone());
     }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() {
-                Ok(Arc::clone(column))
-            } else {
-                cast(column, field.data_type())
-            }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(Arc::clone(schema), columns)
+    tributary_engine::ingest::cast_batch(batch, schema)
 }
 
 /// The standard Flight SQL column metadata that JDBC reads into `ResultSetMetaData`.

@@ -1,0 +1,725 @@
+//! The identity graph: identifiers, the edge records between them, and the customers they form.
+//! Records come in through [`IdentityGraph::apply`] (and [`IdentityGraph::observe`] for an
+//! identifier seen alone); the resolution itself is in `resolve.rs`.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+
+use twox_hash::XxHash3_128;
+
+use crate::error::{Error, Result};
+use crate::rules::{BlockReason, Rules};
+
+/// No time: the neutral value of max().
+pub(crate) const NEVER: i64 = i64::MIN;
+
+/// One identifier: its type (`user_id`, `phone`…) and value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identifier {
+    /// Identifier type.
+    pub id_type: String,
+    /// Identifier value.
+    pub value: String,
+}
+
+impl Identifier {
+    /// An identifier from its parts.
+    pub fn new(id_type: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            id_type: id_type.into(),
+            value: value.into(),
+        }
+    }
+}
+
+impl fmt::Display for Identifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} '{}'", self.id_type, self.value)
+    }
+}
+
+/// Whether a record joins its two identifiers or releases them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The two identifiers belong together from this time.
+    Bind,
+    /// They no longer do (a phone released by its owner).
+    Unbind,
+}
+
+impl std::str::FromStr for Action {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "bind" => Ok(Self::Bind),
+            "unbind" => Ok(Self::Unbind),
+            other => Err(Error::InvalidAction(other.to_string())),
+        }
+    }
+}
+
+/// One edge record: two identifiers observed together.
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeRecord<'a> {
+    /// Type and value of one identifier.
+    pub from: (&'a str, &'a str),
+    /// Type and value of the other.
+    pub to: (&'a str, &'a str),
+    /// When, µs since the epoch.
+    pub observed_at: i64,
+    /// Bind or unbind.
+    pub action: Action,
+    /// Where the record came from (`crm`, `web`…).
+    pub source: &'a str,
+}
+
+/// A customer id: 96 bits of the founding identifier's hash, shown as `c` and 24 hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CustomerId(pub(crate) u128);
+
+impl CustomerId {
+    pub(crate) fn of(id_type: &str, value: &str) -> Self {
+        // The type seeds the hash of the value (FNV-1a of the type's name).
+        let seed = id_type.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        Self(XxHash3_128::oneshot_with_seed(seed, value.as_bytes()) >> 32)
+    }
+}
+
+impl fmt::Display for CustomerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{:024x}", self.0)
+    }
+}
+
+impl std::str::FromStr for CustomerId {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self> {
+        let invalid = || Error::InvalidCustomerId(text.to_string());
+        let hex = text.strip_prefix('c').ok_or_else(invalid)?;
+        if hex.len() != 24 {
+            return Err(invalid());
+        }
+        u128::from_str_radix(hex, 16)
+            .map(Self)
+            .map_err(|_| invalid())
+    }
+}
+
+/// Why a bound pair did not merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// One of its identifiers is blocked.
+    Blocked {
+        /// The blocked identifier.
+        identifier: Identifier,
+        /// Which rule blocks it.
+        reason: BlockReason,
+    },
+    /// The merged customer would hold more identifiers of `id_type` than its limit.
+    Limit {
+        /// The identifier type whose limit it would break.
+        id_type: String,
+        /// The limit.
+        limit: u32,
+    },
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Blocked { identifier, reason } => {
+                write!(f, "{identifier} is blocked ({reason})")
+            }
+            Self::Limit { id_type, limit } => write!(
+                f,
+                "the merged customer would hold more than {limit} {id_type} (limit {limit})"
+            ),
+        }
+    }
+}
+
+/// What a change to the graph did to customers, for `identity_changes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Two customers became one; `customer` is the one kept.
+    Merge,
+    /// A customer lost identifiers to a new customer `other`.
+    Split,
+    /// A pair was refused; nothing merged.
+    Refused,
+}
+
+impl ChangeKind {
+    /// Lower-case name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Merge => "merge",
+            Self::Split => "split",
+            Self::Refused => "refused",
+        }
+    }
+}
+
+/// One change to customers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// What happened.
+    pub kind: ChangeKind,
+    /// The customer kept (merge), split (split), or holding `from` (refused; none if blocked).
+    pub customer: Option<CustomerId>,
+    /// The customer absorbed (merge), split off (split), or holding `to` (refused).
+    pub other: Option<CustomerId>,
+    /// The pair that caused it (for a split: the pair unbound or changed).
+    pub edge: (Identifier, Identifier),
+    /// The pair's time.
+    pub observed_at: i64,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// One edge of the graph as explained to a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeView {
+    /// One identifier.
+    pub from: Identifier,
+    /// The other.
+    pub to: Identifier,
+    /// The pair's time (see the crate docs).
+    pub observed_at: i64,
+    /// Source of its first record.
+    pub source: String,
+    /// True when bound now.
+    pub bound: bool,
+    /// Why it did not merge, when bound but refused.
+    pub refusal: Option<Refusal>,
+}
+
+#[derive(Debug)]
+pub(crate) struct TypeInfo {
+    pub(crate) name: String,
+    pub(crate) rank: u16,
+    pub(crate) limit: Option<u32>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Node {
+    pub(crate) kind: u16,
+    pub(crate) value: Box<str>,
+    pub(crate) first_seen: i64,
+    /// Latest edge record touching it (identity_map's `updated_at`).
+    pub(crate) last_change: i64,
+    pub(crate) blocked: Option<BlockReason>,
+    /// Union-find parent among merged identifiers.
+    pub(crate) parent: u32,
+    /// Union-find parent among identifiers connected by any bound pair (merged or refused).
+    pub(crate) raw_parent: u32,
+    pub(crate) edges: Vec<u32>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Edge {
+    pub(crate) a: u32,
+    pub(crate) b: u32,
+    pub(crate) first_bind: i64,
+    pub(crate) last_bind: i64,
+    pub(crate) last_unbind: i64,
+    pub(crate) source: u16,
+    pub(crate) merged: bool,
+    pub(crate) refusal: Option<Refusal>,
+}
+
+impl Edge {
+    pub(crate) fn bound(&self) -> bool {
+        self.last_bind != NEVER && self.last_bind > self.last_unbind
+    }
+
+    pub(crate) fn time(&self) -> i64 {
+        self.first_bind.max(self.last_unbind)
+    }
+}
+
+/// A merged customer, kept at its union-find root.
+#[derive(Debug, Clone)]
+pub(crate) struct Component {
+    pub(crate) members: Vec<u32>,
+    pub(crate) counts: Vec<(u16, u32)>,
+    pub(crate) founder: u32,
+}
+
+/// Identifiers connected by bound pairs, kept at its raw union-find root.
+#[derive(Debug, Clone)]
+pub(crate) struct RawComponent {
+    pub(crate) members: Vec<u32>,
+    pub(crate) latest: i64,
+}
+
+/// The identity graph of one tenant.
+#[derive(Debug)]
+pub struct IdentityGraph {
+    pub(crate) rules: Rules,
+    pub(crate) types: Vec<TypeInfo>,
+    type_index: HashMap<String, u16>,
+    values: Vec<HashMap<Box<str>, u32>>,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) edges: Vec<Edge>,
+    edge_index: HashMap<(u32, u32), u32>,
+    sources: Vec<String>,
+    source_index: HashMap<String, u16>,
+    pub(crate) components: HashMap<u32, Component>,
+    pub(crate) raw_components: HashMap<u32, RawComponent>,
+    /// Changes made by the last `apply`.
+    pub(crate) changes: Vec<Change>,
+    /// While loading in batch, records are only gathered; [`IdentityGraph::resolve_all`] resolves.
+    deferred: bool,
+    /// Identifiers first seen by the record being applied.
+    fresh: Vec<u32>,
+}
+
+impl IdentityGraph {
+    /// An empty graph following `rules`.
+    pub fn new(rules: Rules) -> Self {
+        Self {
+            rules,
+            types: Vec::new(),
+            type_index: HashMap::new(),
+            values: Vec::new(),
+            nodes: Vec::new(),
+            edges: Vec::new(),
+            edge_index: HashMap::new(),
+            sources: Vec::new(),
+            source_index: HashMap::new(),
+            components: HashMap::new(),
+            raw_components: HashMap::new(),
+            changes: Vec::new(),
+            deferred: false,
+            fresh: Vec::new(),
+        }
+    }
+
+    pub(crate) fn set_deferred(&mut self, deferred: bool) {
+        self.deferred = deferred;
+    }
+
+    /// Builds the graph from all records at once (the batch recomputation).
+    pub fn build<'a>(
+        rules: Rules,
+        records: impl IntoIterator<Item = EdgeRecord<'a>>,
+        seen: impl IntoIterator<Item = ((&'a str, &'a str), i64)>,
+    ) -> Self {
+        let mut graph = Self::new(rules);
+        graph.deferred = true;
+        for record in records {
+            graph.apply(record);
+        }
+        for (identifier, at) in seen {
+            graph.observe(identifier, at);
+        }
+        graph.resolve_all();
+        graph
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// Number of identifiers known (blocked ones included).
+    pub fn identifier_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Number of distinct pairs recorded.
+    pub fn edge_count(&self) -> usize {
+        self.edges.len()
+    }
+
+    /// Number of customers.
+    pub fn customer_count(&self) -> usize {
+        self.components.len()
+    }
+
+    /// Records that an identifier was seen at `at` (an event carrying it): it becomes a customer
+    /// of its own if it is new.
+    pub fn observe(&mut self, (id_type, value): (&str, &str), at: i64) {
+        let node = self.intern(id_type, value, at);
+        self.touch_seen(node, at);
+    }
+
+    /// Applies one record; returns the changes to customers it made.
+    pub fn apply(&mut self, record: EdgeRecord<'_>) -> Vec<Change> {
+        self.changes.clear();
+        self.fresh.clear();
+        let a = self.intern(record.from.0, record.from.1, record.observed_at);
+        let b = self.intern(record.to.0, record.to.1, record.observed_at);
+        if a == b {
+            self.touch_seen(a, record.observed_at);
+            return Vec::new();
+        }
+        for node in [a, b] {
+            self.touch_seen(node, record.observed_at);
+            let last = &mut self.nodes[node as usize].last_change;
+            *last = (*last).max(record.observed_at);
+        }
+        let source = self.intern_source(record.source);
+        let key = (a.min(b), a.max(b));
+        let (edge, created) = match self.edge_index.get(&key) {
+            Some(&edge) => (edge, false),
+            None => {
+                // Stored strongest identifier first, whatever the order of the first record.
+                let (a, b) = if self.rank_key(b) < self.rank_key(a) {
+                    (b, a)
+                } else {
+                    (a, b)
+                };
+                let edge = self.edges.len() as u32;
+                self.edges.push(Edge {
+                    a,
+                    b,
+                    first_bind: i64::MAX,
+                    last_bind: NEVER,
+                    last_unbind: NEVER,
+                    source,
+                    merged: false,
+                    refusal: None,
+                });
+                self.edge_index.insert(key, edge);
+                self.nodes[a as usize].edges.push(edge);
+                self.nodes[b as usize].edges.push(edge);
+                (edge, true)
+            }
+        };
+        let before = &self.edges[edge as usize];
+        let (was_bound, was_time) = (before.bound(), before.time());
+        let e = &mut self.edges[edge as usize];
+        match record.action {
+            Action::Bind => {
+                if record.observed_at < e.first_bind {
+                    e.first_bind = record.observed_at;
+                    e.source = source;
+                }
+                e.last_bind = e.last_bind.max(record.observed_at);
+            }
+            Action::Unbind => e.last_unbind = e.last_unbind.max(record.observed_at),
+        }
+        let (bound, time) = (e.bound(), e.time());
+        if self.deferred || (!was_bound && !bound) || (was_bound && bound && was_time == time) {
+            return Vec::new();
+        }
+        if let Some(refusal) = self.blocked_refusal(a, b) {
+            if created || !was_bound {
+                let e = &mut self.edges[edge as usize];
+                e.refusal = Some(refusal.clone());
+                let change = self.refused_change(edge, refusal);
+                self.changes.push(change);
+            }
+            return std::mem::take(&mut self.changes);
+        }
+        let (raw_a, raw_b) = (self.raw_find(a), self.raw_find(b));
+        let after_everything = !was_bound
+            && time > self.raw_components[&raw_a].latest
+            && time > self.raw_components[&raw_b].latest;
+        let fresh = std::mem::take(&mut self.fresh);
+        if after_everything {
+            self.raw_union(a, b, time);
+            self.merge_edge(edge, true, &fresh);
+        } else {
+            let mut members = self.raw_components[&raw_a].members.clone();
+            if raw_b != raw_a {
+                members.extend_from_slice(&self.raw_components[&raw_b].members);
+            }
+            self.recompute(members, Some(edge), true, &fresh);
+        }
+        self.fresh = fresh;
+        std::mem::take(&mut self.changes)
+    }
+
+    fn touch_seen(&mut self, node: u32, at: i64) {
+        let first = self.nodes[node as usize].first_seen;
+        if at >= first {
+            return;
+        }
+        self.nodes[node as usize].first_seen = at;
+        if self.deferred || self.nodes[node as usize].blocked.is_some() {
+            return;
+        }
+        let root = self.find(node);
+        let component = self
+            .components
+            .get_mut(&root)
+            .expect("root has a component");
+        let founder = component.founder;
+        if self.older(node, founder) {
+            self.components
+                .get_mut(&root)
+                .expect("root has a component")
+                .founder = node;
+        }
+    }
+
+    pub(crate) fn blocked_refusal(&self, a: u32, b: u32) -> Option<Refusal> {
+        [a, b].into_iter().find_map(|n| {
+            self.nodes[n as usize]
+                .blocked
+                .clone()
+                .map(|reason| Refusal::Blocked {
+                    identifier: self.identifier(n),
+                    reason,
+                })
+        })
+    }
+
+    pub(crate) fn refused_change(&self, edge: u32, refusal: Refusal) -> Change {
+        let e = &self.edges[edge as usize];
+        let customer_of = |n: u32| {
+            self.nodes[n as usize]
+                .blocked
+                .is_none()
+                .then(|| self.customer_at(n))
+        };
+        Change {
+            kind: ChangeKind::Refused,
+            customer: customer_of(e.a),
+            other: customer_of(e.b),
+            edge: (self.identifier(e.a), self.identifier(e.b)),
+            observed_at: e.time(),
+            reason: refusal.to_string(),
+        }
+    }
+
+    fn intern(&mut self, id_type: &str, value: &str, at: i64) -> u32 {
+        let kind = match self.type_index.get(id_type) {
+            Some(&kind) => kind,
+            None => {
+                let kind = self.types.len() as u16;
+                self.types.push(TypeInfo {
+                    name: id_type.to_string(),
+                    rank: self.rules.rank(id_type),
+                    limit: self.rules.limit(id_type),
+                });
+                self.type_index.insert(id_type.to_string(), kind);
+                self.values.push(HashMap::new());
+                kind
+            }
+        };
+        if let Some(&node) = self.values[kind as usize].get(value) {
+            return node;
+        }
+        let node = self.nodes.len() as u32;
+        let blocked = self.rules.blocked(id_type, value);
+        self.values[kind as usize].insert(value.into(), node);
+        self.nodes.push(Node {
+            kind,
+            value: value.into(),
+            first_seen: at,
+            last_change: NEVER,
+            blocked: blocked.clone(),
+            parent: node,
+            raw_parent: node,
+            edges: Vec::new(),
+        });
+        if blocked.is_none() && !self.deferred {
+            self.fresh.push(node);
+            self.components.insert(node, Component::single(node, kind));
+            self.raw_components.insert(node, RawComponent::single(node));
+        }
+        node
+    }
+
+    fn intern_source(&mut self, source: &str) -> u16 {
+        if let Some(&id) = self.source_index.get(source) {
+            return id;
+        }
+        let id = self.sources.len() as u16;
+        self.sources.push(source.to_string());
+        self.source_index.insert(source.to_string(), id);
+        id
+    }
+
+    pub(crate) fn node_of(&self, id_type: &str, value: &str) -> Option<u32> {
+        let kind = *self.type_index.get(id_type)?;
+        self.values[kind as usize].get(value).copied()
+    }
+
+    pub(crate) fn identifier(&self, node: u32) -> Identifier {
+        let n = &self.nodes[node as usize];
+        Identifier::new(
+            self.types[n.kind as usize].name.clone(),
+            n.value.to_string(),
+        )
+    }
+
+    /// True when `a` founds a customer before `b`: seen earlier, then stronger, then by name.
+    pub(crate) fn older(&self, a: u32, b: u32) -> bool {
+        self.order_key(a) < self.order_key(b)
+    }
+
+    pub(crate) fn order_key(&self, node: u32) -> (i64, u16, &str, &str) {
+        let n = &self.nodes[node as usize];
+        let kind = &self.types[n.kind as usize];
+        (n.first_seen, kind.rank, kind.name.as_str(), &n.value)
+    }
+
+    /// Union-find root without path compression (read paths).
+    pub(crate) fn root(&self, mut node: u32) -> u32 {
+        while self.nodes[node as usize].parent != node {
+            node = self.nodes[node as usize].parent;
+        }
+        node
+    }
+
+    pub(crate) fn customer_at(&self, node: u32) -> CustomerId {
+        let founder = self.components[&self.root(node)].founder;
+        let n = &self.nodes[founder as usize];
+        CustomerId::of(&self.types[n.kind as usize].name, &n.value)
+    }
+
+    /// The customer an identifier belongs to; `None` when unknown or blocked.
+    pub fn customer_of(&self, id_type: &str, value: &str) -> Option<CustomerId> {
+        let node = self.node_of(id_type, value)?;
+        self.nodes[node as usize]
+            .blocked
+            .is_none()
+            .then(|| self.customer_at(node))
+    }
+
+    fn component_of(&self, customer: CustomerId) -> Option<&Component> {
+        self.components
+            .values()
+            .find(|c| self.customer_at(c.founder) == customer)
+    }
+
+    /// The identifiers of a customer, strongest type first.
+    pub fn identifiers_of(&self, customer: CustomerId) -> Vec<Identifier> {
+        let Some(component) = self.component_of(customer) else {
+            return Vec::new();
+        };
+        let mut members = component.members.clone();
+        members.sort_by(|a, b| self.rank_key(*a).cmp(&self.rank_key(*b)));
+        members.into_iter().map(|n| self.identifier(n)).collect()
+    }
+
+    fn rank_key(&self, node: u32) -> (u16, &str, &str) {
+        let n = &self.nodes[node as usize];
+        let kind = &self.types[n.kind as usize];
+        (kind.rank, kind.name.as_str(), &n.value)
+    }
+
+    /// Every customer: its id, its identifiers and the time of the latest edge record among them.
+    pub fn customers(&self) -> impl Iterator<Item = (CustomerId, Vec<(&str, &str)>, i64)> + '_ {
+        self.components.values().map(|component| {
+            let members = component
+                .members
+                .iter()
+                .map(|&n| {
+                    let node = &self.nodes[n as usize];
+                    (self.types[node.kind as usize].name.as_str(), &*node.value)
+                })
+                .collect();
+            let updated = component
+                .members
+                .iter()
+                .map(|&n| {
+                    let node = &self.nodes[n as usize];
+                    node.last_change.max(node.first_seen)
+                })
+                .max()
+                .unwrap_or(NEVER);
+            (self.customer_at(component.founder), members, updated)
+        })
+    }
+
+    fn view(&self, edge: u32) -> EdgeView {
+        let e = &self.edges[edge as usize];
+        EdgeView {
+            from: self.identifier(e.a),
+            to: self.identifier(e.b),
+            observed_at: e.time(),
+            source: self.sources[e.source as usize].clone(),
+            bound: e.bound(),
+            refusal: e.refusal.clone(),
+        }
+    }
+
+    /// The chain of merged pairs that joins two identifiers; `None` unless one customer holds both.
+    pub fn explain_merge(&self, from: (&str, &str), to: (&str, &str)) -> Option<Vec<EdgeView>> {
+        let start = self.node_of(from.0, from.1)?;
+        let goal = self.node_of(to.0, to.1)?;
+        let blocked = |n: u32| self.nodes[n as usize].blocked.is_some();
+        if blocked(start) || blocked(goal) || self.root(start) != self.root(goal) {
+            return None;
+        }
+        let mut came_by: HashMap<u32, u32> = HashMap::new();
+        let mut queue = VecDeque::from([start]);
+        let mut visited = HashSet::from([start]);
+        while let Some(node) = queue.pop_front() {
+            if node == goal {
+                break;
+            }
+            for &edge in &self.nodes[node as usize].edges {
+                let e = &self.edges[edge as usize];
+                if !e.merged || !e.bound() {
+                    continue;
+                }
+                let next = if e.a == node { e.b } else { e.a };
+                if visited.insert(next) {
+                    came_by.insert(next, edge);
+                    queue.push_back(next);
+                }
+            }
+        }
+        let mut chain = Vec::new();
+        let mut node = goal;
+        while node != start {
+            let edge = came_by[&node];
+            let e = &self.edges[edge as usize];
+            let previous = if e.a == node { e.b } else { e.a };
+            let mut step = self.view(edge);
+            if e.a == node {
+                // Shown in the direction of the chain.
+                std::mem::swap(&mut step.from, &mut step.to);
+            }
+            chain.push(step);
+            node = previous;
+        }
+        chain.reverse();
+        Some(chain)
+    }
+
+    /// Every pair recorded for a customer's identifiers: merged, refused and unbound.
+    pub fn explain_customer(&self, customer: CustomerId) -> Vec<EdgeView> {
+        let Some(component) = self.component_of(customer) else {
+            return Vec::new();
+        };
+        let mut edges: Vec<u32> = component
+            .members
+            .iter()
+            .flat_map(|&n| self.nodes[n as usize].edges.iter().copied())
+            .collect();
+        edges.sort_unstable();
+        edges.dedup();
+        let mut views: Vec<EdgeView> = edges.into_iter().map(|e| self.view(e)).collect();
+        views.sort_by(|a, b| (a.observed_at, &a.from, &a.to).cmp(&(b.observed_at, &b.from, &b.to)));
+        views
+    }
+}
+
+impl Component {
+    pub(crate) fn single(node: u32, kind: u16) -> Self {
+        Self {
+            members: vec![node],
+            counts: vec![(kind, 1)],
+            founder: node,
+        }
+    }
+}
+
+impl RawComponent {
+    pub(crate) fn single(node: u32) -> Self {
+        Self {
+            members: vec![node],
+            latest: NEVER,
+        }
+    }
+}

@@ -14,6 +14,8 @@ pub const EVENTS: &str = "events";
 pub const IDENTITIES: &str = "identities";
 /// Name of the customer profiles table.
 pub const PROFILES: &str = "profiles";
+/// Name of the log of merges, splits and refused merges of customers.
+pub const IDENTITY_CHANGES: &str = "identity_changes";
 
 /// A built-in table: its name, columns and Delta partition columns.
 #[derive(Debug, Clone)]
@@ -164,13 +166,35 @@ pub fn identities_schema() -> SchemaRef {
     ]))
 }
 
-/// `profiles`: one row per resolved customer.
+/// `profiles`: one row per resolved customer, rebuilt whole by each refresh.
 pub fn profiles_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         text("customer_id", false),
         text("traits", true),
         time("first_seen", true),
         time("last_seen", true),
+        text("identifiers", false),
+        Field::new("event_count", DataType::Int64, false),
+        Field::new("purchase_count", DataType::Int64, false),
+        time("last_purchase_at", true),
+        Field::new("total_revenue", DataType::Float64, false),
+        time("updated_at", false),
+    ]))
+}
+
+/// `identity_changes`: what identity resolution did to customers, when and why.
+pub fn identity_changes_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        time("changed_at", false),
+        text("kind", false),
+        text("customer_id", true),
+        text("other_customer_id", true),
+        text("id_type", false),
+        text("id_value", false),
+        text("linked_type", false),
+        text("linked_value", false),
+        time("observed_at", true),
+        text("reason", false),
     ]))
 }
 
@@ -192,10 +216,21 @@ pub fn built_in_tables() -> Vec<BuiltInTable> {
             schema: profiles_schema(),
             partition_columns: &[],
         },
+        BuiltInTable {
+            name: IDENTITY_CHANGES,
+            schema: identity_changes_schema(),
+            partition_columns: &[],
+        },
     ]
 }
 
 /// True for the names of built-in tables.
 pub fn is_built_in(name: &str) -> bool {
-    [EVENTS, IDENTITIES, PROFILES].contains(&name)
+    [EVENTS, IDENTITIES, PROFILES, IDENTITY_CHANGES].contains(&name)
+}
+
+/// True for tables whose columns a replacing write keeps: the built-in tables data is collected
+/// into. `profiles` is derived, and each refresh replaces it with its columns.
+pub fn has_fixed_columns(name: &str) -> bool {
+    [EVENTS, IDENTITIES, IDENTITY_CHANGES].contains(&name)
 }

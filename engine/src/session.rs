@@ -12,6 +12,10 @@ use datafusion::prelude::SessionConfig;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use tributary_catalog::{Catalog, DEFAULT_TENANT, PUBLIC_SCHEMA};
 
+use datafusion::logical_expr::ScalarUDF;
+
+use crate::identity::IdentityService;
+use crate::identity::functions::{IdentityTableFunction, ResolveCustomer, TableFunctionKind};
 use crate::write::buffer::WriteBuffer;
 use crate::write::overlay::BufferedCatalogList;
 
@@ -32,17 +36,36 @@ pub fn session_config() -> SessionConfig {
 pub fn build_session_state(
     catalog: Arc<Catalog>,
     buffer: Arc<WriteBuffer>,
+    identity: Option<Arc<IdentityService>>,
 ) -> Result<SessionState> {
     let runtime = RuntimeEnvBuilder::new().build_arc()?;
-    let mut state = SessionStateBuilder::new()
+    let virtual_tables = identity
+        .clone()
+        .map(|i| i as Arc<dyn crate::write::overlay::VirtualTables>);
+    let builder = SessionStateBuilder::new()
         .with_config(session_config())
         .with_runtime_env(runtime)
-        .with_catalog_list(Arc::new(BufferedCatalogList::new(catalog, buffer)))
+        .with_catalog_list(Arc::new(BufferedCatalogList::new(
+            catalog,
+            buffer,
+            virtual_tables,
+        )))
         .with_default_features()
         // Delta's DELETE/UPDATE/MERGE plan custom nodes that only its planner lowers.
-        .with_query_planner(DeltaPlanner::new())
-        .build();
+        .with_query_planner(DeltaPlanner::new());
+    let mut state = builder.build();
     register_functions(&mut state)?;
+    if let Some(identity) = identity {
+        for (name, kind) in TableFunctionKind::ALL {
+            state.register_udtf(
+                name,
+                Arc::new(IdentityTableFunction::new(Arc::clone(&identity), kind)),
+            );
+        }
+        state.register_udf(Arc::new(ScalarUDF::new_from_impl(ResolveCustomer::new(
+            identity,
+        ))))?;
+    }
     Ok(state)
 }
 

@@ -25,7 +25,7 @@ pub fn is_write(plan: &LogicalPlan) -> bool {
     matches!(
         plan,
         LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_)
-    )
+    ) || crate::procedure::procedure_of(plan).is_some()
 }
 
 /// The schema of a write's answer: one `count` column, as DataFusion's DML gives.

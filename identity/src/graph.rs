@@ -302,14 +302,21 @@ impl IdentityGraph {
         self.deferred = deferred;
     }
 
+    /// An empty graph that gathers records without resolving them until
+    /// [`IdentityGraph::resolve_all`] (a batch load).
+    pub fn deferred(rules: Rules) -> Self {
+        let mut graph = Self::new(rules);
+        graph.deferred = true;
+        graph
+    }
+
     /// Builds the graph from all records at once (the batch recomputation).
     pub fn build<'a>(
         rules: Rules,
         records: impl IntoIterator<Item = EdgeRecord<'a>>,
         seen: impl IntoIterator<Item = ((&'a str, &'a str), i64)>,
     ) -> Self {
-        let mut graph = Self::new(rules);
-        graph.deferred = true;
+        let mut graph = Self::deferred(rules);
         for record in records {
             graph.apply(record);
         }

@@ -23,6 +23,7 @@
 //! applied in place (union-find, well under a microsecond); anything else (an unbind, a late
 //! record) recomputes just the connected part it touches.
 
+mod diff;
 mod error;
 mod graph;
 mod resolve;
@@ -33,4 +34,4 @@ pub use graph::{
     Action, Change, ChangeKind, CustomerId, EdgeRecord, EdgeView, Identifier, IdentityGraph,
     Refusal,
 };
-pub use rules::{BlockReason, BlockedPattern, Rules, RulesConfig};
+pub use rules::{BlockReason, BlockedPattern, Rules, RulesConfig, TraitTable};

@@ -25,6 +25,23 @@ pub struct BlockedPattern {
     pub pattern: String,
 }
 
+/// A table imported from another system (CRM, ERP) whose columns are profile traits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraitTable {
+    /// Table name in the tenant.
+    pub table: String,
+    /// The identifier type of `id_column` (`user_id`, `phone`...).
+    pub id_type: String,
+    /// The column holding the identifier.
+    pub id_column: String,
+    /// The source name its traits have in `trait_source_priority`.
+    pub source: String,
+    /// A timestamp column saying when the row was last true; without it the row is oldest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_column: Option<String>,
+}
+
 /// Identity resolution rules, as written in `identity.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -41,6 +58,12 @@ pub struct RulesConfig {
     pub block_repeated_digits: bool,
     /// Sources of traits, most trusted first (profiles); unlisted sources come after.
     pub trait_source_priority: Vec<String>,
+    /// Imported tables whose columns are traits (profiles).
+    pub trait_tables: Vec<TraitTable>,
+    /// The event whose count, time and revenue profiles compute (profiles).
+    pub purchase_event: String,
+    /// The property of a purchase holding its revenue (profiles).
+    pub revenue_property: String,
 }
 
 impl Default for RulesConfig {
@@ -72,6 +95,9 @@ impl Default for RulesConfig {
             blocked_patterns: Vec::new(),
             block_repeated_digits: true,
             trait_source_priority: Vec::new(),
+            trait_tables: Vec::new(),
+            purchase_event: "purchase".to_string(),
+            revenue_property: "revenue".to_string(),
         }
     }
 }

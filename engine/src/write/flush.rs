@@ -177,7 +177,7 @@ impl Writer {
             .write(vec![batch.clone()])
             .with_save_mode(SaveMode::Overwrite)
             .with_commit_properties(properties);
-        if !tributary_catalog::builtin::is_built_in(table) {
+        if !tributary_catalog::builtin::has_fixed_columns(table) {
             write = write.with_schema_mode(SchemaMode::Overwrite);
         }
         write.await?;
@@ -264,6 +264,15 @@ impl Writer {
             Some(seq) => self.wal.release_below(seq),
             None => self.wal.release_below(u64::MAX),
         }
+    }
+
+    /// Commits everything buffered and removes every committed record from the log (after an
+    /// erasure, so that erased rows do not stay in log segments).
+    pub async fn purge_log(&self) -> Result<()> {
+        self.flush_all().await?;
+        self.wal
+            .purge_below(self.buffer.lowest_seq().unwrap_or(u64::MAX));
+        Ok(())
     }
 
     /// Loads the message ids of every tenant's recent events (inside the dedup window).

@@ -58,6 +58,8 @@ pub struct WriteOptions {
     pub dedup_window: Duration,
     /// A table's small files are compacted after this many flushes (0: never).
     pub compact_after_commits: usize,
+    /// `profiles` is rebuilt this often when a tenant's data changed (zero: only on request).
+    pub profile_refresh: Duration,
 }
 
 impl WriteOptions {
@@ -77,6 +79,7 @@ impl WriteOptions {
             direct_commit_bytes: 16 * 1024 * 1024,
             dedup_window: Duration::from_secs(7 * 24 * 3600),
             compact_after_commits: 20,
+            profile_refresh: Duration::from_secs(60),
         }
     }
 }
@@ -101,6 +104,16 @@ pub enum WriteMode {
     Replace,
 }
 
+/// Takes part in every write to a tenant's tables: [`WriteHook::keep`] filters rows before they
+/// are logged (suppressed identifiers), [`WriteHook::written`] sees rows once acknowledged
+/// (identity resolution).
+pub trait WriteHook: Send + Sync {
+    /// The rows of a write to keep.
+    fn keep(&self, tenant: &str, table: &str, batch: RecordBatch) -> Result<RecordBatch>;
+    /// Rows acknowledged: appended, or (with [`WriteMode::Replace`]) now the whole table.
+    fn written(&self, tenant: &str, table: &str, batch: &RecordBatch, mode: WriteMode);
+}
+
 /// The write path of one server.
 pub struct Writer {
     catalog: Arc<Catalog>,
@@ -113,6 +126,7 @@ pub struct Writer {
     flush_now: Arc<tokio::sync::Notify>,
     /// Set when a write was refused because the buffer is full: the flusher then commits all.
     overloaded: std::sync::atomic::AtomicBool,
+    hook: std::sync::OnceLock<Arc<dyn WriteHook>>,
     /// Keeps a temporary log directory alive as long as the writer.
     _temporary_wal: Option<tempfile::TempDir>,
 }
@@ -151,12 +165,20 @@ impl Writer {
             commits_since_compaction: Mutex::default(),
             flush_now: Arc::new(tokio::sync::Notify::new()),
             overloaded: std::sync::atomic::AtomicBool::new(false),
+            hook: std::sync::OnceLock::new(),
             _temporary_wal: temporary,
         });
         writer.load_message_ids().await?;
         writer.replay(records, &committed)?;
         tokio::spawn(flush::run_flusher(Arc::downgrade(&writer)));
         Ok(writer)
+    }
+
+    /// Sets the hook every later write goes through (once).
+    pub fn set_hook(&self, hook: Arc<dyn WriteHook>) {
+        if self.hook.set(hook).is_err() {
+            tracing::warn!("the write hook was set already; kept the first");
+        }
     }
 
     /// The buffer queries read through.
@@ -192,7 +214,10 @@ impl Writer {
     ) -> Result<WriteReceipt> {
         let tenant = schema.tenant();
         let started = std::time::Instant::now();
-        let batch = self.shape(schema, table, &batches, mode)?;
+        let mut batch = self.shape(schema, table, &batches, mode)?;
+        if let Some(hook) = self.hook.get() {
+            batch = hook.keep(tenant, table, batch)?;
+        }
         tracing::debug!(
             table,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -203,7 +228,10 @@ impl Writer {
         }
         let is_events = table == EVENTS;
         if mode == WriteMode::Replace {
-            let rows = self.replace(schema, table, batch).await?;
+            let rows = self.replace(schema, table, batch.clone()).await?;
+            if let Some(hook) = self.hook.get() {
+                hook.written(tenant, table, &batch, mode);
+            }
             return Ok(WriteReceipt {
                 rows,
                 ..WriteReceipt::default()
@@ -221,6 +249,7 @@ impl Writer {
             "deduplicated a write"
         );
         let rows = batch.num_rows() as u64;
+        let acknowledged = self.hook.get().map(|_| batch.clone());
         let written = if rows == 0 {
             Ok(())
         } else if batch.get_array_memory_size() >= self.options.direct_commit_bytes {
@@ -242,6 +271,11 @@ impl Writer {
             }
             return Err(e);
         }
+        if let (Some(hook), Some(batch)) = (self.hook.get(), acknowledged)
+            && rows > 0
+        {
+            hook.written(tenant, table, &batch, mode);
+        }
         Ok(WriteReceipt {
             rows,
             duplicates,
@@ -259,7 +293,7 @@ impl Writer {
         mode: WriteMode,
     ) -> Result<RecordBatch> {
         let replaces_columns =
-            mode == WriteMode::Replace && !tributary_catalog::builtin::is_built_in(table);
+            mode == WriteMode::Replace && !tributary_catalog::builtin::has_fixed_columns(table);
         let target = if replaces_columns {
             let first = batches.first().ok_or_else(|| {
                 Error::InvalidInput(format!("cannot replace table '{table}' with no data"))

@@ -22,17 +22,34 @@ use tributary_catalog::{Catalog, PUBLIC_SCHEMA, TenantSchema};
 use super::buffer::WriteBuffer;
 use crate::ingest::cast_batch;
 
+/// Tables every tenant has that are computed, not stored (`identity_map`).
+pub trait VirtualTables: Send + Sync + std::fmt::Debug {
+    /// Their names.
+    fn names(&self) -> Vec<String>;
+    /// One of them, for `tenant`.
+    fn table(&self, tenant: &str, name: &str) -> Option<Arc<dyn TableProvider>>;
+}
+
 /// The tenants, as DataFusion catalogs whose tables include buffered rows.
 #[derive(Debug)]
 pub struct BufferedCatalogList {
     catalog: Arc<Catalog>,
     buffer: Arc<WriteBuffer>,
+    virtual_tables: Option<Arc<dyn VirtualTables>>,
 }
 
 impl BufferedCatalogList {
-    /// Wraps `catalog` so that its tables show `buffer`'s rows.
-    pub fn new(catalog: Arc<Catalog>, buffer: Arc<WriteBuffer>) -> Self {
-        Self { catalog, buffer }
+    /// Wraps `catalog` so that its tables show `buffer`'s rows, plus the virtual tables.
+    pub fn new(
+        catalog: Arc<Catalog>,
+        buffer: Arc<WriteBuffer>,
+        virtual_tables: Option<Arc<dyn VirtualTables>>,
+    ) -> Self {
+        Self {
+            catalog,
+            buffer,
+            virtual_tables,
+        }
     }
 }
 
@@ -59,6 +76,7 @@ impl CatalogProviderList for BufferedCatalogList {
             schema: Arc::new(BufferedSchema {
                 tenant,
                 buffer: Arc::clone(&self.buffer),
+                virtual_tables: self.virtual_tables.clone(),
             }),
         }))
     }
@@ -83,15 +101,27 @@ impl CatalogProvider for BufferedCatalog {
 struct BufferedSchema {
     tenant: Arc<TenantSchema>,
     buffer: Arc<WriteBuffer>,
+    virtual_tables: Option<Arc<dyn VirtualTables>>,
 }
 
 #[async_trait]
 impl SchemaProvider for BufferedSchema {
     fn table_names(&self) -> Vec<String> {
-        self.tenant.table_names()
+        let mut names = self.tenant.table_names();
+        if let Some(computed) = &self.virtual_tables {
+            names.extend(computed.names());
+        }
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if let Some(computed) = self
+            .virtual_tables
+            .as_ref()
+            .and_then(|v| v.table(self.tenant.tenant(), name))
+        {
+            return Ok(Some(computed));
+        }
         let (provider, rows) = self.buffer.read(self.tenant.tenant(), name, |rows| {
             (self.tenant.provider(name), rows)
         });
@@ -114,6 +144,10 @@ impl SchemaProvider for BufferedSchema {
 
     fn table_exist(&self, name: &str) -> bool {
         self.tenant.has_table(name)
+            || self
+                .virtual_tables
+                .as_ref()
+                .is_some_and(|v| v.names().iter().any(|n| n == name))
     }
 }
 

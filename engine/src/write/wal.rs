@@ -53,8 +53,9 @@ enum Command {
         on_durable: OnDurable,
         done: oneshot::Sender<Result<u64>>,
     },
-    /// Every record below this sequence is committed elsewhere: whole segments below it go.
-    Release(u64),
+    /// Every record below `seq` is committed; rotate a fully committed active segment of at
+    /// least `rotate_at_bytes`.
+    Release { seq: u64, rotate_at_bytes: u64 },
 }
 
 /// Handle to the log thread.
@@ -141,7 +142,19 @@ impl Wal {
 
     /// Tells the log that every record below `seq` is committed to its table.
     pub fn release_below(&self, seq: u64) {
-        let _ = self.sender.send(Command::Release(seq));
+        let _ = self.sender.send(Command::Release {
+            seq,
+            rotate_at_bytes: SEGMENT_BYTES / 4,
+        });
+    }
+
+    /// As [`Self::release_below`], and when every record is committed the active segment is
+    /// replaced however small it is, so that no committed record stays on disk (after an erasure).
+    pub fn purge_below(&self, seq: u64) {
+        let _ = self.sender.send(Command::Release {
+            seq,
+            rotate_at_bytes: 1,
+        });
     }
 
     fn stopped(&self) -> Error {
@@ -171,7 +184,10 @@ impl LogThread {
             let mut next = Some(first);
             while let Some(command) = next.take() {
                 match command {
-                    Command::Release(seq) => self.release_below(seq),
+                    Command::Release {
+                        seq,
+                        rotate_at_bytes,
+                    } => self.release_below(seq, rotate_at_bytes),
                     Command::Append {
                         frame_body,
                         on_durable,
@@ -258,7 +274,7 @@ impl LogThread {
         Ok(())
     }
 
-    fn release_below(&mut self, seq: u64) {
+    fn release_below(&mut self, seq: u64, rotate_at_bytes: u64) {
         // A closed segment can go when the next one starts at or below `seq`.
         while self.segment_firsts.len() > 1 && self.segment_firsts[1] <= seq {
             let path = segment_path(&self.dir, self.segment_firsts[0]);
@@ -271,12 +287,12 @@ impl LogThread {
             self.segment_firsts.remove(0);
         }
         // Everything logged is committed and the active segment is large: start afresh.
-        if seq >= self.next_seq && self.file_len >= SEGMENT_BYTES / 4 && self.failed.is_none() {
+        if seq >= self.next_seq && self.file_len >= rotate_at_bytes && self.failed.is_none() {
             if let Err(e) = self.rotate() {
                 self.failed = Some(format!("cannot start a new log segment: {e}"));
                 return;
             }
-            self.release_below(seq);
+            self.release_below(seq, rotate_at_bytes);
         }
     }
 }

@@ -1,0 +1,458 @@
+//! Identity resolution inside the database: one [`IdentityGraph`] per tenant, built in batch from
+//! the `identities` and `events` tables when the engine opens, and kept current from then on by
+//! every acknowledged write ([`WriteHook`]). What it changes (merges, splits, refusals) is
+//! appended to `identity_changes`; SQL reads it through `identity_map`, `resolve_customer` and
+//! the table functions in [`functions`].
+//!
+//! Rules are per tenant, in `_tributary/identity/<tenant>.json` under the data root (defaults
+//! when absent; see the `tributary_identity` crate). They are read when a tenant's graph is
+//! built: at start, or by `CALL rebuild_identity()`.
+
+pub mod forget;
+pub mod functions;
+pub mod profiles;
+pub mod records;
+mod suppression;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use datafusion::arrow::array::{RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use datafusion::execution::session_state::SessionState;
+use datafusion::prelude::SessionContext;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+use tributary_catalog::builtin::{EVENTS, IDENTITIES, IDENTITY_CHANGES, identity_changes_schema};
+use tributary_catalog::{Catalog, SYSTEM_DIRECTORY};
+use tributary_identity::{Change, IdentityGraph, Rules};
+
+use crate::error::{Error, Result};
+use crate::ingest::IfTableMissing;
+use crate::write::{WriteHook, WriteMode, Writer, now_micros};
+pub use suppression::Suppression;
+
+/// The identity state of one tenant.
+#[derive(Debug)]
+pub struct TenantIdentity {
+    tenant: String,
+    state: Mutex<TenantState>,
+    /// Bumped by every write to `events` or `identities` and every rebuild.
+    changes: std::sync::atomic::AtomicU64,
+    /// The value of `changes` the last profile refresh saw.
+    profiled: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+struct TenantState {
+    graph: IdentityGraph,
+    /// While a batch rebuild runs, acknowledged rows wait here for the new graph.
+    loading: bool,
+    pending: Vec<(String, RecordBatch)>,
+    /// Bumped on every change; `identity_map` caches its batch per version.
+    version: u64,
+    map_cache: Option<(u64, RecordBatch)>,
+}
+
+impl TenantIdentity {
+    fn new(tenant: &str) -> Self {
+        Self {
+            tenant: tenant.to_string(),
+            state: Mutex::new(TenantState {
+                graph: IdentityGraph::new(Rules::default()),
+                loading: false,
+                pending: Vec::new(),
+                version: 0,
+                map_cache: None,
+            }),
+            changes: std::sync::atomic::AtomicU64::new(1),
+            profiled: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn changed(&self) {
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// True when data changed since the last profile refresh; marks it seen.
+    pub(crate) fn take_profile_due(&self) -> bool {
+        let now = self.changes.load(std::sync::atomic::Ordering::Relaxed);
+        self.profiled
+            .swap(now, std::sync::atomic::Ordering::Relaxed)
+            != now
+    }
+
+    /// Runs `read` on the current graph.
+    pub fn read<T>(&self, read: impl FnOnce(&IdentityGraph) -> T) -> T {
+        read(&self.state.lock().expect("identity state poisoned").graph)
+    }
+
+    /// The tenant's name.
+    pub fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// `identity_map` as one batch, rebuilt only when the graph changed.
+    pub fn map_batch(&self) -> Result<RecordBatch> {
+        let mut state = self.state.lock().expect("identity state poisoned");
+        if let Some((version, batch)) = &state.map_cache
+            && *version == state.version
+        {
+            return Ok(batch.clone());
+        }
+        let batch = functions::identity_map_batch(&state.graph)?;
+        state.map_cache = Some((state.version, batch.clone()));
+        Ok(batch)
+    }
+}
+
+/// Identity resolution for every tenant of an engine.
+#[derive(Debug)]
+pub struct IdentityService {
+    catalog: Arc<Catalog>,
+    writer: Weak<Writer>,
+    template: OnceLock<Arc<SessionState>>,
+    tenants: Mutex<HashMap<String, Arc<TenantIdentity>>>,
+    suppression: Suppression,
+    me: Weak<IdentityService>,
+    /// Changes waiting to be appended to `identity_changes`, per tenant.
+    pending_changes: Mutex<HashMap<String, Vec<Change>>>,
+    /// One change-log write at a time, so that [`IdentityService::flush_changes`] returning
+    /// means every change made before it is stored.
+    change_writer: tokio::sync::Mutex<()>,
+}
+
+impl IdentityService {
+    /// A service over `catalog`, writing its change log through `writer`.
+    pub fn new(catalog: Arc<Catalog>, writer: &Arc<Writer>) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            suppression: Suppression::new(catalog.storage().clone()),
+            catalog,
+            writer: Arc::downgrade(writer),
+            template: OnceLock::new(),
+            tenants: Mutex::default(),
+            me: Weak::clone(me),
+            pending_changes: Mutex::default(),
+            change_writer: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Names of the tenants with identity state.
+    pub fn tenant_names(&self) -> Vec<String> {
+        self.catalog.tenant_names()
+    }
+
+    /// Gives the service the session template it reads tables with; then builds every tenant.
+    pub async fn start(&self, template: Arc<SessionState>) -> Result<()> {
+        let _ = self.template.set(template);
+        for tenant in self.catalog.tenant_names() {
+            self.rebuild(&tenant).await?;
+        }
+        Ok(())
+    }
+
+    /// The identity state of `tenant` (empty until built).
+    pub fn tenant(&self, tenant: &str) -> Arc<TenantIdentity> {
+        let mut tenants = self.tenants.lock().expect("identity tenants poisoned");
+        Arc::clone(
+            tenants
+                .entry(tenant.to_string())
+                .or_insert_with(|| Arc::new(TenantIdentity::new(tenant))),
+        )
+    }
+
+    /// The suppression list (identifiers erased by `forget`).
+    pub fn suppression(&self) -> &Suppression {
+        &self.suppression
+    }
+
+    pub(crate) fn writer(&self) -> Result<Arc<Writer>> {
+        self.writer
+            .upgrade()
+            .ok_or_else(|| Error::Storage("the engine is shutting down".into()))
+    }
+
+    /// A session on `tenant` for the service's own queries.
+    pub(crate) fn session(&self, tenant: &str) -> Result<SessionContext> {
+        let template = self
+            .template
+            .get()
+            .ok_or_else(|| Error::Storage("identity resolution has not started".into()))?;
+        let mut state = template.as_ref().clone();
+        state.config_mut().options_mut().catalog.default_catalog = tenant.to_string();
+        Ok(SessionContext::new_with_state(state))
+    }
+
+    /// Reads the tenant's rules file; the defaults when there is none.
+    pub async fn rules(&self, tenant: &str) -> Result<Rules> {
+        let path = Path::from(format!("{SYSTEM_DIRECTORY}/identity/{tenant}.json"));
+        let store = self.catalog.storage().root_store()?;
+        match store.get(&path).await {
+            Ok(found) => {
+                let bytes = found.bytes().await.map_err(storage_error)?;
+                let text = String::from_utf8_lossy(&bytes);
+                Rules::from_json(&text).map_err(|e| {
+                    Error::InvalidInput(format!("{SYSTEM_DIRECTORY}/identity/{tenant}.json: {e}"))
+                })
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(Rules::default()),
+            Err(e) => Err(storage_error(e)),
+        }
+    }
+
+    /// Builds a tenant's graph again in batch from its tables (at start, after a statement
+    /// changed `identities` or `events`, after a rules change). Acknowledged writes that arrive
+    /// meanwhile are applied to the new graph.
+    pub async fn rebuild(&self, tenant: &str) -> Result<()> {
+        let identity = self.tenant(tenant);
+        self.suppression.load(tenant).await?;
+        identity
+            .state
+            .lock()
+            .expect("identity state poisoned")
+            .loading = true;
+        let built = self.build(tenant).await;
+        let changes = {
+            let mut state = identity.state.lock().expect("identity state poisoned");
+            state.loading = false;
+            let pending = std::mem::take(&mut state.pending);
+            let mut graph = built?;
+            for (table, batch) in &pending {
+                apply_batch(&mut graph, table, batch)?;
+            }
+            let changes = if state.graph.identifier_count() == 0 {
+                Vec::new()
+            } else {
+                graph.changes_since(&state.graph)
+            };
+            state.graph = graph;
+            state.version += 1;
+            changes
+        };
+        identity.changed();
+        self.queue_changes(tenant, changes);
+        self.flush_changes(tenant).await;
+        Ok(())
+    }
+
+    async fn build(&self, tenant: &str) -> Result<IdentityGraph> {
+        let started = std::time::Instant::now();
+        let rules = self.rules(tenant).await?;
+        let ctx = self.session(tenant)?;
+        let identities = ctx
+            .sql(&format!("SELECT * FROM {IDENTITIES}"))
+            .await?
+            .collect()
+            .await?;
+        // One row per pair of ids (the earliest), plus the events whose payload names ids.
+        let events = ctx
+            .sql(&format!(
+                "SELECT 'track' AS type, anonymous_id, user_id, min(timestamp) AS timestamp, \
+                 min(source) AS source, CAST(NULL AS VARCHAR) AS properties FROM {EVENTS} \
+                 WHERE anonymous_id IS NOT NULL OR user_id IS NOT NULL \
+                 GROUP BY anonymous_id, user_id \
+                 UNION ALL \
+                 SELECT type, anonymous_id, user_id, timestamp, source, properties FROM {EVENTS} \
+                 WHERE type = 'alias' OR (type = 'identify' AND properties NOT IN ('{{}}', 'null'))"
+            ))
+            .await?
+            .collect()
+            .await?;
+        let mut graph = IdentityGraph::deferred(rules);
+        for batch in &identities {
+            apply_batch(&mut graph, IDENTITIES, batch)?;
+        }
+        for batch in &events {
+            apply_batch(&mut graph, EVENTS, batch)?;
+        }
+        graph.resolve_all();
+        tracing::info!(
+            tenant,
+            identifiers = graph.identifier_count(),
+            pairs = graph.edge_count(),
+            customers = graph.customer_count(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "resolved identities"
+        );
+        Ok(graph)
+    }
+
+    /// Queues changes for `identity_changes` and writes them in the background.
+    fn log_changes(&self, tenant: &str, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
+        self.queue_changes(tenant, changes);
+        let Some(service) = self.me.upgrade() else {
+            return;
+        };
+        let tenant = tenant.to_string();
+        tokio::spawn(async move { service.flush_changes(&tenant).await });
+    }
+
+    fn queue_changes(&self, tenant: &str, changes: Vec<Change>) {
+        self.pending_changes
+            .lock()
+            .expect("pending changes poisoned")
+            .entry(tenant.to_string())
+            .or_default()
+            .extend(changes);
+    }
+
+    /// Appends every queued change of `tenant` to `identity_changes`. A failure is logged, not
+    /// returned: the change itself has happened.
+    pub async fn flush_changes(&self, tenant: &str) {
+        let _one_at_a_time = self.change_writer.lock().await;
+        let changes = self
+            .pending_changes
+            .lock()
+            .expect("pending changes poisoned")
+            .remove(tenant)
+            .unwrap_or_default();
+        if changes.is_empty() {
+            return;
+        }
+        let written = match (self.writer(), changes_batch(&changes)) {
+            (Ok(writer), Ok(batch)) => {
+                writer
+                    .write(
+                        tenant,
+                        IDENTITY_CHANGES,
+                        vec![batch],
+                        IfTableMissing::Fail,
+                        WriteMode::Append,
+                    )
+                    .await
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        if let Err(e) = written {
+            tracing::warn!(tenant, "cannot log identity changes: {e}");
+        }
+    }
+}
+
+fn storage_error(e: object_store::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+/// Applies the rows of one batch of `table` to `graph`; returns the changes.
+fn apply_batch(graph: &mut IdentityGraph, table: &str, batch: &RecordBatch) -> Result<Vec<Change>> {
+    let mut changes = Vec::new();
+    match table {
+        IDENTITIES => records::identity_records(batch, |edge| changes.extend(graph.apply(edge)))?,
+        EVENTS => {
+            let mut seen = Vec::new();
+            records::event_records(
+                batch,
+                |edge| changes.extend(graph.apply(edge)),
+                |id, at| seen.push((id.0.to_string(), id.1.to_string(), at)),
+            )?;
+            for (id_type, value, at) in &seen {
+                graph.observe((id_type, value), *at);
+            }
+        }
+        _ => {}
+    }
+    Ok(changes)
+}
+
+/// `identity_changes` rows.
+fn changes_batch(changes: &[Change]) -> Result<RecordBatch> {
+    let now = now_micros();
+    let mut changed_at = TimestampMicrosecondBuilder::new();
+    let mut observed_at = TimestampMicrosecondBuilder::new();
+    let mut text: Vec<StringBuilder> = (0..7).map(|_| StringBuilder::new()).collect();
+    for change in changes {
+        changed_at.append_value(now);
+        observed_at.append_option((change.observed_at != i64::MIN).then_some(change.observed_at));
+        text[0].append_value(change.kind.as_str());
+        text[1].append_option(change.customer.map(|c| c.to_string()));
+        text[2].append_option(change.other.map(|c| c.to_string()));
+        text[3].append_value(&change.edge.0.id_type);
+        text[4].append_value(&change.edge.0.value);
+        text[5].append_value(&change.edge.1.id_type);
+        text[6].append_value(&change.edge.1.value);
+    }
+    let mut reason = StringBuilder::new();
+    for change in changes {
+        reason.append_value(&change.reason);
+    }
+    let mut text = text.into_iter().map(|mut b| Arc::new(b.finish()) as _);
+    let mut next = || text.next().expect("seven text columns");
+    let columns: Vec<datafusion::arrow::array::ArrayRef> = vec![
+        Arc::new(changed_at.finish().with_timezone("UTC")),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        next(),
+        Arc::new(observed_at.finish().with_timezone("UTC")),
+        Arc::new(reason.finish()),
+    ];
+    Ok(RecordBatch::try_new(identity_changes_schema(), columns)?)
+}
+
+impl crate::write::overlay::VirtualTables for IdentityService {
+    fn names(&self) -> Vec<String> {
+        vec![functions::IDENTITY_MAP.to_string()]
+    }
+
+    fn table(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Option<Arc<dyn datafusion::catalog::TableProvider>> {
+        (name == functions::IDENTITY_MAP)
+            .then(|| Arc::new(functions::IdentityMapTable::new(self.tenant(tenant))) as _)
+    }
+}
+
+impl WriteHook for IdentityService {
+    fn keep(&self, tenant: &str, table: &str, batch: RecordBatch) -> Result<RecordBatch> {
+        if table == IDENTITIES {
+            records::check_identities(&batch)?;
+        }
+        self.suppression.keep(tenant, table, batch)
+    }
+
+    fn written(&self, tenant: &str, table: &str, batch: &RecordBatch, mode: WriteMode) {
+        if table != IDENTITIES && table != EVENTS {
+            return;
+        }
+        let identity = self.tenant(tenant);
+        identity.changed();
+        if mode == WriteMode::Replace {
+            identity
+                .state
+                .lock()
+                .expect("identity state poisoned")
+                .loading = true;
+            let Some(service) = self.me.upgrade() else {
+                return;
+            };
+            let tenant = tenant.to_string();
+            tokio::spawn(async move {
+                if let Err(e) = service.rebuild(&tenant).await {
+                    tracing::warn!(tenant, "cannot rebuild identities after a replace: {e}");
+                }
+            });
+            return;
+        }
+        let mut state = identity.state.lock().expect("identity state poisoned");
+        if state.loading {
+            state.pending.push((table.to_string(), batch.clone()));
+            return;
+        }
+        match apply_batch(&mut state.graph, table, batch) {
+            Ok(changes) => {
+                state.version += 1;
+                drop(state);
+                self.log_changes(tenant, changes);
+            }
+            Err(e) => tracing::warn!(tenant, table, "identity resolution skipped a write: {e}"),
+        }
+    }
+}

@@ -1,0 +1,628 @@
+//! Customer profiles (the 360 view): per customer, its identifiers, traits merged by precedence
+//! (the tenant's `trait_source_priority`, then the latest value), first and last seen, and
+//! computed traits (events, purchases, last purchase, revenue).
+//!
+//! Traits come from `identify` events (their `source` is the channel) and from the imported
+//! tables named in `trait_tables`. The `profiles` table is rebuilt whole by
+//! [`refresh_profiles`] (in the background when data changed, or by `CALL refresh_profiles()`);
+//! `customer_profile(id_type, id_value)` computes one customer's profile live, and
+//! `customer_journey(id_type, id_value)` lists its events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    Array, ArrayRef, Float64Array, Float64Builder, Int64Array, Int64Builder, RecordBatch,
+    StringArray, StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::plan_err;
+use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{Expr, col, lit};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+use tributary_catalog::builtin::{EVENTS, PROFILES, profiles_schema};
+use tributary_identity::{IdentityGraph, Rules};
+
+use super::IdentityService;
+use super::functions::IDENTITY_MAP;
+use super::records::{ANONYMOUS_ID, USER_ID};
+use crate::error::{Error, Result};
+use crate::ingest::IfTableMissing;
+use crate::write::{WriteMode, now_micros};
+
+/// One customer's identifiers, strongest first.
+type Members = Vec<(String, String)>;
+
+/// Which customers a profile computation covers.
+enum Scope {
+    All,
+    One(String, Members),
+}
+
+impl Scope {
+    /// SQL condition on `events e` for this scope.
+    fn event_filter(&self) -> String {
+        let Scope::One(_, members) = self else {
+            return "TRUE".to_string();
+        };
+        let list = |kind: &str| {
+            let quoted: Vec<String> = members
+                .iter()
+                .filter(|(t, _)| t == kind)
+                .map(|(_, v)| format!("'{}'", v.replace('\'', "''")))
+                .collect();
+            if quoted.is_empty() {
+                "NULL".to_string()
+            } else {
+                quoted.join(", ")
+            }
+        };
+        format!(
+            "(e.anonymous_id IN ({}) OR e.user_id IN ({}))",
+            list(ANONYMOUS_ID),
+            list(USER_ID)
+        )
+    }
+}
+
+fn sorted_members(rules: &Rules, members: Vec<(&str, &str)>) -> Members {
+    let mut members: Members = members
+        .into_iter()
+        .map(|(t, v)| (t.to_string(), v.to_string()))
+        .collect();
+    members.sort_by(|a, b| (rules.rank(&a.0), &a.0, &a.1).cmp(&(rules.rank(&b.0), &b.0, &b.1)));
+    members
+}
+
+/// The customer of each event, preferring its user id: a join on `identity_map`.
+fn resolved_events(filter: &str, columns: &str, condition: &str) -> String {
+    format!(
+        "SELECT coalesce(u.customer_id, a.customer_id) AS customer_id, {columns} FROM {EVENTS} e \
+         LEFT JOIN {IDENTITY_MAP} u ON u.id_type = '{USER_ID}' AND u.id_value = e.user_id \
+         LEFT JOIN {IDENTITY_MAP} a ON a.id_type = '{ANONYMOUS_ID}' AND a.id_value = e.anonymous_id \
+         WHERE {filter} AND ({condition})"
+    )
+}
+
+fn texts(batch: &RecordBatch, index: usize) -> Result<StringArray> {
+    Ok(cast(batch.column(index), &DataType::Utf8)?
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .cloned()
+        .expect("cast to Utf8"))
+}
+
+fn micros(batch: &RecordBatch, index: usize) -> Result<TimestampMicrosecondArray> {
+    Ok(cast(
+        batch.column(index),
+        &DataType::Timestamp(TimeUnit::Microsecond, None),
+    )?
+    .as_any()
+    .downcast_ref::<TimestampMicrosecondArray>()
+    .cloned()
+    .expect("cast to microseconds"))
+}
+
+#[derive(Default, Clone, Copy)]
+struct Stats {
+    first_seen: Option<i64>,
+    last_seen: Option<i64>,
+    events: i64,
+    purchases: i64,
+    last_purchase: Option<i64>,
+    revenue: f64,
+}
+
+/// Trait values per customer: key → (source rank, time, value).
+type Traits = HashMap<String, BTreeMap<String, (usize, i64, serde_json::Value)>>;
+
+fn offer(traits: &mut Traits, customer: &str, rank: usize, at: i64, object: serde_json::Value) {
+    let serde_json::Value::Object(object) = object else {
+        return;
+    };
+    let entry = traits.entry(customer.to_string()).or_default();
+    for (key, value) in object {
+        if value.is_null() {
+            continue;
+        }
+        let wins = entry
+            .get(&key)
+            .is_none_or(|(r, t, _)| rank < *r || (rank == *r && at >= *t));
+        if wins {
+            entry.insert(key, (rank, at, value));
+        }
+    }
+}
+
+async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+    Ok(ctx.sql(sql).await?.collect().await?)
+}
+
+/// Computes the profiles of `scope` from the tenant's tables and live graph.
+async fn compute(
+    ctx: &SessionContext,
+    rules: &Rules,
+    customers: Vec<(String, Members, i64)>,
+    scope: &Scope,
+) -> Result<RecordBatch> {
+    let config = rules.config();
+    let filter = scope.event_filter();
+    let purchase = config.purchase_event.replace('\'', "''");
+    let revenue = config.revenue_property.replace('\'', "''");
+    let stats_sql = format!(
+        "SELECT customer_id, min(timestamp), max(timestamp), count(*), \
+         count(*) FILTER (WHERE event = '{purchase}'), \
+         max(timestamp) FILTER (WHERE event = '{purchase}'), \
+         coalesce(sum(json_get_float(properties, '{revenue}')) FILTER (WHERE event = '{purchase}'), 0) \
+         FROM ({}) GROUP BY customer_id",
+        resolved_events(&filter, "e.timestamp, e.event, e.properties", "TRUE")
+    );
+    let mut stats: HashMap<String, Stats> = HashMap::new();
+    for batch in collect(ctx, &stats_sql).await? {
+        let ids = texts(&batch, 0)?;
+        let (first, last, last_purchase) =
+            (micros(&batch, 1)?, micros(&batch, 2)?, micros(&batch, 5)?);
+        let count = |i: usize| -> Result<Int64Array> {
+            Ok(cast(batch.column(i), &DataType::Int64)?
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .cloned()
+                .expect("cast to Int64"))
+        };
+        let (events, purchases) = (count(3)?, count(4)?);
+        let revenue = cast(batch.column(6), &DataType::Float64)?;
+        let revenue = revenue
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .expect("cast to Float64");
+        for row in 0..batch.num_rows() {
+            if ids.is_null(row) {
+                continue;
+            }
+            let option = |a: &TimestampMicrosecondArray| a.is_valid(row).then(|| a.value(row));
+            stats.insert(
+                ids.value(row).to_string(),
+                Stats {
+                    first_seen: option(&first),
+                    last_seen: option(&last),
+                    events: events.value(row),
+                    purchases: purchases.value(row),
+                    last_purchase: option(&last_purchase),
+                    revenue: revenue.value(row),
+                },
+            );
+        }
+    }
+    let mut traits: Traits = HashMap::new();
+    let identify_sql = resolved_events(
+        &filter,
+        "e.source, e.timestamp, e.properties",
+        "e.type = 'identify' AND e.properties NOT IN ('{}', 'null')",
+    );
+    for batch in collect(ctx, &identify_sql).await? {
+        let (ids, sources, properties) = (texts(&batch, 0)?, texts(&batch, 1)?, texts(&batch, 3)?);
+        let at = micros(&batch, 2)?;
+        for row in 0..batch.num_rows() {
+            if ids.is_null(row) || properties.is_null(row) {
+                continue;
+            }
+            let Ok(object) = serde_json::from_str(properties.value(row)) else {
+                continue;
+            };
+            let source = if sources.is_valid(row) {
+                sources.value(row)
+            } else {
+                ""
+            };
+            offer(
+                &mut traits,
+                ids.value(row),
+                rules.source_rank(source),
+                at.value(row),
+                object,
+            );
+        }
+    }
+    for imported in &config.trait_tables {
+        trait_table_traits(ctx, rules, imported, scope, &mut traits).await?;
+    }
+    build_batch(customers, &stats, &traits)
+}
+
+/// Traits from an imported table: every column but the identifier and time columns.
+async fn trait_table_traits(
+    ctx: &SessionContext,
+    rules: &Rules,
+    imported: &tributary_identity::TraitTable,
+    scope: &Scope,
+    traits: &mut Traits,
+) -> Result<()> {
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let mut sql = format!(
+        "SELECT resolve_customer('{}', CAST({} AS VARCHAR)) AS tributary_customer, * FROM {}",
+        imported.id_type.replace('\'', "''"),
+        quote(&imported.id_column),
+        quote(&imported.table)
+    );
+    if let Scope::One(customer, _) = scope {
+        sql = format!("SELECT * FROM ({sql}) WHERE tributary_customer = '{customer}'");
+    }
+    let rank = rules.source_rank(&imported.source);
+    for batch in collect(ctx, &sql).await? {
+        let customers = texts(&batch, 0)?;
+        let time = match &imported.time_column {
+            Some(column) => {
+                let index = batch.schema().index_of(column).map_err(|_| {
+                    Error::InvalidInput(format!(
+                        "trait table '{}' has no time column '{column}'",
+                        imported.table
+                    ))
+                })?;
+                Some(micros(&batch, index)?)
+            }
+            None => None,
+        };
+        let skip = [
+            Some("tributary_customer"),
+            Some(imported.id_column.as_str()),
+            imported.time_column.as_deref(),
+        ];
+        let keep: Vec<usize> = (0..batch.num_columns())
+            .filter(|&i| !skip.contains(&Some(batch.schema().field(i).name().as_str())))
+            .collect();
+        let values = batch.project(&keep)?;
+        let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+        writer.write(&values)?;
+        writer.finish()?;
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&writer.into_inner())
+            .map_err(|e| Error::Storage(format!("trait table '{}': {e}", imported.table)))?;
+        for (row, object) in rows.into_iter().enumerate() {
+            if customers.is_null(row) {
+                continue;
+            }
+            let at = time
+                .as_ref()
+                .filter(|t| t.is_valid(row))
+                .map_or(i64::MIN, |t| t.value(row));
+            offer(traits, customers.value(row), rank, at, object);
+        }
+    }
+    Ok(())
+}
+
+fn build_batch(
+    customers: Vec<(String, Members, i64)>,
+    stats: &HashMap<String, Stats>,
+    traits: &Traits,
+) -> Result<RecordBatch> {
+    let now = now_micros();
+    let (mut id, mut trait_text, mut identifiers) = (
+        StringBuilder::new(),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    let mut times: Vec<TimestampMicrosecondBuilder> =
+        (0..4).map(|_| TimestampMicrosecondBuilder::new()).collect();
+    let (mut events, mut purchases) = (Int64Builder::new(), Int64Builder::new());
+    let mut revenue = Float64Builder::new();
+    for (customer, members, _) in customers {
+        let stat = stats.get(&customer).copied().unwrap_or_default();
+        let merged: serde_json::Map<String, serde_json::Value> = traits
+            .get(&customer)
+            .map(|t| {
+                t.iter()
+                    .map(|(k, (_, _, v))| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let ids: Vec<serde_json::Value> = members
+            .iter()
+            .map(|(t, v)| serde_json::json!({"type": t, "value": v}))
+            .collect();
+        id.append_value(&customer);
+        trait_text.append_value(serde_json::Value::Object(merged).to_string());
+        identifiers.append_value(serde_json::Value::Array(ids).to_string());
+        times[0].append_option(stat.first_seen);
+        times[1].append_option(stat.last_seen);
+        times[2].append_option(stat.last_purchase);
+        times[3].append_value(now);
+        events.append_value(stat.events);
+        purchases.append_value(stat.purchases);
+        revenue.append_value(stat.revenue);
+    }
+    let mut times = times
+        .into_iter()
+        .map(|mut b| Arc::new(b.finish().with_timezone("UTC")) as ArrayRef);
+    let mut time = || times.next().expect("four time columns");
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(id.finish()),
+        Arc::new(trait_text.finish()),
+        time(),
+        time(),
+        Arc::new(identifiers.finish()),
+        Arc::new(events.finish()),
+        Arc::new(purchases.finish()),
+        time(),
+        Arc::new(revenue.finish()),
+        time(),
+    ];
+    Ok(RecordBatch::try_new(profiles_schema(), columns)?)
+}
+
+fn all_customers(graph: &IdentityGraph) -> Vec<(String, Members, i64)> {
+    let mut customers: Vec<(String, Members, i64)> = graph
+        .customers()
+        .map(|(c, members, updated)| {
+            (
+                c.to_string(),
+                sorted_members(graph.rules(), members),
+                updated,
+            )
+        })
+        .collect();
+    customers.sort_by(|a, b| a.0.cmp(&b.0));
+    customers
+}
+
+/// Rebuilds a tenant's `profiles` table; returns the number of profiles.
+pub async fn refresh_profiles(service: &IdentityService, tenant: &str) -> Result<u64> {
+    let started = std::time::Instant::now();
+    let identity = service.tenant(tenant);
+    let (customers, rules) = identity.read(|g| (all_customers(g), g.rules().clone()));
+    let ctx = service.session(tenant)?;
+    let batch = compute(&ctx, &rules, customers, &Scope::All).await?;
+    let rows = batch.num_rows() as u64;
+    service
+        .writer()?
+        .write(
+            tenant,
+            PROFILES,
+            vec![batch],
+            IfTableMissing::Fail,
+            WriteMode::Replace,
+        )
+        .await?;
+    tracing::info!(
+        tenant,
+        rows,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "refreshed profiles"
+    );
+    Ok(rows)
+}
+
+/// Rebuilds the profiles of tenants whose data changed, every `interval`, while the service lives.
+pub async fn run_refresher(
+    service: std::sync::Weak<IdentityService>,
+    interval: std::time::Duration,
+) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let Some(service) = service.upgrade() else {
+            return;
+        };
+        for tenant in service.tenant_names() {
+            if !service.tenant(&tenant).take_profile_due() {
+                continue;
+            }
+            if let Err(e) = refresh_profiles(&service, &tenant).await {
+                tracing::warn!(tenant, "profile refresh failed: {e}");
+            }
+        }
+    }
+}
+
+fn scope_of(
+    service: &IdentityService,
+    tenant: &str,
+    id_type: &str,
+    value: &str,
+) -> (Vec<(String, Members, i64)>, Rules, Scope) {
+    service.tenant(tenant).read(|graph| {
+        let rules = graph.rules().clone();
+        let Some(customer) = graph.customer_of(id_type, value) else {
+            return (Vec::new(), rules, Scope::One(String::new(), Vec::new()));
+        };
+        let members: Vec<(String, String)> = graph
+            .identifiers_of(customer)
+            .into_iter()
+            .map(|i| (i.id_type, i.value))
+            .collect();
+        let id = customer.to_string();
+        (
+            vec![(id.clone(), members.clone(), 0)],
+            rules,
+            Scope::One(id, members),
+        )
+    })
+}
+
+fn two_texts(name: &str, exprs: &[Expr]) -> DfResult<(String, String, Option<usize>)> {
+    let text = |e: &Expr| match e {
+        Expr::Literal(
+            datafusion::common::ScalarValue::Utf8(Some(s))
+            | datafusion::common::ScalarValue::Utf8View(Some(s)),
+            _,
+        ) => Some(s.clone()),
+        _ => None,
+    };
+    let limit = |e: &Expr| match e {
+        Expr::Literal(v, _) => v
+            .clone()
+            .cast_to(&DataType::Int64)
+            .ok()
+            .and_then(|v| match v {
+                datafusion::common::ScalarValue::Int64(Some(n)) if n > 0 => Some(n as usize),
+                _ => None,
+            }),
+        _ => None,
+    };
+    match exprs {
+        [t, v] if text(t).is_some() && text(v).is_some() => Ok((
+            text(t).unwrap_or_default(),
+            text(v).unwrap_or_default(),
+            None,
+        )),
+        [t, v, n] if text(t).is_some() && text(v).is_some() && limit(n).is_some() => Ok((
+            text(t).unwrap_or_default(),
+            text(v).unwrap_or_default(),
+            limit(n),
+        )),
+        _ => plan_err!(
+            "{name} takes (id_type, id_value) as text literals, and for customer_journey an optional positive row limit"
+        ),
+    }
+}
+
+/// What a live table function computes when scanned.
+#[derive(Debug, Clone)]
+enum Live {
+    Profile {
+        customers: Vec<(String, Members, i64)>,
+        rules: Box<Rules>,
+        members: Members,
+        customer: String,
+    },
+    Journey {
+        members: Members,
+        limit: Option<usize>,
+    },
+}
+
+/// `customer_profile(...)` or `customer_journey(...)`: computed when scanned.
+#[derive(Debug)]
+struct LiveTable {
+    schema: SchemaRef,
+    live: Live,
+}
+
+/// `customer_profile(id_type, id_value)`.
+pub fn profile_table(
+    service: &IdentityService,
+    tenant: &str,
+    exprs: &[Expr],
+) -> DfResult<Arc<dyn TableProvider>> {
+    let (id_type, value, _) = two_texts("customer_profile", exprs)?;
+    let (customers, rules, scope) = scope_of(service, tenant, &id_type, &value);
+    let Scope::One(customer, members) = scope else {
+        unreachable!("one customer")
+    };
+    Ok(Arc::new(LiveTable {
+        schema: profiles_schema(),
+        live: Live::Profile {
+            customers,
+            rules: Box::new(rules),
+            members,
+            customer,
+        },
+    }))
+}
+
+/// `customer_journey(id_type, id_value [, limit])`.
+pub fn journey_table(
+    service: &IdentityService,
+    tenant: &str,
+    exprs: &[Expr],
+) -> DfResult<Arc<dyn TableProvider>> {
+    let (id_type, value, limit) = two_texts("customer_journey", exprs)?;
+    let (_, _, scope) = scope_of(service, tenant, &id_type, &value);
+    let Scope::One(_, members) = scope else {
+        unreachable!("one customer")
+    };
+    let schema = service
+        .catalog
+        .require_tenant(tenant)
+        .and_then(|t| t.table_schema(EVENTS))
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    Ok(Arc::new(LiveTable {
+        schema,
+        live: Live::Journey { members, limit },
+    }))
+}
+
+#[async_trait]
+impl TableProvider for LiveTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let state = state
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .ok_or_else(|| DataFusionError::Internal("a session state is needed".into()))?;
+        let ctx = SessionContext::new_with_state(state.clone());
+        let external = |e: Error| DataFusionError::External(Box::new(e));
+        match &self.live {
+            Live::Profile {
+                customers,
+                rules,
+                members,
+                customer,
+            } => {
+                let scope = Scope::One(customer.clone(), members.clone());
+                let batch = compute(&ctx, rules, customers.clone(), &scope)
+                    .await
+                    .map_err(external)?;
+                Ok(MemorySourceConfig::try_new_exec(
+                    &[vec![batch]],
+                    self.schema(),
+                    projection.cloned(),
+                )?)
+            }
+            Live::Journey { members, limit } => {
+                let ids = |kind: &str| -> Vec<Expr> {
+                    members
+                        .iter()
+                        .filter(|(t, _)| t == kind)
+                        .map(|(_, v)| lit(v.as_str()))
+                        .collect()
+                };
+                let (anonymous, users) = (ids(ANONYMOUS_ID), ids(USER_ID));
+                let mut condition = lit(false);
+                if !anonymous.is_empty() {
+                    condition = condition.or(col("anonymous_id").in_list(anonymous, false));
+                }
+                if !users.is_empty() {
+                    condition = condition.or(col("user_id").in_list(users, false));
+                }
+                let columns: Vec<Expr> = self
+                    .schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| projection.is_none_or(|p| p.contains(i)))
+                    .map(|(_, f)| {
+                        datafusion::logical_expr::cast(col(f.name()), f.data_type().clone())
+                            .alias(f.name())
+                    })
+                    .collect();
+                let mut frame = ctx.table(EVENTS).await?.filter(condition)?.sort(vec![
+                    col("timestamp").sort(false, true),
+                    col("message_id").sort(true, true),
+                ])?;
+                if let Some(n) = limit {
+                    frame = frame.limit(0, Some(*n))?;
+                }
+                frame.select(columns)?.create_physical_plan().await
+            }
+        }
+    }
+}

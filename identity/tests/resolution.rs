@@ -289,3 +289,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_identifier_seen_alone_then_bound_is_a_logged_merge() {
+    let mut graph = IdentityGraph::new(Rules::default());
+    graph.observe(A1, 1);
+    graph.observe(A2, 2);
+    assert!(
+        graph.apply(bind(A1, U1, 3)).is_empty(),
+        "u1 is new: no merge to log"
+    );
+    let changes = graph.apply(bind(A2, U1, 4));
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].kind, ChangeKind::Merge);
+}

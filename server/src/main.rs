@@ -1,7 +1,7 @@
 //! The `tributary` command: the server and its clients in one binary.
 
 use clap::{Parser, Subcommand};
-use tributary_server::commands::{generate, import, serve, sql, write_key};
+use tributary_server::commands::{generate, identity, import, serve, sql, write_key};
 
 /// Tributary: a customer data platform engine — collect, store, unify, analyse, serve.
 #[derive(Debug, Parser)]
@@ -19,6 +19,10 @@ enum Command {
     Sql(sql::SqlArgs),
     /// Load a CSV, Parquet or NDJSON file into a table on a server.
     Import(import::ImportArgs),
+    /// Show a customer's 360 view: identities, profile and recent events.
+    Profile(identity::ProfileArgs),
+    /// Erase a person: their events, edges and profile, and drop anything new for them.
+    Forget(identity::ForgetArgs),
     /// Write deterministic synthetic customer data as Parquet files.
     Generate(generate::GenerateArgs),
     /// Create, list or revoke the write keys of the HTTP collection API.
@@ -47,6 +51,8 @@ fn main() -> std::process::ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Sql(args) => sql::run(args).await,
             Command::Import(args) => import::run(args).await,
+            Command::Profile(args) => identity::profile(args).await,
+            Command::Forget(args) => identity::forget(args).await,
             Command::Generate(args) => generate::run(args),
             Command::WriteKey(args) => write_key::run(args).await,
         }

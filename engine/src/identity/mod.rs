@@ -341,17 +341,10 @@ fn apply_batch(graph: &mut IdentityGraph, table: &str, batch: &RecordBatch) -> R
     let mut changes = Vec::new();
     match table {
         IDENTITIES => records::identity_records(batch, |edge| changes.extend(graph.apply(edge)))?,
-        EVENTS => {
-            let mut seen = Vec::new();
-            records::event_records(
-                batch,
-                |edge| changes.extend(graph.apply(edge)),
-                |id, at| seen.push((id.0.to_string(), id.1.to_string(), at)),
-            )?;
-            for (id_type, value, at) in &seen {
-                graph.observe((id_type, value), *at);
-            }
-        }
+        EVENTS => records::event_records(batch, |found| match found {
+            records::EventIdentity::Edge(edge) => changes.extend(graph.apply(edge)),
+            records::EventIdentity::Seen(id, at) => graph.observe(id, at),
+        })?,
         _ => {}
     }
     Ok(changes)

@@ -100,12 +100,17 @@ pub fn identity_records(batch: &RecordBatch, mut edge: impl FnMut(EdgeRecord<'_>
     Ok(())
 }
 
-/// Calls `edge` for each pair an `events` batch binds and `seen` for each id it carries.
-pub fn event_records(
-    batch: &RecordBatch,
-    mut edge: impl FnMut(EdgeRecord<'_>),
-    mut seen: impl FnMut((&str, &str), i64),
-) -> Result<()> {
+/// What an event says about identities, in the order of its rows.
+#[derive(Debug, Clone, Copy)]
+pub enum EventIdentity<'a> {
+    /// Two identifiers observed together.
+    Edge(EdgeRecord<'a>),
+    /// An identifier seen alone, at a time.
+    Seen((&'a str, &'a str), i64),
+}
+
+/// Calls `found` for each pair an `events` batch binds and each id it carries alone.
+pub fn event_records(batch: &RecordBatch, mut found: impl FnMut(EventIdentity<'_>)) -> Result<()> {
     let kind = text(batch, "type")?;
     let anonymous = text(batch, "anonymous_id")?;
     let user = text(batch, "user_id")?;
@@ -121,9 +126,14 @@ pub fn event_records(
         let anonymous_id = cell(&anonymous, row);
         let user_id = cell(&user, row);
         match (anonymous_id, user_id) {
-            (Some(a), Some(u)) => edge(bind((ANONYMOUS_ID, a), (USER_ID, u), observed_at, channel)),
-            (Some(a), None) => seen((ANONYMOUS_ID, a), observed_at),
-            (None, Some(u)) => seen((USER_ID, u), observed_at),
+            (Some(a), Some(u)) => found(EventIdentity::Edge(bind(
+                (ANONYMOUS_ID, a),
+                (USER_ID, u),
+                observed_at,
+                channel,
+            ))),
+            (Some(a), None) => found(EventIdentity::Seen((ANONYMOUS_ID, a), observed_at)),
+            (None, Some(u)) => found(EventIdentity::Seen((USER_ID, u), observed_at)),
             (None, None) => {}
         }
         let holder = user_id
@@ -138,8 +148,13 @@ pub fn event_records(
                     continue;
                 };
                 for id_type in TRAIT_IDENTIFIERS {
-                    if let Some(found) = traits.get(id_type).and_then(identifier_text) {
-                        edge(bind(holder, (id_type, &found), observed_at, channel));
+                    if let Some(value) = traits.get(id_type).and_then(identifier_text) {
+                        found(EventIdentity::Edge(bind(
+                            holder,
+                            (id_type, &value),
+                            observed_at,
+                            channel,
+                        )));
                     }
                 }
             }
@@ -150,12 +165,12 @@ pub fn event_records(
                 if let (Some(previous), Some(u)) =
                     (alias.get("previousId").and_then(identifier_text), user_id)
                 {
-                    edge(bind(
+                    found(EventIdentity::Edge(bind(
                         (ANONYMOUS_ID, &previous),
                         (USER_ID, u),
                         observed_at,
                         channel,
-                    ));
+                    )));
                 }
             }
             _ => {}

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod generate;
+pub mod identity;
 pub mod import;
 pub mod serve;
 pub mod sql;

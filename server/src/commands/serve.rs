@@ -68,6 +68,10 @@ pub struct WriteArgs {
     /// How long (hours) a messageId is remembered to drop retried events.
     #[arg(long, env = "TRIBUTARY_DEDUP_WINDOW_HOURS", default_value_t = 168)]
     pub dedup_window_hours: u64,
+    /// How often (seconds) `profiles` is rebuilt for tenants whose data changed (0: only by
+    /// `CALL refresh_profiles()`).
+    #[arg(long, env = "TRIBUTARY_PROFILE_REFRESH_SECS", default_value_t = 60)]
+    pub profile_refresh_secs: u64,
 }
 
 impl WriteArgs {
@@ -80,6 +84,7 @@ impl WriteArgs {
         options.buffer_bytes_max = self.buffer_max_mb.max(1) * 1024 * 1024;
         options.flush_bytes = self.flush_max_mb.max(1) * 1024 * 1024;
         options.dedup_window = Duration::from_secs(self.dedup_window_hours * 3600);
+        options.profile_refresh = Duration::from_secs(self.profile_refresh_secs);
         options
     }
 }

@@ -262,16 +262,13 @@ mod tests {
         let batch = builder.finish();
         let mut edges = Vec::new();
         let mut seen = Vec::new();
-        event_records(
-            &batch,
-            |e| {
-                edges.push(format!(
-                    "{}:{}={}:{}@{}",
-                    e.from.0, e.from.1, e.to.0, e.to.1, e.observed_at
-                ))
-            },
-            |id, _| seen.push(format!("{}:{}", id.0, id.1)),
-        )
+        event_records(&batch, |found| match found {
+            EventIdentity::Edge(e) => edges.push(format!(
+                "{}:{}={}:{}@{}",
+                e.from.0, e.from.1, e.to.0, e.to.1, e.observed_at
+            )),
+            EventIdentity::Seen(id, _) => seen.push(format!("{}:{}", id.0, id.1)),
+        })
         .unwrap();
         assert_eq!(
             edges,

@@ -2,15 +2,16 @@
 # Runs a benchmark suite against peers:
 #   benchmarks/run.sh funnel [--customers N] [--runs N] [--work-dir DIR]
 #   benchmarks/run.sh ingest [--customers N] [--http-events N] [--clients N] [--work-dir DIR]
+#   benchmarks/run.sh identity [--customers N] [--runs N] [--probes N] [--work-dir DIR]
 # Builds the release binaries, prepares a Python venv with chDB, DuckDB and ADBC, and runs the
 # suite's script in benchmarks/peers/. See docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suite="${1:-}"
 case "$suite" in
-  funnel|ingest) shift ;;
-  -h|--help|"") sed -n '2,4p' "$0" | sed 's/^# *//'; exit 0 ;;
-  *) echo "unknown suite '$suite' (suites: funnel, ingest)" >&2; exit 2 ;;
+  funnel|ingest|identity) shift ;;
+  -h|--help|"") sed -n '2,5p' "$0" | sed 's/^# *//'; exit 0 ;;
+  *) echo "unknown suite '$suite' (suites: funnel, ingest, identity)" >&2; exit 2 ;;
 esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
 VENV="${TRIBUTARY_VENV:-$HOME/.cache/tributary-venv}"
@@ -20,6 +21,10 @@ if [ "$suite" = ingest ]; then
   cargo build --release --locked -p tributary-server -p tributary-benchmarks \
     --features tributary-benchmarks/load --bin tributary --bin ingest-load
   extra=(--load "$CARGO_TARGET_DIR/release/ingest-load")
+elif [ "$suite" = identity ]; then
+  cargo build --release --locked -p tributary-server -p tributary-benchmarks \
+    --bin tributary --bin identity-bench
+  extra=(--bench "$CARGO_TARGET_DIR/release/identity-bench")
 else
   cargo build --release -p tributary-server --locked
 fi

@@ -83,6 +83,8 @@ pub struct GenerateSummary {
     pub identities: u64,
     /// Rows of `orders.parquet`.
     pub orders: u64,
+    /// Rows of `identity_truth.parquet`.
+    pub truth: u64,
 }
 
 fn ts_type() -> DataType {
@@ -97,6 +99,16 @@ pub fn events_schema() -> SchemaRef {
 /// Columns of `identities.parquet`: the built-in `identities` table's.
 pub fn identities_schema() -> SchemaRef {
     tributary_catalog::builtin::identities_schema()
+}
+
+/// Columns of `identity_truth.parquet`: which person each identifier of `identities.parquet`
+/// really belongs to (placeholder phones belong to no one), for the identity benchmark.
+pub fn truth_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id_type", DataType::Utf8, false),
+        Field::new("id_value", DataType::Utf8, false),
+        Field::new("person", DataType::Utf8, false),
+    ]))
 }
 
 /// Columns of `orders.parquet`.
@@ -288,6 +300,9 @@ pub fn generate(
     let mut events_sink = Sink::create(out_dir, "events.parquet", events_schema())?;
     let mut identities_sink = Sink::create(out_dir, "identities.parquet", identities_schema())?;
     let mut orders_sink = Sink::create(out_dir, "orders.parquet", orders_schema())?;
+    let mut truth_sink = Sink::create(out_dir, "identity_truth.parquet", truth_schema())?;
+    let mut truth: [StringBuilder; 3] = Default::default();
+    let mut truth_len = 0usize;
     let mut events = EventRows::default();
     let mut identities = IdentityRows::default();
     let mut orders = OrderRows::default();
@@ -313,7 +328,14 @@ pub fn generate(
                     "bind",
                 );
             }
-            let phone = if rng.random_bool(0.005) {
+            let person = format!("p{customer:08}");
+            let mut owned: Vec<(&str, String, String)> = devices
+                .iter()
+                .map(|d| ("anonymous_id", d.clone(), person.clone()))
+                .collect();
+            owned.push(("user_id", user.clone(), person.clone()));
+            // 0.5% of all customers (60% log in) share the cashiers' placeholder phone.
+            let phone = if rng.random_bool(0.0083) {
                 PLACEHOLDER_PHONE.to_string()
             } else {
                 format!("1{:010}", customer.wrapping_mul(7919) % 10_000_000_000)
@@ -332,6 +354,11 @@ pub fn generate(
                 first_seen,
                 "bind",
             );
+            owned.push(("email", format!("{user}@example.com"), person.clone()));
+            let phone_owner = owned.len();
+            if phone != PLACEHOLDER_PHONE {
+                owned.push(("phone", phone.clone(), person.clone()));
+            }
             if rng.random_bool(0.3) {
                 let openid = format!(
                     "oWx{:012x}",
@@ -344,6 +371,7 @@ pub fn generate(
                     first_seen,
                     "bind",
                 );
+                owned.push(("wechat_openid", openid.clone(), person.clone()));
             }
             if rng.random_bool(0.01) && customer > 0 {
                 // The phone is released and re-bound to another member later.
@@ -357,6 +385,27 @@ pub fn generate(
                     later + 1,
                     "bind",
                 );
+                // The phone now belongs to the other member (and so does their user id).
+                let other_person = format!("p{}", &other[1..]);
+                if let Some(entry) = owned.get_mut(phone_owner).filter(|e| e.0 == "phone") {
+                    entry.2 = other_person.clone();
+                }
+                owned.push(("user_id", other.clone(), other_person));
+            }
+            for (id_type, id_value, owner) in owned {
+                truth[0].append_value(id_type);
+                truth[1].append_value(id_value);
+                truth[2].append_value(owner);
+                truth_len += 1;
+            }
+            if truth_len >= BATCH_ROWS {
+                truth_sink.write(
+                    truth
+                        .iter_mut()
+                        .map(|b| Arc::new(b.finish()) as ArrayRef)
+                        .collect(),
+                )?;
+                truth_len = 0;
             }
         }
 
@@ -470,10 +519,17 @@ pub fn generate(
     }
     events_sink.write(events.finish())?;
     identities_sink.write(identities.finish())?;
+    truth_sink.write(
+        truth
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect(),
+    )?;
     orders_sink.write(orders.finish())?;
     Ok(GenerateSummary {
         events: events_sink.close()?,
         identities: identities_sink.close()?,
+        truth: truth_sink.close()?,
         orders: orders_sink.close()?,
     })
 }
@@ -483,10 +539,15 @@ mod tests {
     use super::*;
 
     fn file_bytes(dir: &Path) -> Vec<Vec<u8>> {
-        ["events.parquet", "identities.parquet", "orders.parquet"]
-            .iter()
-            .map(|f| std::fs::read(dir.join(f)).unwrap())
-            .collect()
+        [
+            "events.parquet",
+            "identities.parquet",
+            "orders.parquet",
+            "identity_truth.parquet",
+        ]
+        .iter()
+        .map(|f| std::fs::read(dir.join(f)).unwrap())
+        .collect()
     }
 
     #[test]

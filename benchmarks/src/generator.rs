@@ -163,6 +163,14 @@ impl Sink {
     }
 }
 
+/// The columns built so far; the builders start over empty.
+fn finish_all(builders: &mut [StringBuilder]) -> Vec<ArrayRef> {
+    builders
+        .iter_mut()
+        .map(|b| Arc::new(b.finish()) as ArrayRef)
+        .collect()
+}
+
 /// The generator's events, with its fixed arrival delay and JSON columns always present.
 #[derive(Default)]
 struct EventRows {
@@ -399,12 +407,7 @@ pub fn generate(
                 truth_len += 1;
             }
             if truth_len >= BATCH_ROWS {
-                truth_sink.write(
-                    truth
-                        .iter_mut()
-                        .map(|b| Arc::new(b.finish()) as ArrayRef)
-                        .collect(),
-                )?;
+                truth_sink.write(finish_all(&mut truth))?;
                 truth_len = 0;
             }
         }
@@ -519,12 +522,7 @@ pub fn generate(
     }
     events_sink.write(events.finish())?;
     identities_sink.write(identities.finish())?;
-    truth_sink.write(
-        truth
-            .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef)
-            .collect(),
-    )?;
+    truth_sink.write(finish_all(&mut truth))?;
     orders_sink.write(orders.finish())?;
     Ok(GenerateSummary {
         events: events_sink.close()?,

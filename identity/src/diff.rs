@@ -37,22 +37,16 @@ impl IdentityGraph {
                     reason: "recomputed in batch".to_string(),
                 });
             };
-        for (new, olds) in by_new.iter().filter(|(_, olds)| olds.len() > 1) {
-            let kept = olds
-                .get(new)
-                .or_else(|| olds.values().next())
-                .expect("non-empty");
-            for (old, id) in olds.iter().filter(|(old, _)| *old != new) {
-                push(ChangeKind::Merge, *new, *old, kept, id);
-            }
-        }
-        for (old, news) in by_old.iter().filter(|(_, news)| news.len() > 1) {
-            let kept = news
-                .get(old)
-                .or_else(|| news.values().next())
-                .expect("non-empty");
-            for (new, id) in news.iter().filter(|(new, _)| *new != old) {
-                push(ChangeKind::Split, *old, *new, kept, id);
+        // A customer reached from several old ones is a merge; one reaching several is a split.
+        for (kind, groups) in [(ChangeKind::Merge, &by_new), (ChangeKind::Split, &by_old)] {
+            for (customer, others) in groups.iter().filter(|(_, others)| others.len() > 1) {
+                let kept = others
+                    .get(customer)
+                    .or_else(|| others.values().next())
+                    .expect("non-empty");
+                for (other, id) in others.iter().filter(|(other, _)| *other != customer) {
+                    push(kind, *customer, *other, kept, id);
+                }
             }
         }
         let refused_before: BTreeSet<(Identifier, Identifier)> = before.refused_pairs().collect();

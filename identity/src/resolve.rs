@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::graph::{
-    Change, ChangeKind, Component, CustomerId, IdentityGraph, NEVER, RawComponent, Refusal,
+    Change, ChangeKind, Component, CustomerId, IdentityGraph, NEVER, Node, RawComponent, Refusal,
 };
 
 /// An identifier's place in the priority order: rank, type name, value.
@@ -13,25 +13,23 @@ type RankKey<'a> = (u16, &'a str, &'a str);
 
 impl IdentityGraph {
     pub(crate) fn find(&mut self, node: u32) -> u32 {
-        let root = self.root(node);
-        let mut current = node;
-        while current != root {
-            let next = self.nodes[current as usize].parent;
-            self.nodes[current as usize].parent = root;
-            current = next;
-        }
-        root
+        self.find_compressing(node, |n| &mut n.parent)
     }
 
     pub(crate) fn raw_find(&mut self, node: u32) -> u32 {
+        self.find_compressing(node, |n| &mut n.raw_parent)
+    }
+
+    /// The root of `node` in the union-find whose parent link `link` gives; the path is
+    /// pointed straight at the root.
+    fn find_compressing(&mut self, node: u32, link: fn(&mut Node) -> &mut u32) -> u32 {
         let mut root = node;
-        while self.nodes[root as usize].raw_parent != root {
-            root = self.nodes[root as usize].raw_parent;
+        while *link(&mut self.nodes[root as usize]) != root {
+            root = *link(&mut self.nodes[root as usize]);
         }
         let mut current = node;
         while current != root {
-            let next = self.nodes[current as usize].raw_parent;
-            self.nodes[current as usize].raw_parent = root;
+            let next = std::mem::replace(link(&mut self.nodes[current as usize]), root);
             current = next;
         }
         root

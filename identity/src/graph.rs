@@ -3,6 +3,9 @@
 //! identifier seen alone); the resolution itself is in `resolve.rs`.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+
+/// Hash maps keyed by identifiers and pairs: foldhash, several times faster than SipHash here.
+pub(crate) type FastMap<K, V> = foldhash::HashMap<K, V>;
 use std::fmt;
 
 use twox_hash::XxHash3_128;
@@ -206,7 +209,7 @@ pub(crate) struct TypeInfo {
 #[derive(Debug)]
 pub(crate) struct Node {
     pub(crate) kind: u16,
-    pub(crate) value: Box<str>,
+    pub(crate) value: std::sync::Arc<str>,
     pub(crate) first_seen: i64,
     /// Latest edge record touching it (identity_map's `updated_at`).
     pub(crate) last_change: i64,
@@ -240,18 +243,59 @@ impl Edge {
     }
 }
 
+/// The identifiers of a component. A root alone keeps no list, so a new identifier allocates
+/// nothing here.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Members(Vec<u32>);
+
+impl Members {
+    /// The members of the component whose root is `root`.
+    pub(crate) fn of(&self, root: u32) -> Vec<u32> {
+        if self.0.is_empty() {
+            vec![root]
+        } else {
+            self.0.clone()
+        }
+    }
+
+    /// Calls `visit` for each member of the component whose root is `root`.
+    pub(crate) fn each(&self, root: u32, mut visit: impl FnMut(u32)) {
+        if self.0.is_empty() {
+            visit(root);
+        } else {
+            self.0.iter().for_each(|&n| visit(n));
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len().max(1)
+    }
+
+    /// Takes in the members of another component (root `other_root`) into this one (root `root`).
+    pub(crate) fn absorb(&mut self, root: u32, other: Members, other_root: u32) {
+        if self.0.is_empty() {
+            self.0.push(root);
+        }
+        if other.0.is_empty() {
+            self.0.push(other_root);
+        } else {
+            self.0.extend(other.0);
+        }
+    }
+}
+
 /// A merged customer, kept at its union-find root.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Component {
-    pub(crate) members: Vec<u32>,
+    pub(crate) members: Members,
     pub(crate) counts: Vec<(u16, u32)>,
     pub(crate) founder: u32,
 }
 
 /// Identifiers connected by bound pairs, kept at its raw union-find root.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct RawComponent {
-    pub(crate) members: Vec<u32>,
+    pub(crate) members: Members,
     pub(crate) latest: i64,
 }
 
@@ -260,15 +304,15 @@ pub(crate) struct RawComponent {
 pub struct IdentityGraph {
     pub(crate) rules: Rules,
     pub(crate) types: Vec<TypeInfo>,
-    type_index: HashMap<String, u16>,
-    values: Vec<HashMap<Box<str>, u32>>,
+    values: Vec<FastMap<std::sync::Arc<str>, u32>>,
     pub(crate) nodes: Vec<Node>,
     pub(crate) edges: Vec<Edge>,
-    edge_index: HashMap<(u32, u32), u32>,
+    edge_index: FastMap<(u32, u32), u32>,
     sources: Vec<String>,
-    source_index: HashMap<String, u16>,
-    pub(crate) components: HashMap<u32, Component>,
-    pub(crate) raw_components: HashMap<u32, RawComponent>,
+    source_index: FastMap<String, u16>,
+    /// Per identifier; meaningful at union-find roots only.
+    pub(crate) components: Vec<Component>,
+    pub(crate) raw_components: Vec<RawComponent>,
     /// Changes made by the last `apply`.
     pub(crate) changes: Vec<Change>,
     /// While loading in batch, records are only gathered; [`IdentityGraph::resolve_all`] resolves.
@@ -283,15 +327,14 @@ impl IdentityGraph {
         Self {
             rules,
             types: Vec::new(),
-            type_index: HashMap::new(),
             values: Vec::new(),
             nodes: Vec::new(),
             edges: Vec::new(),
-            edge_index: HashMap::new(),
+            edge_index: FastMap::default(),
             sources: Vec::new(),
-            source_index: HashMap::new(),
-            components: HashMap::new(),
-            raw_components: HashMap::new(),
+            source_index: FastMap::default(),
+            components: Vec::new(),
+            raw_components: Vec::new(),
             changes: Vec::new(),
             deferred: false,
             fresh: Vec::new(),
@@ -344,7 +387,15 @@ impl IdentityGraph {
 
     /// Number of customers.
     pub fn customer_count(&self) -> usize {
-        self.components.len()
+        self.roots().count()
+    }
+
+    /// The union-find roots: one identifier per customer.
+    pub(crate) fn roots(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.nodes.len() as u32).filter(|&n| {
+            let node = &self.nodes[n as usize];
+            node.parent == n && node.blocked.is_none()
+        })
     }
 
     /// Records that an identifier was seen at `at` (an event carrying it): it becomes a customer
@@ -425,16 +476,16 @@ impl IdentityGraph {
         }
         let (raw_a, raw_b) = (self.raw_find(a), self.raw_find(b));
         let after_everything = !was_bound
-            && time > self.raw_components[&raw_a].latest
-            && time > self.raw_components[&raw_b].latest;
+            && time > self.raw_components[raw_a as usize].latest
+            && time > self.raw_components[raw_b as usize].latest;
         let fresh = std::mem::take(&mut self.fresh);
         if after_everything {
             self.raw_union(a, b, time);
             self.merge_edge(edge, true, &fresh);
         } else {
-            let mut members = self.raw_components[&raw_a].members.clone();
+            let mut members = self.raw_components[raw_a as usize].members.of(raw_a);
             if raw_b != raw_a {
-                members.extend_from_slice(&self.raw_components[&raw_b].members);
+                members.extend(self.raw_components[raw_b as usize].members.of(raw_b));
             }
             self.recompute(members, Some(edge), true, &fresh);
         }
@@ -451,17 +502,9 @@ impl IdentityGraph {
         if self.deferred || self.nodes[node as usize].blocked.is_some() {
             return;
         }
-        let root = self.find(node);
-        let component = self
-            .components
-            .get_mut(&root)
-            .expect("root has a component");
-        let founder = component.founder;
-        if self.older(node, founder) {
-            self.components
-                .get_mut(&root)
-                .expect("root has a component")
-                .founder = node;
+        let root = self.find(node) as usize;
+        if self.older(node, self.components[root].founder) {
+            self.components[root].founder = node;
         }
     }
 
@@ -496,8 +539,8 @@ impl IdentityGraph {
     }
 
     fn intern(&mut self, id_type: &str, value: &str, at: i64) -> u32 {
-        let kind = match self.type_index.get(id_type) {
-            Some(&kind) => kind,
+        let kind = match self.type_of(id_type) {
+            Some(kind) => kind,
             None => {
                 let kind = self.types.len() as u16;
                 self.types.push(TypeInfo {
@@ -505,8 +548,7 @@ impl IdentityGraph {
                     rank: self.rules.rank(id_type),
                     limit: self.rules.limit(id_type),
                 });
-                self.type_index.insert(id_type.to_string(), kind);
-                self.values.push(HashMap::new());
+                self.values.push(FastMap::default());
                 kind
             }
         };
@@ -515,10 +557,11 @@ impl IdentityGraph {
         }
         let node = self.nodes.len() as u32;
         let blocked = self.rules.blocked(id_type, value);
-        self.values[kind as usize].insert(value.into(), node);
+        let shared: std::sync::Arc<str> = value.into();
+        self.values[kind as usize].insert(std::sync::Arc::clone(&shared), node);
         self.nodes.push(Node {
             kind,
-            value: value.into(),
+            value: shared,
             first_seen: at,
             last_change: NEVER,
             blocked: blocked.clone(),
@@ -526,12 +569,21 @@ impl IdentityGraph {
             raw_parent: node,
             edges: Vec::new(),
         });
+        let limited = self.types[kind as usize].limit.is_some();
+        self.components.push(Component::single(node, kind, limited));
+        self.raw_components.push(RawComponent::single());
         if blocked.is_none() && !self.deferred {
             self.fresh.push(node);
-            self.components.insert(node, Component::single(node, kind));
-            self.raw_components.insert(node, RawComponent::single(node));
         }
         node
+    }
+
+    /// The index of an identifier type (there are few: a scan beats hashing).
+    fn type_of(&self, id_type: &str) -> Option<u16> {
+        self.types
+            .iter()
+            .position(|t| t.name == id_type)
+            .map(|p| p as u16)
     }
 
     fn intern_source(&mut self, source: &str) -> u16 {
@@ -545,7 +597,7 @@ impl IdentityGraph {
     }
 
     pub(crate) fn node_of(&self, id_type: &str, value: &str) -> Option<u32> {
-        let kind = *self.type_index.get(id_type)?;
+        let kind = self.type_of(id_type)?;
         self.values[kind as usize].get(value).copied()
     }
 
@@ -577,7 +629,7 @@ impl IdentityGraph {
     }
 
     pub(crate) fn customer_at(&self, node: u32) -> CustomerId {
-        let founder = self.components[&self.root(node)].founder;
+        let founder = self.components[self.root(node) as usize].founder;
         let n = &self.nodes[founder as usize];
         CustomerId::of(&self.types[n.kind as usize].name, &n.value)
     }
@@ -591,18 +643,18 @@ impl IdentityGraph {
             .then(|| self.customer_at(node))
     }
 
-    fn component_of(&self, customer: CustomerId) -> Option<&Component> {
-        self.components
-            .values()
-            .find(|c| self.customer_at(c.founder) == customer)
+    /// The members of a customer.
+    fn members_of(&self, customer: CustomerId) -> Option<Vec<u32>> {
+        self.roots()
+            .find(|&root| self.customer_at(root) == customer)
+            .map(|root| self.components[root as usize].members.of(root))
     }
 
     /// The identifiers of a customer, strongest type first.
     pub fn identifiers_of(&self, customer: CustomerId) -> Vec<Identifier> {
-        let Some(component) = self.component_of(customer) else {
+        let Some(mut members) = self.members_of(customer) else {
             return Vec::new();
         };
-        let mut members = component.members.clone();
         members.sort_by(|a, b| self.rank_key(*a).cmp(&self.rank_key(*b)));
         members.into_iter().map(|n| self.identifier(n)).collect()
     }
@@ -615,24 +667,15 @@ impl IdentityGraph {
 
     /// Every customer: its id, its identifiers and the time of the latest edge record among them.
     pub fn customers(&self) -> impl Iterator<Item = (CustomerId, Vec<(&str, &str)>, i64)> + '_ {
-        self.components.values().map(|component| {
-            let members = component
-                .members
-                .iter()
-                .map(|&n| {
-                    let node = &self.nodes[n as usize];
-                    (self.types[node.kind as usize].name.as_str(), &*node.value)
-                })
-                .collect();
-            let updated = component
-                .members
-                .iter()
-                .map(|&n| {
-                    let node = &self.nodes[n as usize];
-                    node.last_change.max(node.first_seen)
-                })
-                .max()
-                .unwrap_or(NEVER);
+        self.roots().map(|root| {
+            let component = &self.components[root as usize];
+            let mut members = Vec::with_capacity(component.members.len());
+            let mut updated = NEVER;
+            component.members.each(root, |n| {
+                let node = &self.nodes[n as usize];
+                members.push((self.types[node.kind as usize].name.as_str(), &*node.value));
+                updated = updated.max(node.last_change.max(node.first_seen));
+            });
             (self.customer_at(component.founder), members, updated)
         })
     }
@@ -696,11 +739,10 @@ impl IdentityGraph {
 
     /// Every pair recorded for a customer's identifiers: merged, refused and unbound.
     pub fn explain_customer(&self, customer: CustomerId) -> Vec<EdgeView> {
-        let Some(component) = self.component_of(customer) else {
+        let Some(members) = self.members_of(customer) else {
             return Vec::new();
         };
-        let mut edges: Vec<u32> = component
-            .members
+        let mut edges: Vec<u32> = members
             .iter()
             .flat_map(|&n| self.nodes[n as usize].edges.iter().copied())
             .collect();
@@ -713,19 +755,20 @@ impl IdentityGraph {
 }
 
 impl Component {
-    pub(crate) fn single(node: u32, kind: u16) -> Self {
+    /// A customer of one identifier; only types with a limit are counted.
+    pub(crate) fn single(node: u32, kind: u16, limited: bool) -> Self {
         Self {
-            members: vec![node],
-            counts: vec![(kind, 1)],
+            members: Members::default(),
+            counts: if limited { vec![(kind, 1)] } else { Vec::new() },
             founder: node,
         }
     }
 }
 
 impl RawComponent {
-    pub(crate) fn single(node: u32) -> Self {
+    pub(crate) fn single() -> Self {
         Self {
-            members: vec![node],
+            members: Members::default(),
             latest: NEVER,
         }
     }

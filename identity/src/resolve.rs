@@ -39,20 +39,20 @@ impl IdentityGraph {
     pub(crate) fn raw_union(&mut self, a: u32, b: u32, time: i64) {
         let (ra, rb) = (self.raw_find(a), self.raw_find(b));
         if ra == rb {
-            let part = self.raw_components.get_mut(&ra).expect("raw root");
+            let part = &mut self.raw_components[ra as usize];
             part.latest = part.latest.max(time);
             return;
         }
-        let size = |r: u32| self.raw_components[&r].members.len();
+        let size = |r: u32| self.raw_components[r as usize].members.len();
         let (keep, gone) = if size(ra) >= size(rb) {
             (ra, rb)
         } else {
             (rb, ra)
         };
-        let gone_part = self.raw_components.remove(&gone).expect("raw root");
+        let gone_part = std::mem::take(&mut self.raw_components[gone as usize]);
         self.nodes[gone as usize].raw_parent = keep;
-        let part = self.raw_components.get_mut(&keep).expect("raw root");
-        part.members.extend(gone_part.members);
+        let part = &mut self.raw_components[keep as usize];
+        part.members.absorb(keep, gone_part.members, gone);
         part.latest = part.latest.max(gone_part.latest).max(time);
     }
 
@@ -90,7 +90,9 @@ impl IdentityGraph {
             e.refusal = None;
             return;
         }
-        if let Some(refusal) = self.broken_limit(&self.components[&ra], &self.components[&rb]) {
+        if let Some(refusal) =
+            self.broken_limit(&self.components[ra as usize], &self.components[rb as usize])
+        {
             let e = &mut self.edges[edge as usize];
             e.merged = false;
             e.refusal = Some(refusal.clone());
@@ -100,27 +102,27 @@ impl IdentityGraph {
             }
             return;
         }
-        let (id_a, id_b) = (self.customer_at(ra), self.customer_at(rb));
-        let fresh_single = |r: u32| {
-            let members = &self.components[&r].members;
-            members.len() == 1 && fresh.contains(&members[0])
+        let fresh_single =
+            |r: u32| self.components[r as usize].members.len() == 1 && fresh.contains(&r);
+        // Customer ids are hashes: computed only when the merge is logged.
+        let logged = (log && !fresh_single(ra) && !fresh_single(rb))
+            .then(|| (self.customer_at(ra), self.customer_at(rb)));
+        let (keep, gone) = if self.components[ra as usize].members.len()
+            >= self.components[rb as usize].members.len()
+        {
+            (ra, rb)
+        } else {
+            (rb, ra)
         };
-        let with_fresh = fresh_single(ra) || fresh_single(rb);
-        let (keep, gone) =
-            if self.components[&ra].members.len() >= self.components[&rb].members.len() {
-                (ra, rb)
-            } else {
-                (rb, ra)
-            };
-        let gone_part = self.components.remove(&gone).expect("root");
+        let gone_part = std::mem::take(&mut self.components[gone as usize]);
         self.nodes[gone as usize].parent = keep;
-        let founder = self.components[&keep].founder;
+        let founder = self.components[keep as usize].founder;
         let founder = if self.older(gone_part.founder, founder) {
             gone_part.founder
         } else {
             founder
         };
-        let part = self.components.get_mut(&keep).expect("root");
+        let part = &mut self.components[keep as usize];
         part.founder = founder;
         for (kind, count) in gone_part.counts {
             match part.counts.iter_mut().find(|(k, _)| *k == kind) {
@@ -128,13 +130,13 @@ impl IdentityGraph {
                 None => part.counts.push((kind, count)),
             }
         }
-        part.members.extend(gone_part.members);
+        part.members.absorb(keep, gone_part.members, gone);
         let e = &mut self.edges[edge as usize];
         e.merged = true;
         e.refusal = None;
-        let kept = self.customer_at(keep);
-        let absorbed = if kept == id_a { id_b } else { id_a };
-        if log && !with_fresh {
+        if let Some((id_a, id_b)) = logged {
+            let kept = self.customer_at(keep);
+            let absorbed = if kept == id_a { id_b } else { id_a };
             let e = &self.edges[edge as usize];
             self.changes.push(Change {
                 kind: ChangeKind::Merge,
@@ -160,8 +162,6 @@ impl IdentityGraph {
     /// Resolves every identifier from scratch (after a batch load).
     pub fn resolve_all(&mut self) {
         self.set_deferred(false);
-        self.components.clear();
-        self.raw_components.clear();
         let members: Vec<u32> = (0..self.nodes.len() as u32)
             .filter(|&n| self.nodes[n as usize].blocked.is_none())
             .collect();
@@ -211,18 +211,15 @@ impl IdentityGraph {
             .filter(|&e| matches!(self.edges[e as usize].refusal, Some(Refusal::Limit { .. })))
             .collect();
         for &node in &members {
-            self.components.remove(&node);
-            self.raw_components.remove(&node);
-        }
-        for &node in &members {
             let n = &mut self.nodes[node as usize];
             n.parent = node;
             n.raw_parent = node;
             let kind = n.kind;
-            self.components.insert(node, Component::single(node, kind));
-            self.raw_components.insert(node, RawComponent::single(node));
+            let limited = self.types[kind as usize].limit.is_some();
+            self.components[node as usize] = Component::single(node, kind, limited);
+            self.raw_components[node as usize] = RawComponent::single();
         }
-        edges.sort_by(|&x, &y| self.pair_key(x).cmp(&self.pair_key(y)));
+        self.sort_pairs(&mut edges);
         for &edge in &edges {
             let (a, b, time) = {
                 let e = &self.edges[edge as usize];
@@ -240,6 +237,25 @@ impl IdentityGraph {
                     self.changes.push(change);
                 }
             }
+        }
+    }
+
+    /// Sorts pairs by [`Self::pair_key`]: by time with integer keys, then each run of equal
+    /// times by identifier (runs are short: a customer's pairs seen at once).
+    fn sort_pairs(&self, edges: &mut [u32]) {
+        edges.sort_unstable_by_key(|&e| (self.edges[e as usize].time(), e));
+        let mut start = 0;
+        while start < edges.len() {
+            let time = self.edges[edges[start] as usize].time();
+            let end = start
+                + edges[start..]
+                    .iter()
+                    .take_while(|&&e| self.edges[e as usize].time() == time)
+                    .count();
+            if end - start > 1 {
+                edges[start..end].sort_by(|&x, &y| self.pair_key(x).cmp(&self.pair_key(y)));
+            }
+            start = end;
         }
     }
 

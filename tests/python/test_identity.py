@@ -2,13 +2,15 @@
 SQL over Flight SQL (ADBC), the `tributary profile` and `tributary forget` commands, a restart
 after kill -9, tenant isolation, and an erasure that leaves no trace in any live Delta file."""
 
+import json
 import pathlib
+import subprocess
 import time
 
 import pyarrow.parquet as pq
 
 from collection import count, post, query
-from conftest import Server
+from conftest import BINARY, Server
 
 PHONE = "13912345678"
 EMAIL = "erase.me@example.com"
@@ -190,3 +192,36 @@ def test_forget_erases_everywhere_and_suppresses_new_data(tmp_path, connect):
         assert customer(conn, "user_id", "member-1") is None
     finally:
         srv.stop()
+
+
+def test_traits_follow_source_priority_and_bad_rules_are_refused(tmp_path, connect):
+    data = tmp_path / "data"
+    rules = data / "_tributary" / "identity"
+    rules.mkdir(parents=True)
+    (rules / "default.json").write_text(json.dumps({
+        "trait_source_priority": ["crm", "http"],
+        "trait_tables": [{"table": "crm_members", "id_type": "user_id", "id_column": "member_id",
+                          "source": "crm", "time_column": "updated_at"}],
+    }))
+    srv = Server(data).start()
+    try:
+        conn = connect(srv)
+        query(conn, "CREATE TABLE crm_members (member_id VARCHAR, name VARCHAR, tier VARCHAR, "
+                    "updated_at TIMESTAMP)")
+        query(conn, "INSERT INTO crm_members VALUES ('member-1', 'Ann (CRM)', 'gold', "
+                    "TIMESTAMP '2026-01-01T00:00:00')")
+        send(srv, identify("t1", "dev-a", "member-1", {"name": "Ann (web)", "city": "Hangzhou"},
+                           ts="2026-06-01T00:00:00Z"))
+        [(traits,)] = query(conn, "SELECT traits FROM customer_profile('anonymous_id', 'dev-a')")
+        traits = json.loads(traits)
+        # The CRM is trusted over the web even though the web's value is newer.
+        assert traits == {"name": "Ann (CRM)", "tier": "gold", "city": "Hangzhou"}, traits
+    finally:
+        srv.stop()
+
+    (rules / "default.json").write_text('{"limits": {"phone": 0}}')
+    refused = subprocess.run(
+        [BINARY, "serve", "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+         "--data", str(data)], capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0
+    assert "identity/default.json" in refused.stderr and "'phone' is 0" in refused.stderr, refused.stderr

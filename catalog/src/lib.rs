@@ -156,7 +156,10 @@ mod tests {
             .unwrap()
             .table_names();
         names.sort();
-        assert_eq!(names, ["events", "identities", "orders", "profiles"]);
+        assert_eq!(
+            names,
+            ["events", "identities", "identity_changes", "orders", "profiles"]
+        );
     }
 
     #[tokio::test]

@@ -158,7 +158,13 @@ mod tests {
         names.sort();
         assert_eq!(
             names,
-            ["events", "identities", "identity_changes", "orders", "profiles"]
+            [
+                "events",
+                "identities",
+                "identity_changes",
+                "orders",
+                "profiles"
+            ]
         );
     }
 

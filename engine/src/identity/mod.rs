@@ -107,7 +107,6 @@ impl TenantIdentity {
 }
 
 /// Identity resolution for every tenant of an engine.
-#[derive(Debug)]
 pub struct IdentityService {
     catalog: Arc<Catalog>,
     writer: Weak<Writer>,
@@ -120,6 +119,16 @@ pub struct IdentityService {
     /// One change-log write at a time, so that [`IdentityService::flush_changes`] returning
     /// means every change made before it is stored.
     change_writer: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for IdentityService {
+    // Not derived: the session template registers this service's functions, so printing it
+    // would print itself again without end.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityService")
+            .field("tenants", &self.catalog.tenant_names())
+            .finish_non_exhaustive()
+    }
 }
 
 impl IdentityService {
@@ -447,5 +456,22 @@ impl WriteHook for IdentityService {
             }
             Err(e) => tracing::warn!(tenant, table, "identity resolution skipped a write: {e}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tributary_catalog::Storage;
+
+    use crate::Engine;
+
+    #[tokio::test]
+    async fn a_session_with_the_identity_functions_can_be_printed() {
+        // The service is reachable from the session it registers functions in: printing must
+        // not follow that loop.
+        let engine = Engine::open(Storage::in_memory()).await.unwrap();
+        let ctx = engine.session("default").unwrap();
+        let printed = format!("{:?}", ctx.state());
+        assert!(printed.contains("IdentityService"), "{}", &printed[..200.min(printed.len())]);
     }
 }

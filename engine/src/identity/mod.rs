@@ -472,6 +472,10 @@ mod tests {
         let engine = Engine::open(Storage::in_memory()).await.unwrap();
         let ctx = engine.session("default").unwrap();
         let printed = format!("{:?}", ctx.state());
-        assert!(printed.contains("IdentityService"), "{}", &printed[..200.min(printed.len())]);
+        assert!(
+            printed.contains("IdentityService"),
+            "{}",
+            &printed[..200.min(printed.len())]
+        );
     }
 }

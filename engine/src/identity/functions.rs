@@ -224,7 +224,7 @@ impl ScalarUDFImpl for ResolveCustomer {
 }
 
 /// The text literals a table function was called with.
-fn text_args(name: &str, usage: &str, exprs: &[Expr]) -> DfResult<Vec<String>> {
+pub(super) fn text_args(name: &str, usage: &str, exprs: &[Expr]) -> DfResult<Vec<String>> {
     exprs
         .iter()
         .map(|expr| match expr {

@@ -444,40 +444,30 @@ fn scope_of(
     })
 }
 
-fn two_texts(name: &str, exprs: &[Expr]) -> DfResult<(String, String, Option<usize>)> {
-    let text = |e: &Expr| match e {
-        Expr::Literal(
-            datafusion::common::ScalarValue::Utf8(Some(s))
-            | datafusion::common::ScalarValue::Utf8View(Some(s)),
-            _,
-        ) => Some(s.clone()),
-        _ => None,
+/// `(id_type, id_value)` as text literals, then (with `takes_limit`) an optional positive limit.
+fn identifier_args(
+    name: &str,
+    exprs: &[Expr],
+    takes_limit: bool,
+) -> DfResult<(String, String, Option<usize>)> {
+    let usage = if takes_limit {
+        "(id_type, id_value [, limit])"
+    } else {
+        "(id_type, id_value)"
     };
-    let limit = |e: &Expr| match e {
-        Expr::Literal(v, _) => v
-            .clone()
-            .cast_to(&DataType::Int64)
-            .ok()
-            .and_then(|v| match v {
-                datafusion::common::ScalarValue::Int64(Some(n)) if n > 0 => Some(n as usize),
-                _ => None,
-            }),
-        _ => None,
+    let (texts, rest) = exprs.split_at(exprs.len().min(2));
+    let texts = super::functions::text_args(name, usage, texts)?;
+    let limit = match rest {
+        [] => None,
+        [Expr::Literal(value, _)] if takes_limit => match value.cast_to(&DataType::Int64) {
+            Ok(datafusion::common::ScalarValue::Int64(Some(n))) if n > 0 => Some(n as usize),
+            _ => return plan_err!("{name}: the limit must be a positive integer"),
+        },
+        _ => return plan_err!("{name} takes {usage}"),
     };
-    match exprs {
-        [t, v] if text(t).is_some() && text(v).is_some() => Ok((
-            text(t).unwrap_or_default(),
-            text(v).unwrap_or_default(),
-            None,
-        )),
-        [t, v, n] if text(t).is_some() && text(v).is_some() && limit(n).is_some() => Ok((
-            text(t).unwrap_or_default(),
-            text(v).unwrap_or_default(),
-            limit(n),
-        )),
-        _ => plan_err!(
-            "{name} takes (id_type, id_value) as text literals, and for customer_journey an optional positive row limit"
-        ),
+    match <[String; 2]>::try_from(texts) {
+        Ok([id_type, value]) => Ok((id_type, value, limit)),
+        Err(_) => plan_err!("{name} takes {usage}"),
     }
 }
 
@@ -509,7 +499,7 @@ pub fn profile_table(
     tenant: &str,
     exprs: &[Expr],
 ) -> DfResult<Arc<dyn TableProvider>> {
-    let (id_type, value, _) = two_texts("customer_profile", exprs)?;
+    let (id_type, value, _) = identifier_args("customer_profile", exprs, false)?;
     let (customers, rules, scope) = scope_of(service, tenant, &id_type, &value);
     let Scope::One(customer, members) = scope else {
         unreachable!("one customer")
@@ -531,7 +521,7 @@ pub fn journey_table(
     tenant: &str,
     exprs: &[Expr],
 ) -> DfResult<Arc<dyn TableProvider>> {
-    let (id_type, value, limit) = two_texts("customer_journey", exprs)?;
+    let (id_type, value, limit) = identifier_args("customer_journey", exprs, true)?;
     let (_, _, scope) = scope_of(service, tenant, &id_type, &value);
     let Scope::One(_, members) = scope else {
         unreachable!("one customer")

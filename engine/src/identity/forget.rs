@@ -102,19 +102,14 @@ pub async fn forget(
     if !event_conditions.is_empty() {
         statements.push((EVENTS, event_conditions.join(" OR ")));
     }
-    statements.push((
-        IDENTITIES,
-        format!(
-            "{} OR {}",
-            any_identifier(&identifiers, "id_type", "id_value"),
-            any_identifier(&identifiers, "linked_type", "linked_value")
-        ),
-    ));
-    let mut changes = format!(
+    // identities and identity_changes name pairs with the same four columns.
+    let either_side = format!(
         "{} OR {}",
         any_identifier(&identifiers, "id_type", "id_value"),
         any_identifier(&identifiers, "linked_type", "linked_value")
     );
+    statements.push((IDENTITIES, either_side.clone()));
+    let mut changes = either_side;
     if let Some(customer) = &customer_text {
         changes = format!(
             "{changes} OR customer_id = {0} OR other_customer_id = {0}",

@@ -16,7 +16,6 @@ use datafusion::arrow::array::{
     Array, ArrayRef, Int64Builder, RecordBatch, StringArray, StringBuilder,
     TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{MemTable, Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::{ScalarValue, plan_err};
@@ -168,12 +167,7 @@ impl Hash for ResolveCustomer {
 }
 
 fn utf8(value: &ColumnarValue, rows: usize) -> DfResult<StringArray> {
-    let array = value.to_array(rows)?;
-    Ok(cast(&array, &DataType::Utf8)?
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .cloned()
-        .expect("cast to Utf8"))
+    Ok(super::records::as_utf8(&value.to_array(rows)?)?)
 }
 
 impl ScalarUDFImpl for ResolveCustomer {

@@ -17,7 +17,7 @@ use datafusion::arrow::array::{
     StringArray, StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::plan_err;
 use datafusion::datasource::TableType;
@@ -32,7 +32,7 @@ use tributary_identity::{IdentityGraph, Rules};
 
 use super::IdentityService;
 use super::functions::IDENTITY_MAP;
-use super::records::{ANONYMOUS_ID, USER_ID};
+use super::records::{ANONYMOUS_ID, USER_ID, as_micros, as_utf8};
 use crate::error::{Error, Result};
 use crate::ingest::IfTableMissing;
 use crate::write::{WriteMode, now_micros};
@@ -92,22 +92,11 @@ fn resolved_events(filter: &str, columns: &str, condition: &str) -> String {
 }
 
 fn texts(batch: &RecordBatch, index: usize) -> Result<StringArray> {
-    Ok(cast(batch.column(index), &DataType::Utf8)?
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .cloned()
-        .expect("cast to Utf8"))
+    Ok(as_utf8(batch.column(index))?)
 }
 
 fn micros(batch: &RecordBatch, index: usize) -> Result<TimestampMicrosecondArray> {
-    Ok(cast(
-        batch.column(index),
-        &DataType::Timestamp(TimeUnit::Microsecond, None),
-    )?
-    .as_any()
-    .downcast_ref::<TimestampMicrosecondArray>()
-    .cloned()
-    .expect("cast to microseconds"))
+    Ok(as_micros(batch.column(index))?)
 }
 
 #[derive(Default, Clone, Copy)]

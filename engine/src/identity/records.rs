@@ -6,7 +6,8 @@
 
 use datafusion::arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::error::ArrowError;
 use tributary_identity::{Action, EdgeRecord};
 
 use crate::error::{Error, Result};
@@ -18,17 +19,34 @@ pub const USER_ID: &str = "user_id";
 /// Traits of an `identify` that are identifiers, and their types.
 const TRAIT_IDENTIFIERS: [&str; 2] = ["email", "phone"];
 
-/// A text column as `Utf8` (query results may be views).
-fn text(batch: &RecordBatch, name: &str) -> Result<Option<StringArray>> {
-    let Some(column) = batch.column_by_name(name) else {
-        return Ok(None);
-    };
-    let utf8 = cast(column, &DataType::Utf8)?;
-    utf8.as_any()
+/// Any text array (query results may be views) as `Utf8`.
+pub(crate) fn as_utf8(array: &dyn Array) -> std::result::Result<StringArray, ArrowError> {
+    Ok(cast(array, &DataType::Utf8)?
+        .as_any()
         .downcast_ref::<StringArray>()
         .cloned()
-        .map(Some)
-        .ok_or_else(|| Error::Storage(format!("column '{name}' is not text")))
+        .expect("a cast to Utf8 gives a StringArray"))
+}
+
+/// Any time array as microseconds since the epoch.
+pub(crate) fn as_micros(
+    array: &dyn Array,
+) -> std::result::Result<TimestampMicrosecondArray, ArrowError> {
+    Ok(
+        cast(array, &DataType::Timestamp(TimeUnit::Microsecond, None))?
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .cloned()
+            .expect("a cast to microseconds gives a TimestampMicrosecondArray"),
+    )
+}
+
+/// A text column, if the batch has it.
+pub(crate) fn text(batch: &RecordBatch, name: &str) -> Result<Option<StringArray>> {
+    Ok(batch
+        .column_by_name(name)
+        .map(|column| as_utf8(column))
+        .transpose()?)
 }
 
 fn required_text(batch: &RecordBatch, name: &str) -> Result<StringArray> {
@@ -39,15 +57,7 @@ fn times(batch: &RecordBatch, name: &str) -> Result<TimestampMicrosecondArray> {
     let column = batch
         .column_by_name(name)
         .ok_or_else(|| Error::InvalidInput(format!("no column '{name}'")))?;
-    let micros = cast(
-        column,
-        &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None),
-    )?;
-    Ok(micros
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .cloned()
-        .expect("cast to microseconds"))
+    Ok(as_micros(column)?)
 }
 
 /// Checks `identities` rows before they are written: every required field present and the

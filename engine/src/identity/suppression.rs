@@ -6,8 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::RwLock;
 
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
-use datafusion::arrow::compute::{cast, filter_record_batch};
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::compute::filter_record_batch;
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -16,7 +15,7 @@ use tributary_catalog::{SYSTEM_DIRECTORY, Storage};
 use tributary_identity::Identifier;
 use twox_hash::XxHash3_128;
 
-use super::records::{ANONYMOUS_ID, USER_ID};
+use super::records::{ANONYMOUS_ID, USER_ID, text};
 use crate::error::{Error, Result};
 
 /// Erased identifiers per tenant.
@@ -120,14 +119,14 @@ impl Suppression {
         };
         let pairs: Vec<(Option<StringArray>, Option<StringArray>, &str)> = match table {
             EVENTS => vec![
-                (None, column(&batch, "anonymous_id")?, ANONYMOUS_ID),
-                (None, column(&batch, "user_id")?, USER_ID),
+                (None, text(&batch, "anonymous_id")?, ANONYMOUS_ID),
+                (None, text(&batch, "user_id")?, USER_ID),
             ],
             IDENTITIES => vec![
-                (column(&batch, "id_type")?, column(&batch, "id_value")?, ""),
+                (text(&batch, "id_type")?, text(&batch, "id_value")?, ""),
                 (
-                    column(&batch, "linked_type")?,
-                    column(&batch, "linked_value")?,
+                    text(&batch, "linked_type")?,
+                    text(&batch, "linked_value")?,
                     "",
                 ),
             ],
@@ -155,14 +154,4 @@ impl Suppression {
         tracing::info!(tenant, table, dropped, "dropped rows of erased identifiers");
         Ok(filter_record_batch(&batch, &keep)?)
     }
-}
-
-fn column(batch: &RecordBatch, name: &str) -> Result<Option<StringArray>> {
-    let Some(found) = batch.column_by_name(name) else {
-        return Ok(None);
-    };
-    Ok(cast(found, &DataType::Utf8)?
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .cloned())
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
@@ -37,6 +37,18 @@ pub(crate) fn is_time_type(data_type: &DataType) -> bool {
             | DataType::UInt32
             | DataType::UInt64
     )
+}
+
+/// Refuses argument `index` (0-based) unless it is a time.
+pub(crate) fn check_time_argument(function: &str, types: &[DataType], index: usize) -> Result<()> {
+    match types.get(index) {
+        Some(data_type) if is_time_type(data_type) => Ok(()),
+        Some(other) => plan_err!(
+            "{function}: argument {} must be a TIMESTAMP, DATE or integer time, got {other}",
+            index + 1
+        ),
+        None => plan_err!("{function}: missing the timestamp argument"),
+    }
 }
 
 /// True for string types (a mode argument).
@@ -89,11 +101,8 @@ pub(crate) fn window_in_units(
                 );
             };
             match per_second {
-                Some(per_second) => number.checked_mul(per_second).ok_or_else(|| {
-                    datafusion::error::DataFusionError::Plan(format!(
-                        "{function}: window too large"
-                    ))
-                })?,
+                // ClickHouse takes any window: one longer than the time type can count is no limit.
+                Some(per_second) => number.saturating_mul(per_second),
                 None => number,
             }
         }
@@ -119,9 +128,8 @@ fn interval_to_units(
             );
         }
     };
-    i64::try_from(nanos / per_unit_nanos).map_err(|_| {
-        datafusion::error::DataFusionError::Plan(format!("{function}: window too large"))
-    })
+    // A window longer than the time type can count is no limit, as in ClickHouse.
+    Ok(i64::try_from(nanos / per_unit_nanos).unwrap_or(i64::MAX))
 }
 
 fn integer(value: &ScalarValue) -> Option<i64> {
@@ -153,12 +161,13 @@ pub(crate) fn as_i64(array: &ArrayRef) -> &datafusion::arrow::array::PrimitiveAr
     array.as_primitive::<Int64Type>()
 }
 
-/// Checks that condition arguments are booleans.
+/// Checks that condition arguments are conditions: booleans, or integers (non-zero is true) as
+/// ClickHouse takes them (`1`, a `UInt8` expression).
 pub(crate) fn check_conditions(function: &str, types: &[DataType], first: usize) -> Result<()> {
     for (i, data_type) in types.iter().enumerate() {
-        if !matches!(data_type, DataType::Boolean | DataType::Null) {
+        if !(matches!(data_type, DataType::Boolean | DataType::Null) || data_type.is_integer()) {
             return plan_err!(
-                "{function}: argument {} must be a boolean condition (e.g. event = 'purchase'), got {data_type}",
+                "{function}: argument {} must be a condition (boolean, e.g. event = 'purchase', or integer), got {data_type}",
                 first + i + 1
             );
         }
@@ -166,15 +175,46 @@ pub(crate) fn check_conditions(function: &str, types: &[DataType], first: usize)
     Ok(())
 }
 
-/// Longest list of conditions (ClickHouse's limit for funnels and retention).
+/// Condition columns as booleans (integers: non-zero is true; NULL stays NULL).
+pub(crate) fn condition_columns(values: &[ArrayRef]) -> Result<Vec<BooleanArray>> {
+    values
+        .iter()
+        .map(|v| Ok(cast(v, &DataType::Boolean)?.as_boolean().clone()))
+        .collect()
+}
+
+/// The columns a row must have non-NULL to count: its time and its conditions.
+pub(crate) fn required_columns<'a>(
+    times: &'a dyn Array,
+    conditions: &'a [BooleanArray],
+) -> Vec<&'a dyn Array> {
+    std::iter::once(times)
+        .chain(conditions.iter().map(|c| c as &dyn Array))
+        .collect()
+}
+
+/// `Int64` times (from [`times_as_i64`]) back as the time column's type.
+pub(crate) fn times_as_type(times: Vec<i64>, time_type: &DataType) -> Result<ArrayRef> {
+    let values: ArrayRef = Arc::new(Int64Array::from(times));
+    Ok(match time_type {
+        DataType::Date32 => cast(&cast(&values, &DataType::Int32)?, &DataType::Date32)?,
+        other => cast(&values, other)?,
+    })
+}
+
+/// Longest list of conditions (ClickHouse's limit for funnels, sequences and retention;
+/// `sequence_next_node` takes 64).
 pub(crate) const CONDITIONS_MAX: usize = 32;
 
-/// Rejects a condition list shorter than `min` or longer than [`CONDITIONS_MAX`].
-pub(crate) fn check_condition_count(function: &str, min: usize, count: usize) -> Result<()> {
-    if count < min || count > CONDITIONS_MAX {
-        return plan_err!(
-            "{function}: give between {min} and {CONDITIONS_MAX} conditions, got {count}"
-        );
+/// Rejects a condition list shorter than `min` or longer than `max`.
+pub(crate) fn check_condition_count(
+    function: &str,
+    min: usize,
+    max: usize,
+    count: usize,
+) -> Result<()> {
+    if count < min || count > max {
+        return plan_err!("{function}: give between {min} and {max} conditions, got {count}");
     }
     Ok(())
 }

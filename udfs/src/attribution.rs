@@ -14,22 +14,23 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, StringArray,
-    StructArray,
+    Array, ArrayRef, AsArray, Float64Array, ListArray, StringArray, StructArray,
 };
-use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
+use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{Result, ScalarValue, plan_err};
-use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
-    aggregate_doc_sections::DOC_SECTION_GENERAL,
+    Documentation, EmitTo, aggregate_doc_sections::DOC_SECTION_GENERAL,
 };
 
-use crate::args::{as_i64, is_string_type, is_time_type, literal, times_as_i64, window_in_units};
-use crate::event_buffer::EventBuffer;
-use crate::single_group::{GroupState, SingleGroup, rows_as_states};
+use crate::aggregate::AggregateDefinition;
+use crate::args::{
+    as_i64, check_time_argument, is_string_type, literal, times_as_i64, window_in_units,
+};
+use crate::group_events::{self, GroupEvents, flat_values};
+use crate::grouped::{GroupState, Rows};
 
 /// SQL name.
 pub const NAME: &str = "attribution";
@@ -123,35 +124,20 @@ pub fn shares(model: Model, touch_times: &[i64], conversion_time: i64) -> Vec<f6
     shares
 }
 
-impl GroupState for AttributionGroups {
-    fn ensure_groups(&mut self, groups: usize) {
-        if self.has_rows.len() < groups {
-            self.has_rows.resize(groups, false);
-        }
+/// The id of `channel`, given one if it is new.
+fn intern(ids: &mut HashMap<String, u64>, channels: &mut Vec<String>, channel: &str) -> u64 {
+    if let Some(&id) = ids.get(channel) {
+        return id;
     }
-
-    fn emptied(&self) -> Self {
-        Self {
-            events: EventBuffer::default(),
-            has_rows: Vec::new(),
-            ..self.clone()
-        }
-    }
+    let id = channels.len() as u64;
+    channels.push(channel.to_string());
+    ids.insert(channel.to_string(), id);
+    id
 }
 
 /// The `attribution` aggregate function.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct Attribution {
-    signature: Signature,
-}
-
-impl Default for Attribution {
-    fn default() -> Self {
-        Self {
-            signature: Signature::variadic_any(Volatility::Immutable),
-        }
-    }
-}
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Attribution;
 
 fn credit_fields() -> Fields {
     Fields::from(vec![
@@ -184,13 +170,7 @@ fn layout(types: &[DataType]) -> Result<usize> {
             types[0]
         );
     }
-    if !is_time_type(&types[time]) {
-        return plan_err!(
-            "{NAME}: argument {} must be a TIMESTAMP, DATE or integer time, got {}",
-            time + 1,
-            types[time]
-        );
-    }
+    check_time_argument(NAME, types, time)?;
     if !matches!(types[time + 2], DataType::Boolean | DataType::Null) {
         return plan_err!(
             "{NAME}: the last argument must be a boolean (is this row a conversion?)"
@@ -199,13 +179,19 @@ fn layout(types: &[DataType]) -> Result<usize> {
     Ok(time)
 }
 
-impl AggregateUDFImpl for Attribution {
-    fn name(&self) -> &str {
+impl AggregateDefinition for Attribution {
+    type State = AttributionGroups;
+
+    fn name(&self) -> &'static str {
         NAME
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn alias(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn documentation(&self) -> &'static Documentation {
+        &DOCUMENTATION
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
@@ -213,58 +199,23 @@ impl AggregateUDFImpl for Attribution {
         Ok(result_type())
     }
 
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let list = |t| DataType::List(Arc::new(Field::new_list_field(t, true)));
-        Ok(vec![
-            Arc::new(Field::new(
-                format!("{}[times]", args.name),
-                list(DataType::Int64),
-                true,
-            )),
-            Arc::new(Field::new(
-                format!("{}[channels]", args.name),
-                list(DataType::Utf8),
-                true,
-            )),
-            Arc::new(Field::new(
-                format!("{}[has_rows]", args.name),
-                DataType::Boolean,
-                true,
-            )),
-        ])
+    fn state_fields(&self, name: &str) -> Vec<FieldRef> {
+        group_events::state_fields(name, &[("channels", DataType::Utf8)])
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(SingleGroup::new(AttributionGroups::try_new(
-            &args,
-        )?)))
-    }
-
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(AttributionGroups::try_new(&args)?))
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOCUMENTATION)
+    fn new_state(&self, args: &AccumulatorArgs) -> Result<AttributionGroups> {
+        AttributionGroups::try_new(args)
     }
 }
 
 /// Touches and conversions of many groups; channels interned as ids (key = flag | id).
 #[derive(Debug, Clone)]
-struct AttributionGroups {
+pub(crate) struct AttributionGroups {
     model: Model,
     time_index: usize,
-    events: EventBuffer,
+    events: GroupEvents,
     channel_ids: HashMap<String, u64>,
     channels: Vec<String>,
-    has_rows: Vec<bool>,
 }
 
 impl AttributionGroups {
@@ -309,21 +260,14 @@ impl AttributionGroups {
         Ok(Self {
             model,
             time_index,
-            events: EventBuffer::default(),
+            events: GroupEvents::default(),
             channel_ids: HashMap::new(),
             channels: Vec::new(),
-            has_rows: Vec::new(),
         })
     }
 
     fn channel_id(&mut self, channel: &str) -> u64 {
-        if let Some(&id) = self.channel_ids.get(channel) {
-            return id;
-        }
-        let id = self.channels.len() as u64;
-        self.channels.push(channel.to_string());
-        self.channel_ids.insert(channel.to_string(), id);
-        id
+        intern(&mut self.channel_ids, &mut self.channels, channel)
     }
 
     /// One group's credits, by channel name.
@@ -353,29 +297,19 @@ impl AttributionGroups {
     }
 }
 
-impl GroupsAccumulator for AttributionGroups {
-    fn update_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        opt_filter: Option<&BooleanArray>,
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.ensure_groups(total_num_groups);
+impl GroupState for AttributionGroups {
+    fn update(&mut self, rows: Rows<'_>) -> Result<()> {
+        self.events.ensure_groups(rows.total_num_groups);
+        let values = rows.values;
         let times = times_as_i64(&values[self.time_index])?;
         let times = as_i64(&times);
         let channels = cast(&values[self.time_index + 1], &DataType::Utf8)?;
         let channels = channels.as_string::<i32>();
         let conversions = cast(&values[self.time_index + 2], &DataType::Boolean)?;
         let conversions = conversions.as_boolean();
-        for (row, &group) in group_indices.iter().enumerate() {
-            if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
-                || times.is_null(row)
-                || conversions.is_null(row)
-            {
-                continue;
-            }
-            self.has_rows[group] = true;
+        let required: [&dyn Array; 2] = [times, conversions];
+        for (row, group) in rows.usable(&required) {
+            self.events.mark(group);
             let time = times.value(row);
             if conversions.value(row) {
                 self.events.push(group, time, CONVERSION);
@@ -388,10 +322,9 @@ impl GroupsAccumulator for AttributionGroups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let has_rows = emit_to.take_needed(&mut self.has_rows);
-        let mut taken = self.events.take(has_rows.len());
+        let mut taken = self.events.take(emit_to);
         let (mut lengths, mut names, mut credits) = (Vec::new(), Vec::new(), Vec::new());
-        for g in 0..has_rows.len() {
+        for g in 0..taken.len() {
             let group_credits = self.credits(taken.group_mut(g));
             lengths.push(group_credits.len());
             for (id, credit) in group_credits {
@@ -414,89 +347,36 @@ impl GroupsAccumulator for AttributionGroups {
             )),
             OffsetBuffer::from_lengths(lengths),
             Arc::new(items),
-            Some(NullBuffer::from(has_rows)),
+            taken.nulls(true),
         )))
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let has_rows = emit_to.take_needed(&mut self.has_rows);
-        let taken = self.events.take(has_rows.len());
-        let times = Int64Array::from_iter_values(taken.events.iter().map(|e| e.0));
-        // A conversion travels as a NULL channel.
-        let channels: StringArray = taken
-            .events
-            .iter()
-            .map(|e| (e.1 & CONVERSION == 0).then(|| self.channels[e.1 as usize].as_str()))
-            .collect();
-        let offsets = OffsetBuffer::new(
-            taken
-                .offsets
+        let channels = &self.channels;
+        Ok(self.events.state(emit_to, |events| {
+            // A conversion travels as a NULL channel.
+            let names: StringArray = events
                 .iter()
-                .map(|&o| o as i32)
-                .collect::<Vec<_>>()
-                .into(),
-        );
-        let item = |t| Arc::new(Field::new_list_field(t, true));
-        Ok(vec![
-            Arc::new(ListArray::new(
-                item(DataType::Int64),
-                offsets.clone(),
-                Arc::new(times),
-                None,
-            )),
-            Arc::new(ListArray::new(
-                item(DataType::Utf8),
-                offsets,
-                Arc::new(channels),
-                None,
-            )),
-            Arc::new(BooleanArray::from(has_rows)),
-        ])
+                .map(|e| (e.1 & CONVERSION == 0).then(|| channels[e.1 as usize].as_str()))
+                .collect();
+            vec![Arc::new(names)]
+        }))
     }
 
-    fn merge_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.ensure_groups(total_num_groups);
-        let times = values[0].as_list::<i32>();
-        let channels = values[1].as_list::<i32>();
-        let has_rows = values[2].as_boolean();
-        let time_values = times.values().as_primitive::<Int64Type>();
-        let channel_values = channels.values().as_string::<i32>();
-        for (row, &group) in group_indices.iter().enumerate() {
-            if has_rows.is_valid(row) && has_rows.value(row) {
-                self.has_rows[group] = true;
-            }
-            if times.is_null(row) {
-                continue;
-            }
-            let offsets = times.value_offsets();
-            for i in offsets[row] as usize..offsets[row + 1] as usize {
-                let key = if channel_values.is_null(i) {
-                    CONVERSION
-                } else {
-                    self.channel_id(channel_values.value(i))
-                };
-                self.events.push(group, time_values.value(i), key);
-            }
-        }
-        Ok(())
-    }
-
-    fn convert_to_state(
-        &self,
-        values: &[ArrayRef],
-        opt_filter: Option<&BooleanArray>,
-    ) -> Result<Vec<ArrayRef>> {
-        rows_as_states(self, values, opt_filter)
+    fn merge(&mut self, states: Rows<'_>) -> Result<()> {
+        let names = flat_values(&states.values[1]).as_string::<i32>();
+        let (channel_ids, channels) = (&mut self.channel_ids, &mut self.channels);
+        self.events.merge(states, |_, i| {
+            Ok(if names.is_null(i) {
+                CONVERSION
+            } else {
+                intern(channel_ids, channels, names.value(i))
+            })
+        })
     }
 
     fn size(&self) -> usize {
         self.events.size()
-            + self.has_rows.capacity()
             + self
                 .channels
                 .iter()
@@ -504,20 +384,34 @@ impl GroupsAccumulator for AttributionGroups {
                 .sum::<usize>()
             + std::mem::size_of::<Self>()
     }
+
+    fn ensure_groups(&mut self, groups: usize) {
+        self.events.ensure_groups(groups);
+    }
+
+    fn emptied(&self) -> Self {
+        Self {
+            events: GroupEvents::default(),
+            ..self.clone()
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grouped::Grouped;
+    use crate::grouped::agreement::assert_paths_agree;
+    use datafusion::arrow::array::BooleanArray;
+    use datafusion::logical_expr::GroupsAccumulator;
 
     fn groups(model: Model) -> AttributionGroups {
         AttributionGroups {
             model,
             time_index: 1,
-            events: EventBuffer::default(),
+            events: GroupEvents::default(),
             channel_ids: HashMap::new(),
             channels: Vec::new(),
-            has_rows: Vec::new(),
         }
     }
 
@@ -537,13 +431,13 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Every conversion with touches before it hands out exactly one unit, in both paths,
-        /// and through partial states.
+        /// Every conversion with touches before it hands out exactly one unit, and every path
+        /// (grouped, single, through partial states) gives the same answer.
         #[test]
         fn credit_is_conserved(rows in proptest::collection::vec((0i64..30, 0u8..5, 0usize..3), 1..40)) {
             let model = Model::PositionBased;
             let channel_names = ["web", "wechat", "email", "sms"];
-            let times: ArrayRef = Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)));
+            let times: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from_iter_values(rows.iter().map(|r| r.0)));
             let channels: ArrayRef = Arc::new(StringArray::from_iter(rows.iter().map(|r| channel_names.get(usize::from(r.1)).copied())));
             let converted: ArrayRef = Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.1 == 4))));
             let model_column: ArrayRef = Arc::new(StringArray::from(vec!["position_based"; rows.len()]));
@@ -566,24 +460,14 @@ mod tests {
                 }
             }
 
-            let mut whole = groups(model);
+            let mut whole = Grouped(groups(model));
             whole.update_batch(&values, &group_of, None, 3).unwrap();
             let got = total_credit(&whole.evaluate(EmitTo::All).unwrap());
             for g in 0..3 {
                 proptest::prop_assert!((got[g] - expected[g]).abs() < 1e-9, "group {g}: {} vs {}", got[g], expected[g]);
             }
 
-            let half = rows.len() / 2;
-            let mut left = groups(model);
-            let mut right = groups(model);
-            left.update_batch(&values.iter().map(|v| v.slice(0, half)).collect::<Vec<_>>(), &group_of[..half], None, 3).unwrap();
-            right.update_batch(&values.iter().map(|v| v.slice(half, rows.len() - half)).collect::<Vec<_>>(), &group_of[half..], None, 3).unwrap();
-            let state = right.state(EmitTo::All).unwrap();
-            left.merge_batch(&state, &[0, 1, 2], 3).unwrap();
-            let merged = total_credit(&left.evaluate(EmitTo::All).unwrap());
-            for g in 0..3 {
-                proptest::prop_assert!((merged[g] - expected[g]).abs() < 1e-9);
-            }
+            assert_paths_agree(&groups(model), &values, &group_of, 3);
         }
     }
 

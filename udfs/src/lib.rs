@@ -5,18 +5,21 @@
 //! alias) and so do the semantics; docs/sql.md lists every function with examples.
 //! [`register_all`] adds every function to a session.
 
+mod aggregate;
 mod args;
 pub mod attribution;
-mod event_buffer;
+mod doc_ref;
+mod group_events;
+mod grouped;
 pub mod retention;
 pub mod sequence_count;
 pub mod sequence_match;
+pub mod sequence_match_events;
 pub mod sequence_next_node;
 pub mod sequence_pattern;
 pub mod session_id;
 pub mod session_start;
 pub mod sessions;
-mod single_group;
 pub mod window_funnel;
 pub mod window_funnel_steps;
 
@@ -26,21 +29,23 @@ use datafusion::error::Result;
 use datafusion::execution::registry::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, WindowUDF};
 
+use aggregate::Aggregate;
+
 /// Every aggregate function of this crate.
 pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    vec![
-        Arc::new(AggregateUDF::from(window_funnel::WindowFunnel::default())),
-        Arc::new(AggregateUDF::from(
-            window_funnel_steps::window_funnel_steps(),
-        )),
-        Arc::new(AggregateUDF::from(retention::Retention::default())),
-        Arc::new(AggregateUDF::from(attribution::Attribution::default())),
-        Arc::new(AggregateUDF::from(sequence_match::sequence_match())),
-        Arc::new(AggregateUDF::from(sequence_count::sequence_count())),
-        Arc::new(AggregateUDF::from(
-            sequence_next_node::SequenceNextNode::default(),
-        )),
+    [
+        window_funnel::window_funnel(),
+        window_funnel_steps::window_funnel_steps(),
+        Aggregate::udf(retention::Retention),
+        Aggregate::udf(attribution::Attribution),
+        sequence_match::sequence_match(),
+        sequence_count::sequence_count(),
+        sequence_match_events::sequence_match_events(),
+        Aggregate::udf(sequence_next_node::SequenceNextNode),
     ]
+    .into_iter()
+    .map(Arc::new)
+    .collect()
 }
 
 /// Every window function of this crate.

@@ -8,21 +8,19 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, ListArray, UInt8Array, UInt32Array,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, ListArray, UInt8Array, UInt32Array};
 use datafusion::arrow::buffer::OffsetBuffer;
-use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, UInt32Type};
 use datafusion::common::{Result, ScalarValue};
-use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::function::AccumulatorArgs;
+use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
-    aggregate_doc_sections::DOC_SECTION_GENERAL,
+    Documentation, EmitTo, aggregate_doc_sections::DOC_SECTION_GENERAL,
 };
 
-use crate::args::{check_condition_count, check_conditions};
-use crate::single_group::{GroupState, SingleGroup, rows_as_states};
+use crate::aggregate::AggregateDefinition;
+use crate::args::{CONDITIONS_MAX, check_condition_count, check_conditions, condition_columns};
+use crate::grouped::{GroupState, Rows};
 
 /// SQL name.
 pub const NAME: &str = "retention";
@@ -39,99 +37,65 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
         "SELECT retention(event_date = DATE '2026-01-01', event_date = DATE '2026-01-02', \
          event_date = DATE '2026-01-08') FROM events GROUP BY user_id",
     )
-    .with_argument("condN", "boolean condition (2 to 32)")
+    .with_argument(
+        "condN",
+        "condition: boolean, or integer (non-zero is true); 2 to 32",
+    )
     .build()
 });
 
-impl GroupState for RetentionGroups {
-    fn ensure_groups(&mut self, groups: usize) {
-        if self.met.len() < groups {
-            self.met.resize(groups, 0);
-        }
-    }
-
-    fn emptied(&self) -> Self {
-        Self::new(self.conditions, 0)
-    }
-}
-
 /// The `retention` aggregate function.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct Retention {
-    signature: Signature,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Self {
-            signature: Signature::variadic_any(Volatility::Immutable),
-        }
-    }
-}
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Retention;
 
 fn result_type() -> DataType {
     DataType::List(Arc::new(Field::new_list_field(DataType::UInt8, false)))
 }
 
-impl AggregateUDFImpl for Retention {
-    fn name(&self) -> &str {
+impl AggregateDefinition for Retention {
+    type State = RetentionGroups;
+
+    fn name(&self) -> &'static str {
         NAME
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn alias(&self) -> Option<&'static str> {
+        None
+    }
+
+    fn documentation(&self) -> &'static Documentation {
+        &DOCUMENTATION
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         // As ClickHouse: a retention needs a first condition and at least one more.
-        check_condition_count(NAME, 2, arg_types.len())?;
+        check_condition_count(NAME, 2, CONDITIONS_MAX, arg_types.len())?;
         check_conditions(NAME, arg_types, 0)?;
         Ok(result_type())
     }
 
-    fn is_nullable(&self) -> bool {
-        false
-    }
-
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(vec![Arc::new(Field::new(
-            format!("{}[met]", args.name),
+    fn state_fields(&self, name: &str) -> Vec<FieldRef> {
+        vec![Arc::new(Field::new(
+            format_state_name(name, "met"),
             DataType::UInt32,
             false,
-        ))])
+        ))]
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(SingleGroup::new(RetentionGroups::new(
-            args.exprs.len(),
-            0,
-        ))))
+    fn new_state(&self, args: &AccumulatorArgs) -> Result<RetentionGroups> {
+        Ok(RetentionGroups::new(args.exprs.len(), 0))
     }
 
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(RetentionGroups::new(args.exprs.len(), 0)))
-    }
-
-    fn default_value(&self, _data_type: &DataType) -> Result<ScalarValue> {
+    /// A list of zeros, as ClickHouse answers over no rows.
+    fn answer_without_rows(&self) -> Option<ScalarValue> {
         let empty = RetentionGroups::new(2, 1).results(&[0]);
-        ScalarValue::try_from_array(&empty, 0)
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOCUMENTATION)
+        ScalarValue::try_from_array(&empty, 0).ok()
     }
 }
 
 /// Bitmasks of met conditions, one per group.
 #[derive(Debug, Clone)]
-struct RetentionGroups {
+pub(crate) struct RetentionGroups {
     conditions: usize,
     met: Vec<u32>,
 }
@@ -164,26 +128,13 @@ impl RetentionGroups {
     }
 }
 
-impl GroupsAccumulator for RetentionGroups {
-    fn update_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        opt_filter: Option<&BooleanArray>,
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.met.resize(total_num_groups.max(self.met.len()), 0);
-        let conditions: Vec<BooleanArray> = values
-            .iter()
-            .map(|v| Ok(cast(v, &DataType::Boolean)?.as_boolean().clone()))
-            .collect::<Result<_>>()?;
-        for (row, &group) in group_indices.iter().enumerate() {
-            let counted = opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
-            // A row with any NULL condition is skipped, as ClickHouse does with Nullable
-            // arguments.
-            if !counted || conditions.iter().any(|c| c.is_null(row)) {
-                continue;
-            }
+impl GroupState for RetentionGroups {
+    fn update(&mut self, rows: Rows<'_>) -> Result<()> {
+        self.ensure_groups(rows.total_num_groups);
+        let conditions = condition_columns(rows.values)?;
+        // A row with any NULL condition is skipped, as ClickHouse does with Nullable arguments.
+        let required: Vec<&dyn Array> = conditions.iter().map(|c| c as &dyn Array).collect();
+        for (row, group) in rows.usable(&required) {
             for (bit, condition) in conditions.iter().enumerate() {
                 if condition.value(row) {
                     self.met[group] |= 1 << bit;
@@ -203,15 +154,10 @@ impl GroupsAccumulator for RetentionGroups {
         Ok(vec![Arc::new(UInt32Array::from(masks))])
     }
 
-    fn merge_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.met.resize(total_num_groups.max(self.met.len()), 0);
-        let masks = values[0].as_primitive::<UInt32Type>();
-        for (row, &group) in group_indices.iter().enumerate() {
+    fn merge(&mut self, states: Rows<'_>) -> Result<()> {
+        self.ensure_groups(states.total_num_groups);
+        let masks = states.values[0].as_primitive::<UInt32Type>();
+        for (row, &group) in states.group_indices.iter().enumerate() {
             if masks.is_valid(row) {
                 self.met[group] |= masks.value(row);
             }
@@ -219,22 +165,28 @@ impl GroupsAccumulator for RetentionGroups {
         Ok(())
     }
 
-    fn convert_to_state(
-        &self,
-        values: &[ArrayRef],
-        opt_filter: Option<&BooleanArray>,
-    ) -> Result<Vec<ArrayRef>> {
-        rows_as_states(self, values, opt_filter)
-    }
-
     fn size(&self) -> usize {
         self.met.capacity() * 4 + std::mem::size_of::<Self>()
+    }
+
+    fn ensure_groups(&mut self, groups: usize) {
+        if self.met.len() < groups {
+            self.met.resize(groups, 0);
+        }
+    }
+
+    fn emptied(&self) -> Self {
+        Self::new(self.conditions, 0)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::grouped::Grouped;
+    use crate::grouped::agreement::{assert_paths_agree, lcg};
+    use datafusion::arrow::array::BooleanArray;
+    use datafusion::logical_expr::GroupsAccumulator;
 
     fn bools(values: &[Option<bool>]) -> ArrayRef {
         Arc::new(BooleanArray::from(values.to_vec()))
@@ -254,7 +206,7 @@ mod tests {
 
     #[test]
     fn later_conditions_count_only_with_the_first() {
-        let mut groups = RetentionGroups::new(3, 0);
+        let mut groups = Grouped(RetentionGroups::new(3, 0));
         let values = [
             bools(&[Some(true), Some(false), Some(false), Some(false)]),
             bools(&[Some(false), Some(true), Some(false), Some(true)]),
@@ -271,20 +223,22 @@ mod tests {
     }
 
     #[test]
-    fn grouped_and_single_paths_agree_through_states() {
-        let values = [
-            bools(&[Some(true), None, Some(false)]),
-            bools(&[Some(false), Some(true), None]),
-        ];
-        let mut single = SingleGroup::new(RetentionGroups::new(2, 0));
-        single.update_batch(&values).unwrap();
-        let mut grouped = RetentionGroups::new(2, 0);
-        grouped.update_batch(&values, &[0, 0, 0], None, 1).unwrap();
-        let state = grouped.state(EmitTo::All).unwrap();
-        let mut merged = RetentionGroups::new(2, 0);
-        merged.merge_batch(&state, &[0], 1).unwrap();
-        let expected =
-            ScalarValue::try_from_array(&merged.evaluate(EmitTo::All).unwrap(), 0).unwrap();
-        assert_eq!(single.evaluate().unwrap(), expected);
+    fn every_path_agrees() {
+        let mut seed = 3;
+        let rows = 300;
+        let conditions: Vec<ArrayRef> = (0..3)
+            .map(|_| {
+                bools(
+                    &(0..rows)
+                        .map(|_| match lcg(&mut seed) % 5 {
+                            0 => None,
+                            v => Some(v % 2 == 0),
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        let group_of: Vec<usize> = (0..rows).map(|_| (lcg(&mut seed) % 9) as usize).collect();
+        assert_paths_agree(&RetentionGroups::new(3, 0), &conditions, &group_of, 9);
     }
 }

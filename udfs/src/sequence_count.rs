@@ -4,15 +4,17 @@
 
 use std::sync::LazyLock;
 
-use datafusion::logical_expr::{Documentation, aggregate_doc_sections::DOC_SECTION_GENERAL};
+use datafusion::logical_expr::{
+    AggregateUDF, Documentation, aggregate_doc_sections::DOC_SECTION_GENERAL,
+};
 
-use crate::sequence_pattern::{SequenceAggregate, SequenceOutput};
+use crate::sequence_pattern::{SequenceAggregate, SequenceOutput, with_sequence_arguments};
 
 /// SQL name.
 pub const NAME: &str = "sequence_count";
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
-    Documentation::builder(
+    with_sequence_arguments(Documentation::builder(
         DOC_SECTION_GENERAL,
         "Returns how many non-overlapping times the group's events in time order match the pattern, \
          as ClickHouse's sequenceCount. Pattern: (?N) an event meeting condition N, . any event, .* any events, \
@@ -24,15 +26,12 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
         "SELECT anonymous_id, sequence_count('(?1)(?2)', timestamp, \
          event = 'add_to_cart', event = 'purchase') AS carts_bought \
          FROM events GROUP BY anonymous_id",
-    )
-    .with_argument("pattern", "constant pattern string")
-    .with_argument("timestamp", "TIMESTAMP, DATE or integer time of the event")
-    .with_argument("condN", "boolean condition N (2 to 32)")
+    ))
     .build()
 });
 
 /// The `sequence_count` aggregate function.
-pub fn sequence_count() -> SequenceAggregate {
+pub fn sequence_count() -> AggregateUDF {
     // Unquoted SQL identifiers are folded to lowercase: `sequencecount` is ClickHouse's camelCase name.
-    SequenceAggregate::new(NAME, "sequencecount", SequenceOutput::Count, &DOCUMENTATION)
+    SequenceAggregate::udf(NAME, "sequencecount", SequenceOutput::Count, &DOCUMENTATION)
 }

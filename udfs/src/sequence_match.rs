@@ -4,15 +4,17 @@
 
 use std::sync::LazyLock;
 
-use datafusion::logical_expr::{Documentation, aggregate_doc_sections::DOC_SECTION_GENERAL};
+use datafusion::logical_expr::{
+    AggregateUDF, Documentation, aggregate_doc_sections::DOC_SECTION_GENERAL,
+};
 
-use crate::sequence_pattern::{SequenceAggregate, SequenceOutput};
+use crate::sequence_pattern::{SequenceAggregate, SequenceOutput, with_sequence_arguments};
 
 /// SQL name.
 pub const NAME: &str = "sequence_match";
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
-    Documentation::builder(
+    with_sequence_arguments(Documentation::builder(
         DOC_SECTION_GENERAL,
         "Returns 1 if the group's events in time order match the pattern, else 0, as ClickHouse's \
          sequenceMatch. Pattern: (?N) an event meeting condition N, . any event, .* any events, \
@@ -24,15 +26,12 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
         "SELECT count(*) FROM (SELECT sequence_match('(?1).*(?t<=3600)(?2)', timestamp, \
          event = 'add_to_cart', event = 'purchase') AS bought FROM events GROUP BY anonymous_id) \
          WHERE bought = 1",
-    )
-    .with_argument("pattern", "constant pattern string")
-    .with_argument("timestamp", "TIMESTAMP, DATE or integer time of the event")
-    .with_argument("condN", "boolean condition N (2 to 32)")
+    ))
     .build()
 });
 
 /// The `sequence_match` aggregate function.
-pub fn sequence_match() -> SequenceAggregate {
+pub fn sequence_match() -> AggregateUDF {
     // Unquoted SQL identifiers are folded to lowercase: `sequencematch` is ClickHouse's camelCase name.
-    SequenceAggregate::new(NAME, "sequencematch", SequenceOutput::Match, &DOCUMENTATION)
+    SequenceAggregate::udf(NAME, "sequencematch", SequenceOutput::Match, &DOCUMENTATION)
 }

@@ -8,39 +8,32 @@
 //! `base_condition`), `tail` (the last, likewise), `first_match` / `last_match` (the first / last
 //! node meeting both `event1` and `base_condition`). Going `forward`, nodes base, base+1, … must
 //! meet event1, event2, … and the answer is the node after them; `backward` walks the other way.
+//! With no event conditions, `head` and `tail` answer the base node itself (as ClickHouse does).
 //! No match gives NULL.
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, StringArray,
-};
-use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, StringArray, UInt64Array};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, UInt64Type};
+use datafusion::arrow::datatypes::{DataType, FieldRef, UInt64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
-use datafusion::logical_expr::Expr;
-use datafusion::logical_expr::function::{
-    AccumulatorArgs, AggregateFunctionSimplification, StateFieldsArgs,
-};
+use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
-    aggregate_doc_sections::DOC_SECTION_GENERAL,
+    Documentation, EmitTo, Expr, aggregate_doc_sections::DOC_SECTION_GENERAL,
 };
 
+use crate::aggregate::AggregateDefinition;
 use crate::args::{
-    as_i64, check_condition_count, check_conditions, is_string_type, is_time_type, literal,
-    string_literal, times_as_i64,
+    as_i64, check_condition_count, check_conditions, check_time_argument, condition_columns,
+    is_string_type, literal, required_columns, string_literal, times_as_i64,
 };
-use crate::event_buffer::EventBuffer;
-use crate::single_group::{GroupState, SingleGroup, rows_as_states};
+use crate::group_events::{self, GroupEvents, flat_values};
+use crate::grouped::{GroupState, Rows};
 
 /// SQL name.
 pub const NAME: &str = "sequence_next_node";
-/// Key layout: node index above bit 33, "can be base" at bit 32, event bits below.
-const NODE_SHIFT: u32 = 33;
-const CAN_BE_BASE: u64 = 1 << 32;
-const EVENT_BITS: u64 = (1 << 32) - 1;
+/// Most chain conditions (ClickHouse's limit for this function: one bit each in a `u64`).
+const EVENTS_MAX: usize = 64;
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     Documentation::builder(
@@ -60,7 +53,11 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
     .with_argument("timestamp", "TIMESTAMP, DATE or integer time")
     .with_argument("event_column", "the value to return (text)")
     .with_argument("base_condition", "boolean: may this row start the chain")
-    .with_argument("eventN", "boolean condition of chain step N (1 to 32)")
+    .with_argument(
+        "eventN",
+        "condition of chain step N: boolean, or integer (non-zero is true); 0 to 64, at \
+         least 1 for first_match and last_match",
+    )
     .build()
 });
 
@@ -78,40 +75,12 @@ enum Base {
     LastMatch,
 }
 
-impl GroupState for NextNodeGroups {
-    fn ensure_groups(&mut self, groups: usize) {
-        self.groups = self.groups.max(groups);
-    }
-
-    fn emptied(&self) -> Self {
-        Self {
-            buffer: EventBuffer::default(),
-            values: Vec::new(),
-            groups: 0,
-            ..self.clone()
-        }
-    }
-}
-
 /// The `sequence_next_node` aggregate function.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct SequenceNextNode {
-    signature: Signature,
-    aliases: Vec<String>,
-}
-
-impl Default for SequenceNextNode {
-    fn default() -> Self {
-        Self {
-            signature: Signature::variadic_any(Volatility::Immutable),
-            // Unquoted SQL identifiers are folded to lowercase: ClickHouse's `sequenceNextNode`.
-            aliases: vec!["sequencenextnode".to_string()],
-        }
-    }
-}
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct SequenceNextNode;
 
 fn check_arguments(types: &[DataType]) -> Result<()> {
-    if types.len() < 6 {
+    if types.len() < 5 {
         return plan_err!(
             "{NAME} takes (direction, base, timestamp, event_column, base_condition, event1, ...): got {} argument(s)",
             types.len()
@@ -120,34 +89,31 @@ fn check_arguments(types: &[DataType]) -> Result<()> {
     if !is_string_type(&types[0]) || !is_string_type(&types[1]) {
         return plan_err!("{NAME}: direction and base must be strings such as 'forward', 'head'");
     }
-    if !is_time_type(&types[2]) {
-        return plan_err!(
-            "{NAME}: argument 3 must be a TIMESTAMP, DATE or integer time, got {}",
-            types[2]
-        );
-    }
+    check_time_argument(NAME, types, 2)?;
     if !is_string_type(&types[3]) {
         return plan_err!(
             "{NAME}: argument 4 (the event column) must be text, got {}",
             types[3]
         );
     }
-    check_conditions(NAME, &types[4..5], 4)?;
-    check_condition_count(NAME, 1, types.len() - 5)?;
-    check_conditions(NAME, &types[5..], 5)
+    check_condition_count(NAME, 0, EVENTS_MAX, types.len() - 5)?;
+    check_conditions(NAME, &types[4..], 4)
 }
 
-impl AggregateUDFImpl for SequenceNextNode {
-    fn name(&self) -> &str {
+impl AggregateDefinition for SequenceNextNode {
+    type State = NextNodeGroups;
+
+    fn name(&self) -> &'static str {
         NAME
     }
 
-    fn aliases(&self) -> &[String] {
-        &self.aliases
+    /// Unquoted SQL identifiers are folded to lowercase: ClickHouse's `sequenceNextNode`.
+    fn alias(&self) -> Option<&'static str> {
+        Some("sequencenextnode")
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn documentation(&self) -> &'static Documentation {
+        &DOCUMENTATION
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
@@ -155,68 +121,48 @@ impl AggregateUDFImpl for SequenceNextNode {
         Ok(DataType::Utf8)
     }
 
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let list = |t| DataType::List(Arc::new(Field::new_list_field(t, false)));
-        Ok(vec![
-            Arc::new(Field::new(
-                format!("{}[times]", args.name),
-                list(DataType::Int64),
-                true,
-            )),
-            Arc::new(Field::new(
-                format!("{}[keys]", args.name),
-                list(DataType::UInt64),
-                true,
-            )),
-            Arc::new(Field::new(
-                format!("{}[values]", args.name),
-                list(DataType::Utf8),
-                true,
-            )),
-        ])
+    fn state_fields(&self, name: &str) -> Vec<FieldRef> {
+        group_events::state_fields(
+            name,
+            &[
+                ("events", DataType::UInt64),
+                ("can_be_base", DataType::Boolean),
+                ("values", DataType::Utf8),
+            ],
+        )
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        Ok(Box::new(SingleGroup::new(NextNodeGroups::try_new(&args)?)))
+    fn new_state(&self, args: &AccumulatorArgs) -> Result<NextNodeGroups> {
+        NextNodeGroups::try_new(args)
     }
 
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(NextNodeGroups::try_new(&args)?))
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(&DOCUMENTATION)
-    }
-
-    /// Checks direction and base while the query is planned; the expression is left unchanged.
-    fn simplify(&self) -> Option<AggregateFunctionSimplification> {
-        Some(Box::new(|function, _context| {
-            let args = &function.params.args;
-            parse_direction_and_base(
-                args.first().and_then(string_literal),
-                args.get(1).and_then(string_literal),
-            )?;
-            Ok(Expr::AggregateFunction(function))
-        }))
+    fn check_constants(&self, args: &[Expr]) -> Result<()> {
+        parse_direction_and_base(
+            args.first().and_then(string_literal),
+            args.get(1).and_then(string_literal),
+            args.len().saturating_sub(5),
+        )?;
+        Ok(())
     }
 }
 
-/// Nodes of many groups: (time, key) in an [`EventBuffer`], values in `values` (by node index).
+/// One row of a group: its value, the chain conditions it meets (bit N-1 for eventN), and
+/// whether it meets the base condition.
+#[derive(Debug, Clone, Default)]
+struct Node {
+    value: String,
+    events: u64,
+    can_be_base: bool,
+}
+
+/// Nodes of many groups: `(time, node index)` in [`GroupEvents`], the nodes in `nodes`.
 #[derive(Debug, Clone)]
-struct NextNodeGroups {
+pub(crate) struct NextNodeGroups {
     direction: Direction,
     base: Base,
-    events: usize,
-    buffer: EventBuffer,
-    values: Vec<String>,
-    groups: usize,
+    chain_length: usize,
+    events: GroupEvents,
+    nodes: Vec<Node>,
 }
 
 fn text(function_arg: &ScalarValue) -> Option<&str> {
@@ -232,6 +178,7 @@ fn text(function_arg: &ScalarValue) -> Option<&str> {
 fn parse_direction_and_base(
     direction: Option<&str>,
     base: Option<&str>,
+    chain_length: usize,
 ) -> Result<(Direction, Base)> {
     let direction = match direction {
         Some("forward") => Direction::Forward,
@@ -254,6 +201,9 @@ fn parse_direction_and_base(
     match (direction, base) {
         (Direction::Backward, Base::Head) => plan_err!("{NAME}: 'head' cannot go 'backward'"),
         (Direction::Forward, Base::Tail) => plan_err!("{NAME}: 'tail' cannot go 'forward'"),
+        (_, Base::FirstMatch | Base::LastMatch) if chain_length == 0 => {
+            plan_err!("{NAME}: first_match and last_match need at least one event condition")
+        }
         pair => Ok(pair),
     }
 }
@@ -266,38 +216,38 @@ impl NextNodeGroups {
             .map(|f| f.data_type().clone())
             .collect();
         check_arguments(&types)?;
+        let chain_length = types.len() - 5;
         let (direction, base) = parse_direction_and_base(
             text(literal(NAME, "first (direction)", &args.exprs[0])?),
             text(literal(NAME, "second (base)", &args.exprs[1])?),
+            chain_length,
         )?;
         Ok(Self {
             direction,
             base,
-            events: types.len() - 5,
-            buffer: EventBuffer::default(),
-            values: Vec::new(),
-            groups: 0,
+            chain_length,
+            events: GroupEvents::default(),
+            nodes: Vec::new(),
         })
     }
 
-    fn push(&mut self, group: usize, time: i64, flags: u64, value: &str) {
-        let node = self.values.len() as u64;
-        self.values.push(value.to_string());
-        self.buffer.push(group, time, (node << NODE_SHIFT) | flags);
+    fn push(&mut self, group: usize, time: i64, node: Node) {
+        self.events.push(group, time, self.nodes.len() as u64);
+        self.nodes.push(node);
     }
 
-    fn value(&self, key: u64) -> &str {
-        &self.values[(key >> NODE_SHIFT) as usize]
+    fn node(&self, key: u64) -> &Node {
+        &self.nodes[key as usize]
     }
 
     /// The index of the answer node in `nodes` (sorted), if any.
     fn next_node(&self, nodes: &[(i64, u64)]) -> Option<usize> {
         let n = nodes.len();
-        if n <= self.events {
+        if n <= self.chain_length {
             return None;
         }
-        let can_be_base = |i: usize| nodes[i].1 & CAN_BE_BASE != 0;
-        let meets = |i: usize, event: usize| nodes[i].1 >> event & 1 == 1;
+        let can_be_base = |i: usize| self.node(nodes[i].1).can_be_base;
+        let meets = |i: usize, event: usize| self.node(nodes[i].1).events >> event & 1 == 1;
         let base = match self.base {
             Base::Head => can_be_base(0).then_some(0),
             Base::Tail => can_be_base(n - 1).then_some(n - 1),
@@ -306,16 +256,16 @@ impl NextNodeGroups {
         }?;
         match self.direction {
             Direction::Forward => {
-                let chained = (0..self.events)
+                let chained = (0..self.chain_length)
                     .take_while(|&i| base + i < n && meets(base + i, i))
                     .count();
-                (chained == self.events && base + chained < n).then_some(base + chained)
+                (chained == self.chain_length && base + chained < n).then_some(base + chained)
             }
             Direction::Backward => {
-                let chained = (0..self.events)
+                let chained = (0..self.chain_length)
                     .take_while(|&i| i < base && meets(base - i, i))
                     .count();
-                (chained == self.events).then_some(base - chained)
+                (chained == self.chain_length).then_some(base - chained)
             }
         }
     }
@@ -324,180 +274,186 @@ impl NextNodeGroups {
     fn sort_nodes(&self, nodes: &mut [(i64, u64)]) {
         nodes.sort_by(|a, b| {
             a.0.cmp(&b.0)
-                .then_with(|| self.value(a.1).cmp(self.value(b.1)))
+                .then_with(|| self.node(a.1).value.cmp(&self.node(b.1).value))
         });
     }
 
-    /// Drops values no longer referenced (after results or state were taken), renumbering keys.
+    /// Drops nodes no longer referenced (after results or state were taken), renumbering keys.
     fn compact(&mut self) {
-        let mut taken = self.buffer.take(self.groups);
-        let mut values = Vec::with_capacity(taken.events.len());
-        let mut kept = EventBuffer::default();
-        for g in 0..self.groups {
-            for &(time, key) in taken.group_mut(g).iter() {
-                let node = values.len() as u64;
-                values.push(std::mem::take(
-                    &mut self.values[(key >> NODE_SHIFT) as usize],
-                ));
-                kept.push(
-                    g,
-                    time,
-                    (node << NODE_SHIFT) | (key & (CAN_BE_BASE | EVENT_BITS)),
-                );
-            }
-        }
-        self.buffer = kept;
-        self.values = values;
-    }
-
-    fn emit_count(&self, emit_to: EmitTo) -> usize {
-        match emit_to {
-            EmitTo::All => self.groups,
-            EmitTo::First(n) => n,
-        }
+        let mut kept = Vec::new();
+        let nodes = &mut self.nodes;
+        self.events.map_keys(|key| {
+            kept.push(std::mem::take(&mut nodes[key as usize]));
+            (kept.len() - 1) as u64
+        });
+        self.nodes = kept;
     }
 }
 
-impl GroupsAccumulator for NextNodeGroups {
-    fn update_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        opt_filter: Option<&BooleanArray>,
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.groups = self.groups.max(total_num_groups);
+impl GroupState for NextNodeGroups {
+    fn update(&mut self, rows: Rows<'_>) -> Result<()> {
+        self.events.ensure_groups(rows.total_num_groups);
+        let values = rows.values;
         let times = times_as_i64(&values[2])?;
         let times = as_i64(&times);
         let texts = cast(&values[3], &DataType::Utf8)?;
         let texts = texts.as_string::<i32>();
-        let conditions: Vec<BooleanArray> = values[4..]
-            .iter()
-            .map(|v| Ok(cast(v, &DataType::Boolean)?.as_boolean().clone()))
-            .collect::<Result<_>>()?;
-        for (row, &group) in group_indices.iter().enumerate() {
-            if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row))
-                || times.is_null(row)
-                || texts.is_null(row)
-                || conditions.iter().any(|c| c.is_null(row))
-            {
-                continue;
-            }
-            let mut flags = if conditions[0].value(row) {
-                CAN_BE_BASE
-            } else {
-                0
+        let conditions = condition_columns(&values[4..])?;
+        let mut required = required_columns(times, &conditions);
+        required.push(texts);
+        for (row, group) in rows.usable(&required) {
+            self.events.mark(group);
+            let events = conditions[1..]
+                .iter()
+                .enumerate()
+                .fold(0u64, |bits, (i, c)| bits | (u64::from(c.value(row)) << i));
+            let node = Node {
+                value: texts.value(row).to_string(),
+                events,
+                can_be_base: conditions[0].value(row),
             };
-            for (event, condition) in conditions[1..].iter().enumerate() {
-                flags |= u64::from(condition.value(row)) << event;
-            }
-            self.push(group, times.value(row), flags, texts.value(row));
+            self.push(group, times.value(row), node);
         }
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let count = self.emit_count(emit_to);
-        let mut taken = self.buffer.take(count);
-        let mut answers: Vec<Option<String>> = Vec::with_capacity(count);
-        for g in 0..count {
+        let mut taken = self.events.take(emit_to);
+        let mut answers: Vec<Option<&str>> = Vec::with_capacity(taken.len());
+        for g in 0..taken.len() {
             let nodes = taken.group_mut(g);
             self.sort_nodes(nodes);
             answers.push(
                 self.next_node(nodes)
-                    .map(|i| self.value(nodes[i].1).to_string()),
+                    .map(|i| self.node(nodes[i].1).value.as_str()),
             );
         }
-        self.groups -= count;
+        let answers: ArrayRef = Arc::new(StringArray::from(answers));
         self.compact();
-        Ok(Arc::new(StringArray::from(answers)))
+        Ok(answers)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let count = self.emit_count(emit_to);
-        let taken = self.buffer.take(count);
-        let offsets = OffsetBuffer::new(
-            taken
-                .offsets
-                .iter()
-                .map(|&o| o as i32)
-                .collect::<Vec<_>>()
-                .into(),
-        );
-        let times = Int64Array::from_iter_values(taken.events.iter().map(|e| e.0));
-        let flags = datafusion::arrow::array::UInt64Array::from_iter_values(
-            taken
-                .events
-                .iter()
-                .map(|e| e.1 & (CAN_BE_BASE | EVENT_BITS)),
-        );
-        let texts = StringArray::from_iter_values(taken.events.iter().map(|e| self.value(e.1)));
-        let item = |t| Arc::new(Field::new_list_field(t, false));
-        self.groups -= count;
+        let nodes = &self.nodes;
+        let state = self.events.state(emit_to, |events| {
+            let node = |e: &(i64, u64)| &nodes[e.1 as usize];
+            vec![
+                Arc::new(UInt64Array::from_iter_values(
+                    events.iter().map(|e| node(e).events),
+                )),
+                Arc::new(BooleanArray::from_iter(
+                    events.iter().map(|e| Some(node(e).can_be_base)),
+                )),
+                Arc::new(StringArray::from_iter_values(
+                    events.iter().map(|e| node(e).value.as_str()),
+                )),
+            ]
+        });
         self.compact();
-        Ok(vec![
-            Arc::new(ListArray::new(
-                item(DataType::Int64),
-                offsets.clone(),
-                Arc::new(times),
-                None,
-            )),
-            Arc::new(ListArray::new(
-                item(DataType::UInt64),
-                offsets.clone(),
-                Arc::new(flags),
-                None,
-            )),
-            Arc::new(ListArray::new(
-                item(DataType::Utf8),
-                offsets,
-                Arc::new(texts),
-                None,
-            )),
-        ])
+        Ok(state)
     }
 
-    fn merge_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.groups = self.groups.max(total_num_groups);
-        let times = values[0].as_list::<i32>();
-        let flags = values[1].as_list::<i32>();
-        let texts = values[2].as_list::<i32>();
-        let time_values = times.values().as_primitive::<Int64Type>();
-        let flag_values = flags.values().as_primitive::<UInt64Type>();
-        let text_values = texts.values().as_string::<i32>();
-        for (row, &group) in group_indices.iter().enumerate() {
-            if times.is_null(row) {
-                continue;
-            }
-            let offsets = times.value_offsets();
-            for i in offsets[row] as usize..offsets[row + 1] as usize {
-                self.push(
-                    group,
-                    time_values.value(i),
-                    flag_values.value(i),
-                    text_values.value(i),
-                );
-            }
-        }
-        Ok(())
-    }
-
-    fn convert_to_state(
-        &self,
-        values: &[ArrayRef],
-        opt_filter: Option<&BooleanArray>,
-    ) -> Result<Vec<ArrayRef>> {
-        rows_as_states(self, values, opt_filter)
+    fn merge(&mut self, states: Rows<'_>) -> Result<()> {
+        let events = flat_values(&states.values[1]).as_primitive::<UInt64Type>();
+        let bases = flat_values(&states.values[2]).as_boolean();
+        let texts = flat_values(&states.values[3]).as_string::<i32>();
+        let nodes = &mut self.nodes;
+        self.events.merge(states, |_, i| {
+            nodes.push(Node {
+                value: texts.value(i).to_string(),
+                events: events.value(i),
+                can_be_base: bases.value(i),
+            });
+            Ok((nodes.len() - 1) as u64)
+        })
     }
 
     fn size(&self) -> usize {
-        self.buffer.size()
-            + self.values.iter().map(|v| v.len() + 24).sum::<usize>()
+        self.events.size()
+            + self
+                .nodes
+                .iter()
+                .map(|n| n.value.len() + std::mem::size_of::<Node>())
+                .sum::<usize>()
             + std::mem::size_of::<Self>()
+    }
+
+    fn ensure_groups(&mut self, groups: usize) {
+        self.events.ensure_groups(groups);
+    }
+
+    fn emptied(&self) -> Self {
+        Self {
+            events: GroupEvents::default(),
+            nodes: Vec::new(),
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grouped::Grouped;
+    use crate::grouped::agreement::{assert_paths_agree, lcg};
+    use datafusion::logical_expr::GroupsAccumulator;
+
+    fn groups(direction: Direction, base: Base, chain_length: usize) -> NextNodeGroups {
+        NextNodeGroups {
+            direction,
+            base,
+            chain_length,
+            events: GroupEvents::default(),
+            nodes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_path_agrees() {
+        let mut seed = 11;
+        let rows = 300;
+        let pages = ["home", "product", "cart", "checkout"];
+        let times: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from_iter(
+            (0..rows).map(|_| Some((lcg(&mut seed) % 50) as i64)),
+        ));
+        let texts: ArrayRef = Arc::new(StringArray::from_iter(
+            (0..rows).map(|_| pages.get((lcg(&mut seed) % 5) as usize).copied()),
+        ));
+        let condition = |seed: &mut u64| -> ArrayRef {
+            Arc::new(BooleanArray::from_iter(
+                (0..rows).map(|_| Some(lcg(seed) % 3 != 0)),
+            ))
+        };
+        let values = vec![
+            Arc::clone(&texts),
+            Arc::clone(&texts),
+            times,
+            texts,
+            condition(&mut seed),
+            condition(&mut seed),
+            condition(&mut seed),
+        ];
+        let group_of: Vec<usize> = (0..rows).map(|_| (lcg(&mut seed) % 7) as usize).collect();
+        for (direction, base) in [
+            (Direction::Forward, Base::Head),
+            (Direction::Forward, Base::FirstMatch),
+            (Direction::Backward, Base::Tail),
+            (Direction::Backward, Base::LastMatch),
+        ] {
+            assert_paths_agree(&groups(direction, base, 2), &values, &group_of, 7);
+        }
+    }
+
+    #[test]
+    fn base_only_answers_the_base_node() {
+        let mut state = Grouped(groups(Direction::Forward, Base::Head, 0));
+        let times: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(vec![2, 1]));
+        let texts: ArrayRef = Arc::new(StringArray::from(vec!["b", "a"]));
+        let yes: ArrayRef = Arc::new(BooleanArray::from(vec![true, true]));
+        let values = vec![Arc::clone(&texts), Arc::clone(&texts), times, texts, yes];
+        state.update_batch(&values, &[0, 0], None, 1).unwrap();
+        let answer = state.evaluate(EmitTo::All).unwrap();
+        assert_eq!(answer.as_string::<i32>().value(0), "a");
+        assert!(parse_direction_and_base(Some("forward"), Some("first_match"), 0).is_err());
     }
 }

@@ -10,25 +10,21 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt8Array, UInt64Array};
-use datafusion::arrow::buffer::NullBuffer;
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::array::{ArrayRef, UInt8Array, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
-use datafusion::logical_expr::Expr;
-use datafusion::logical_expr::function::{
-    AccumulatorArgs, AggregateFunctionSimplification, StateFieldsArgs,
-};
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
-};
+use datafusion::logical_expr::function::AccumulatorArgs;
+use datafusion::logical_expr::{AggregateUDF, Documentation, DocumentationBuilder, EmitTo, Expr};
 
+use crate::aggregate::{Aggregate, AggregateDefinition};
 use crate::args::{
-    as_i64, check_condition_count, check_conditions, is_string_type, is_time_type, literal,
-    string_literal, times_as_i64, units_per_second,
+    CONDITIONS_MAX, as_i64, check_condition_count, check_conditions, check_time_argument,
+    condition_columns, is_string_type, literal, required_columns, string_literal, times_as_i64,
+    units_per_second,
 };
-use crate::event_buffer::{self, EventBuffer};
-use crate::single_group::{GroupState, SingleGroup, rows_as_states};
+use crate::doc_ref::DocRef;
+use crate::group_events::{self, GroupEvents, time_lists};
+use crate::grouped::{GroupState, Rows};
 
 /// Most backtracking steps before a match is abandoned (ClickHouse's limit).
 const MATCH_STEPS_MAX: usize = 1_000_000;
@@ -62,8 +58,28 @@ struct State {
 #[derive(Debug, Clone)]
 pub(crate) struct Pattern {
     actions: Vec<Action>,
+    /// For each action, how many `(?N)` actions come before it.
+    event_ordinal: Vec<usize>,
     states: Vec<State>,
     has_time: bool,
+}
+
+/// The times of the `(?N)` steps matched so far, and the longest such chain seen.
+#[derive(Debug, Default)]
+struct Chain {
+    current: Vec<i64>,
+    longest: Vec<i64>,
+}
+
+impl Chain {
+    /// The `ordinal`-th `(?N)` step matched an event at `time` (earlier steps keep theirs).
+    fn matched(&mut self, ordinal: usize, time: i64) {
+        self.current.truncate(ordinal);
+        self.current.push(time);
+        if self.current.len() > self.longest.len() {
+            self.longest.clone_from(&self.current);
+        }
+    }
 }
 
 impl Pattern {
@@ -159,8 +175,17 @@ impl Pattern {
                 return fail(rest, "unexpected character");
             }
         }
+        let event_ordinal = actions
+            .iter()
+            .scan(0, |seen, action| {
+                let before = *seen;
+                *seen += usize::from(matches!(action, Action::Event(_)));
+                Some(before)
+            })
+            .collect();
         Ok(Self {
             actions,
+            event_ordinal,
             states,
             has_time,
         })
@@ -170,7 +195,7 @@ impl Pattern {
     pub(crate) fn matches(&self, events: &[(i64, u64)]) -> Result<bool> {
         if self.has_time {
             let mut position = 0;
-            self.backtracking_match(events, &mut position)
+            self.backtracking_match(events, &mut position, None)
         } else {
             Ok(self.automaton_match(events))
         }
@@ -180,10 +205,22 @@ impl Pattern {
     pub(crate) fn count(&self, events: &[(i64, u64)]) -> Result<u64> {
         let mut position = 0;
         let mut count = 0;
-        while position < events.len() && self.backtracking_match(events, &mut position)? {
+        while position < events.len() && self.backtracking_match(events, &mut position, None)? {
             count += 1;
         }
         Ok(count)
+    }
+
+    /// The times of the events matched by the `(?N)` steps of the first match, or, without a
+    /// match, of the longest partial chain tried (ClickHouse's `sequenceMatchEvents`).
+    pub(crate) fn matched_times(&self, events: &[(i64, u64)]) -> Result<Vec<i64>> {
+        let mut chain = Chain::default();
+        let mut position = 0;
+        if self.backtracking_match(events, &mut position, Some(&mut chain))? {
+            Ok(chain.current)
+        } else {
+            Ok(chain.longest)
+        }
     }
 
     fn automaton_match(&self, events: &[(i64, u64)]) -> bool {
@@ -221,7 +258,12 @@ impl Pattern {
         active[n - 1]
     }
 
-    fn backtracking_match(&self, events: &[(i64, u64)], position: &mut usize) -> Result<bool> {
+    fn backtracking_match(
+        &self,
+        events: &[(i64, u64)],
+        position: &mut usize,
+        mut chain: Option<&mut Chain>,
+    ) -> Result<bool> {
         let end = events.len();
         let begin = *position;
         let mut action = 0;
@@ -245,10 +287,12 @@ impl Pattern {
         while action < self.actions.len() && *position < end {
             let (time, bits) = events[*position];
             let since = events[base].0;
-            let kept = |ok: bool| ok;
             match self.actions[action] {
                 Action::Event(e) => {
                     if bits >> e & 1 == 1 {
+                        if let Some(chain) = chain.as_deref_mut() {
+                            chain.matched(self.event_ordinal[action], time);
+                        }
                         base = *position;
                         action += 1;
                         *position += 1;
@@ -271,7 +315,7 @@ impl Pattern {
                         Action::TimeLessOrEqual(_) => time <= since.saturating_add(d),
                         _ => time < since.saturating_add(d),
                     };
-                    if kept(ok) {
+                    if ok {
                         stack.push((action, *position, base));
                         base = *position;
                         action += 1;
@@ -327,21 +371,37 @@ impl Pattern {
 }
 
 /// What the aggregate answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum SequenceOutput {
     /// 1 if the pattern matches, else 0 (`UInt8`).
     Match,
     /// Number of non-overlapping matches (`UInt64`).
     Count,
+    /// The times of the matched events (a list of the time column's type).
+    Events,
 }
 
 impl SequenceOutput {
-    pub(crate) fn data_type(self) -> DataType {
+    pub(crate) fn data_type(self, time_type: &DataType) -> DataType {
         match self {
             Self::Match => DataType::UInt8,
             Self::Count => DataType::UInt64,
+            Self::Events => {
+                DataType::List(Arc::new(Field::new_list_field(time_type.clone(), false)))
+            }
         }
     }
+}
+
+/// The arguments of the sequence functions, documented once for all three.
+pub(crate) fn with_sequence_arguments(builder: DocumentationBuilder) -> DocumentationBuilder {
+    builder
+        .with_argument("pattern", "constant pattern string")
+        .with_argument("timestamp", "TIMESTAMP, DATE or integer time of the event")
+        .with_argument(
+            "condN",
+            "condition N: boolean, or integer (non-zero is true); 2 to 32",
+        )
 }
 
 /// Checks `(pattern, timestamp, cond1, …)` argument types.
@@ -358,133 +418,77 @@ pub(crate) fn check_arguments(function: &str, types: &[DataType]) -> Result<()> 
             types[0]
         );
     }
-    if !is_time_type(&types[1]) {
-        return plan_err!(
-            "{function}: argument 2 must be a TIMESTAMP, DATE or integer time, got {}",
-            types[1]
-        );
-    }
+    check_time_argument(function, types, 1)?;
     // As ClickHouse: at least two conditions.
-    check_condition_count(function, 2, types.len() - 2)?;
+    check_condition_count(function, 2, CONDITIONS_MAX, types.len() - 2)?;
     check_conditions(function, &types[2..], 2)
 }
 
-/// The state fields of the sequence aggregates.
-pub(crate) fn state_fields(name: &str) -> Vec<FieldRef> {
-    let mut fields = event_buffer::state_fields(name);
-    fields.push(Arc::new(Field::new(
-        format!("{name}[has_rows]"),
-        DataType::Boolean,
-        true,
-    )));
-    fields
-}
-
-/// `sequence_match` or `sequence_count`: the same arguments and state, a different answer.
-#[derive(Debug)]
-pub struct SequenceAggregate {
+/// `sequence_match`, `sequence_count` or `sequence_match_events`: the same arguments and state,
+/// a different answer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SequenceAggregate {
     name: &'static str,
+    alias: &'static str,
     output: SequenceOutput,
-    signature: Signature,
-    aliases: Vec<String>,
-    documentation: &'static LazyLock<Documentation>,
+    documentation: DocRef,
 }
 
 impl SequenceAggregate {
-    pub(crate) fn new(
+    pub(crate) fn udf(
         name: &'static str,
-        alias: &str,
+        alias: &'static str,
         output: SequenceOutput,
         documentation: &'static LazyLock<Documentation>,
-    ) -> Self {
-        Self {
+    ) -> AggregateUDF {
+        Aggregate::udf(Self {
             name,
+            alias,
             output,
-            signature: Signature::variadic_any(Volatility::Immutable),
-            aliases: vec![alias.to_string()],
-            documentation,
-        }
+            documentation: DocRef(documentation),
+        })
     }
 }
 
-impl PartialEq for SequenceAggregate {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
+impl AggregateDefinition for SequenceAggregate {
+    type State = SequenceGroups;
 
-impl Eq for SequenceAggregate {}
-
-impl std::hash::Hash for SequenceAggregate {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
-    }
-}
-
-impl AggregateUDFImpl for SequenceAggregate {
-    fn name(&self) -> &str {
+    fn name(&self) -> &'static str {
         self.name
     }
 
-    fn aliases(&self) -> &[String] {
-        &self.aliases
+    fn alias(&self) -> Option<&'static str> {
+        Some(self.alias)
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn documentation(&self) -> &'static Documentation {
+        self.documentation.get()
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         check_arguments(self.name, arg_types)?;
-        Ok(self.output.data_type())
+        Ok(self.output.data_type(&arg_types[1]))
     }
 
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(state_fields(args.name))
+    fn state_fields(&self, name: &str) -> Vec<FieldRef> {
+        group_events::state_fields(name, &[("keys", DataType::UInt64)])
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let groups = SequenceGroups::try_new(self.name, self.output, &args)?;
-        Ok(Box::new(SingleGroup::new(groups)))
+    fn new_state(&self, args: &AccumulatorArgs) -> Result<SequenceGroups> {
+        SequenceGroups::try_new(self.name, self.output, args)
     }
 
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(SequenceGroups::try_new(
-            self.name,
-            self.output,
-            &args,
-        )?))
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        Some(self.documentation)
-    }
-
-    /// Checks the pattern while the query is planned, so a bad pattern fails the statement
-    /// before any result is fetched; the expression itself is left unchanged.
-    fn simplify(&self) -> Option<AggregateFunctionSimplification> {
-        let name = self.name;
-        Some(Box::new(move |function, _context| {
-            let args = &function.params.args;
-            match args.first().and_then(string_literal) {
-                Some(text) => {
-                    Pattern::parse(name, text, args.len().saturating_sub(2), 1)?;
-                }
-                None => {
-                    return plan_err!(
-                        "{name}: the first argument must be a constant pattern string"
-                    );
-                }
+    fn check_constants(&self, args: &[Expr]) -> Result<()> {
+        match args.first().and_then(string_literal) {
+            Some(text) => {
+                Pattern::parse(self.name, text, args.len().saturating_sub(2), 1)?;
+                Ok(())
             }
-            Ok(Expr::AggregateFunction(function))
-        }))
+            None => plan_err!(
+                "{}: the first argument must be a constant pattern string",
+                self.name
+            ),
+        }
     }
 }
 
@@ -493,8 +497,10 @@ impl AggregateUDFImpl for SequenceAggregate {
 pub(crate) struct SequenceGroups {
     pattern: Arc<Pattern>,
     output: SequenceOutput,
-    events: EventBuffer,
-    has_rows: Vec<bool>,
+    time_type: DataType,
+    /// Whether a group without usable rows answers NULL (some argument is nullable) or 0.
+    nullable: bool,
+    events: GroupEvents,
 }
 
 impl SequenceGroups {
@@ -517,54 +523,29 @@ impl SequenceGroups {
         };
         let scale = units_per_second(&types[1]).unwrap_or(1);
         let pattern = Pattern::parse(function, &text, types.len() - 2, scale)?;
+        // ClickHouse's sequenceMatchEvents answers an empty list, never NULL.
+        let nullable = output != SequenceOutput::Events
+            && args.expr_fields[1..].iter().any(|f| f.is_nullable());
         Ok(Self {
             pattern: Arc::new(pattern),
             output,
-            events: EventBuffer::default(),
-            has_rows: Vec::new(),
+            time_type: types[1].clone(),
+            nullable,
+            events: GroupEvents::default(),
         })
     }
 }
 
 impl GroupState for SequenceGroups {
-    fn ensure_groups(&mut self, groups: usize) {
-        if self.has_rows.len() < groups {
-            self.has_rows.resize(groups, false);
-        }
-    }
-
-    fn emptied(&self) -> Self {
-        Self {
-            events: EventBuffer::default(),
-            has_rows: Vec::new(),
-            ..self.clone()
-        }
-    }
-}
-
-impl GroupsAccumulator for SequenceGroups {
-    fn update_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        opt_filter: Option<&BooleanArray>,
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.ensure_groups(total_num_groups);
+    fn update(&mut self, rows: Rows<'_>) -> Result<()> {
+        self.events.ensure_groups(rows.total_num_groups);
+        let values = rows.values;
         let times = times_as_i64(&values[1])?;
         let times = as_i64(&times);
-        let conditions: Vec<BooleanArray> = values[2..]
-            .iter()
-            .map(|v| Ok(cast(v, &DataType::Boolean)?.as_boolean().clone()))
-            .collect::<Result<_>>()?;
-        for (row, &group) in group_indices.iter().enumerate() {
-            if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
-                continue;
-            }
-            if times.is_null(row) || conditions.iter().any(|c| c.is_null(row)) {
-                continue;
-            }
-            self.has_rows[group] = true;
+        let conditions = condition_columns(&values[2..])?;
+        let required = required_columns(times, &conditions);
+        for (row, group) in rows.usable(&required) {
+            self.events.mark(group);
             let bits = conditions
                 .iter()
                 .enumerate()
@@ -577,64 +558,56 @@ impl GroupsAccumulator for SequenceGroups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let has_rows = emit_to.take_needed(&mut self.has_rows);
-        let mut taken = self.events.take(has_rows.len());
-        let mut results = Vec::with_capacity(has_rows.len());
-        for g in 0..has_rows.len() {
+        let mut taken = self.events.take(emit_to);
+        for g in 0..taken.len() {
             let events = taken.group_mut(g);
             // Stable by time only: events at the same time keep their arrival order.
             if !events.is_sorted_by_key(|e| e.0) {
                 events.sort_by_key(|e| e.0);
             }
-            results.push(match self.output {
-                SequenceOutput::Match => u64::from(self.pattern.matches(events)?),
-                SequenceOutput::Count => self.pattern.count(events)?,
-            });
         }
-        let nulls = Some(NullBuffer::from(has_rows));
+        let nulls = taken.nulls(self.nullable);
+        let groups = 0..taken.len();
         Ok(match self.output {
-            SequenceOutput::Match => Arc::new(UInt8Array::new(
-                results.iter().map(|&r| r as u8).collect::<Vec<_>>().into(),
-                nulls,
-            )),
-            SequenceOutput::Count => Arc::new(UInt64Array::new(results.into(), nulls)),
+            SequenceOutput::Match => {
+                let matched = groups
+                    .map(|g| Ok(u8::from(self.pattern.matches(taken.group(g))?)))
+                    .collect::<Result<Vec<_>>>()?;
+                Arc::new(UInt8Array::new(matched.into(), nulls))
+            }
+            SequenceOutput::Count => {
+                let counts = groups
+                    .map(|g| self.pattern.count(taken.group(g)))
+                    .collect::<Result<Vec<_>>>()?;
+                Arc::new(UInt64Array::new(counts.into(), nulls))
+            }
+            SequenceOutput::Events => time_lists(taken.len(), &self.time_type, None, |g| {
+                self.pattern.matched_times(taken.group(g))
+            })?,
         })
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let mut state = self.events.state(emit_to, self.has_rows.len());
-        let has_rows = emit_to.take_needed(&mut self.has_rows);
-        state.push(Arc::new(BooleanArray::from(has_rows)));
-        Ok(state)
+        Ok(self.events.state_of_keys(emit_to))
     }
 
-    fn merge_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.ensure_groups(total_num_groups);
-        let has_rows = values[2].as_boolean();
-        for (row, &group) in group_indices.iter().enumerate() {
-            if has_rows.is_valid(row) && has_rows.value(row) {
-                self.has_rows[group] = true;
-            }
-            self.events.merge_row(values, row, group, |key| key);
-        }
-        Ok(())
-    }
-
-    fn convert_to_state(
-        &self,
-        values: &[ArrayRef],
-        opt_filter: Option<&BooleanArray>,
-    ) -> Result<Vec<ArrayRef>> {
-        rows_as_states(self, values, opt_filter)
+    fn merge(&mut self, states: Rows<'_>) -> Result<()> {
+        self.events.merge_keys(states, |_, key| key)
     }
 
     fn size(&self) -> usize {
-        self.events.size() + self.has_rows.capacity() + std::mem::size_of::<Self>()
+        self.events.size() + std::mem::size_of::<Self>()
+    }
+
+    fn ensure_groups(&mut self, groups: usize) {
+        self.events.ensure_groups(groups);
+    }
+
+    fn emptied(&self) -> Self {
+        Self {
+            events: GroupEvents::default(),
+            ..self.clone()
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use datafusion::logical_expr::{
 };
 
 use crate::args::{as_i64, is_time_type, times_as_i64, window_in_units};
+use crate::doc_ref::DocRef;
 
 /// What a session function answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -27,26 +28,12 @@ pub(crate) enum SessionOutput {
 }
 
 /// `session_id` or `session_start`.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct SessionWindow {
     name: &'static str,
     output: SessionOutput,
     signature: Signature,
-    documentation: &'static LazyLock<Documentation>,
-}
-
-impl PartialEq for SessionWindow {
-    fn eq(&self, other: &Self) -> bool {
-        self.name == other.name
-    }
-}
-
-impl Eq for SessionWindow {}
-
-impl std::hash::Hash for SessionWindow {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.name.hash(state);
-    }
+    documentation: DocRef,
 }
 
 impl SessionWindow {
@@ -59,7 +46,7 @@ impl SessionWindow {
             name,
             output,
             signature: Signature::any(2, Volatility::Immutable),
-            documentation,
+            documentation: DocRef(documentation),
         }
     }
 }
@@ -101,7 +88,7 @@ impl WindowUDFImpl for SessionWindow {
     }
 
     fn documentation(&self) -> Option<&Documentation> {
-        Some(self.documentation)
+        Some(self.documentation.get())
     }
 }
 

@@ -11,28 +11,24 @@
 
 use std::sync::{Arc, LazyLock};
 
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int64Array, ListArray, UInt8Array,
-};
-use datafusion::arrow::buffer::{NullBuffer, OffsetBuffer};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::array::{ArrayRef, UInt8Array};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, plan_err};
-use datafusion::logical_expr::Expr;
-use datafusion::logical_expr::function::{
-    AccumulatorArgs, AggregateFunctionSimplification, StateFieldsArgs,
-};
+use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
+    AggregateUDF, Documentation, DocumentationBuilder, EmitTo, Expr,
     aggregate_doc_sections::DOC_SECTION_GENERAL,
 };
 
+use crate::aggregate::{Aggregate, AggregateDefinition};
 use crate::args::{
-    as_i64, check_condition_count, check_conditions, is_string_type, is_time_type, literal,
-    string_literal, times_as_i64, window_in_units,
+    CONDITIONS_MAX, as_i64, check_condition_count, check_conditions, check_time_argument,
+    condition_columns, is_string_type, literal, required_columns, string_literal, times_as_i64,
+    window_in_units,
 };
-use crate::event_buffer::{self, EventBuffer};
-use crate::single_group::{GroupState, SingleGroup, rows_as_states};
+use crate::doc_ref::DocRef;
+use crate::group_events::{self, GroupEvents, time_lists};
+use crate::grouped::{GroupState, Rows};
 
 /// SQL name.
 pub const NAME: &str = "window_funnel";
@@ -40,30 +36,42 @@ const STEP_SHIFT: u32 = 56;
 const ROW_MASK: u64 = (1 << STEP_SHIFT) - 1;
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
-    Documentation::builder(
-        DOC_SECTION_GENERAL,
-        "Returns the deepest step of a funnel reached within a sliding time window, as \
-         ClickHouse's windowFunnel. Steps must happen in order; every step must be within \
-         `window` of the first. Modes (comma-separated): strict_deduplication (stop at a \
-         repeated step), strict_order (no other event between steps), strict_increase (steps \
-         at strictly increasing times), strict_once (an event counts for one step only), \
-         allow_reentry (with strict_order: ignore steps that come too early).",
-        "window_funnel(window, [mode], timestamp, cond1, cond2, ...)",
+    with_funnel_arguments(
+        Documentation::builder(
+            DOC_SECTION_GENERAL,
+            "Returns the deepest step of a funnel reached within a sliding time window, as \
+             ClickHouse's windowFunnel. Steps must happen in order; every step must be within \
+             `window` of the first. Modes (comma-separated): strict_deduplication (stop at a \
+             repeated step), strict_order (no other event between steps), strict_increase (steps \
+             at strictly increasing times), strict_once (an event counts for one step only), \
+             allow_reentry (with strict_order: ignore steps that come too early).",
+            "window_funnel(window, [mode], timestamp, cond1, cond2, ...)",
+        )
+        .with_sql_example(
+            "SELECT anonymous_id, window_funnel(INTERVAL '1 day', timestamp, \
+             event = 'product_view', event = 'add_to_cart', event = 'purchase') AS level \
+             FROM events GROUP BY anonymous_id",
+        ),
     )
-    .with_sql_example(
-        "SELECT anonymous_id, window_funnel(INTERVAL '1 day', timestamp, \
-         event = 'product_view', event = 'add_to_cart', event = 'purchase') AS level \
-         FROM events GROUP BY anonymous_id",
-    )
-    .with_argument(
-        "window",
-        "INTERVAL, or integer seconds (integer or date times: their own unit)",
-    )
-    .with_argument("mode", "optional constant string of comma-separated modes")
-    .with_argument("timestamp", "TIMESTAMP, DATE or integer time of the event")
-    .with_argument("condN", "boolean condition of step N (1 to 32 steps)")
     .build()
 });
+
+/// The arguments of the funnel functions, documented once for `window_funnel` and
+/// `window_funnel_steps`.
+pub(crate) fn with_funnel_arguments(builder: DocumentationBuilder) -> DocumentationBuilder {
+    builder
+        .with_argument(
+            "window",
+            "INTERVAL, or integer seconds (integer or date times: their own unit); a window \
+             too large for the time unit means 'no limit'",
+        )
+        .with_argument("mode", "optional constant string of comma-separated modes")
+        .with_argument("timestamp", "TIMESTAMP, DATE or integer time of the event")
+        .with_argument(
+            "condN",
+            "condition of step N: boolean, or integer (non-zero is true), 1 to 32 steps",
+        )
+}
 
 /// The modes of ClickHouse's windowFunnel.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -236,21 +244,30 @@ fn first_gap<L, C>(levels: &[L], chain_of: impl Fn(&L) -> Option<C>) -> (u8, Opt
     }
 }
 
+/// The events that count, as `(time, step, row)`: rows meeting no condition (kept only in
+/// strict_order mode) are skipped, but in strict_order mode one ends a started funnel.
+fn step_events(
+    events: &[(i64, u64)],
+    strict_order: bool,
+) -> impl Iterator<Item = (i64, usize, u64)> + '_ {
+    let mut started = false;
+    events
+        .iter()
+        .take_while(move |&&(_, key)| {
+            let step = step_of(key);
+            started |= step == 0;
+            !(strict_order && started && step == -1)
+        })
+        .filter(|&&(_, key)| step_of(key) != -1)
+        .map(|&(time, key)| (time, step_of(key) as usize, key & ROW_MASK))
+}
+
 fn level<C: Chain>(events: &[(i64, u64)], params: &FunnelParams) -> (u8, Option<C>) {
     let modes = params.modes;
     let steps = usize::from(params.steps);
     let mut reached: Vec<Option<C>> = vec![None; steps];
     let mut started = false;
-    for &(time, key) in events {
-        let step = step_of(key);
-        if step == -1 {
-            // A row meeting no condition (kept only in strict_order mode) ends a started funnel.
-            if modes.strict_order && started {
-                break;
-            }
-            continue;
-        }
-        let step = step as usize;
+    for (time, step, _) in step_events(events, modes.strict_order) {
         if step == 0 {
             reached[0] = Some(C::start(time));
             started = true;
@@ -295,17 +312,7 @@ fn level_strict_once<C: Chain>(events: &[(i64, u64)], params: &FunnelParams) -> 
     let steps = usize::from(params.steps);
     let mut paths: Vec<Vec<Path<C>>> = vec![Vec::new(); steps];
     let mut started = false;
-    for &(time, key) in events {
-        let step = step_of(key);
-        let row = key & ROW_MASK;
-        if step == -1 {
-            // A row meeting no condition (kept only in strict_order mode) ends a started funnel.
-            if modes.strict_order && started {
-                break;
-            }
-            continue;
-        }
-        let step = step as usize;
+    for (time, step, row) in step_events(events, modes.strict_order) {
         if step == 0 {
             let mut rows = [0; crate::args::CONDITIONS_MAX];
             rows[0] = row;
@@ -358,7 +365,7 @@ fn level_strict_once<C: Chain>(events: &[(i64, u64)], params: &FunnelParams) -> 
 
 /// What a funnel aggregate answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FunnelOutput {
+pub(crate) enum FunnelOutput {
     /// The deepest step reached (`window_funnel`).
     Level,
     /// The time of each step reached (`window_funnel_steps`).
@@ -366,32 +373,39 @@ pub enum FunnelOutput {
 }
 
 /// The `window_funnel` aggregate function (and `window_funnel_steps`, its step-times variant).
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct WindowFunnel {
-    signature: Signature,
-    aliases: Vec<String>,
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct WindowFunnel {
+    name: &'static str,
+    alias: Option<&'static str>,
     output: FunnelOutput,
+    documentation: DocRef,
 }
 
-impl Default for WindowFunnel {
-    fn default() -> Self {
-        Self {
-            signature: Signature::variadic_any(Volatility::Immutable),
-            // Unquoted SQL identifiers are folded to lowercase, so `windowFunnel` arrives as this.
-            aliases: vec!["windowfunnel".to_string()],
-            output: FunnelOutput::Level,
-        }
-    }
+/// The `window_funnel` aggregate function.
+pub fn window_funnel() -> AggregateUDF {
+    // Unquoted SQL identifiers are folded to lowercase, so `windowFunnel` arrives as this.
+    WindowFunnel::udf(
+        NAME,
+        Some("windowfunnel"),
+        FunnelOutput::Level,
+        &DOCUMENTATION,
+    )
 }
 
 impl WindowFunnel {
-    /// `window_funnel_steps`: the same arguments, answering each step's time.
-    pub fn step_times() -> Self {
-        Self {
-            signature: Signature::variadic_any(Volatility::Immutable),
-            aliases: Vec::new(),
-            output: FunnelOutput::StepTimes,
-        }
+    /// A funnel aggregate named `name` answering `output`.
+    pub(crate) fn udf(
+        name: &'static str,
+        alias: Option<&'static str>,
+        output: FunnelOutput,
+        documentation: &'static LazyLock<Documentation>,
+    ) -> AggregateUDF {
+        Aggregate::udf(Self {
+            name,
+            alias,
+            output,
+            documentation: DocRef(documentation),
+        })
     }
 }
 
@@ -408,35 +422,26 @@ fn layout(types: &[DataType]) -> Result<(Option<usize>, usize)> {
     } else {
         (None, 1)
     };
-    let Some(time_type) = types.get(time) else {
-        return plan_err!("{NAME}: missing the timestamp argument");
-    };
-    if !is_time_type(time_type) {
-        return plan_err!(
-            "{NAME}: argument {} must be a TIMESTAMP, DATE or integer time, got {time_type}",
-            time + 1
-        );
-    }
+    check_time_argument(NAME, types, time)?;
     let conditions = &types[time + 1..];
-    check_condition_count(NAME, 1, conditions.len())?;
+    check_condition_count(NAME, 1, CONDITIONS_MAX, conditions.len())?;
     check_conditions(NAME, conditions, time + 1)?;
     Ok((mode, time))
 }
 
-impl AggregateUDFImpl for WindowFunnel {
-    fn name(&self) -> &str {
-        match self.output {
-            FunnelOutput::Level => NAME,
-            FunnelOutput::StepTimes => crate::window_funnel_steps::NAME,
-        }
+impl AggregateDefinition for WindowFunnel {
+    type State = FunnelGroups;
+
+    fn name(&self) -> &'static str {
+        self.name
     }
 
-    fn aliases(&self) -> &[String] {
-        &self.aliases
+    fn alias(&self) -> Option<&'static str> {
+        self.alias
     }
 
-    fn signature(&self) -> &Signature {
-        &self.signature
+    fn documentation(&self) -> &'static Documentation {
+        self.documentation.get()
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
@@ -447,42 +452,19 @@ impl AggregateUDFImpl for WindowFunnel {
         })
     }
 
-    fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        Ok(funnel_state_fields(args.name))
+    fn state_fields(&self, name: &str) -> Vec<FieldRef> {
+        group_events::state_fields(name, &[("keys", DataType::UInt64)])
     }
 
-    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
-        let groups = FunnelGroups::try_new(&args, self.output)?;
-        Ok(Box::new(SingleGroup::new(groups)))
+    fn new_state(&self, args: &AccumulatorArgs) -> Result<FunnelGroups> {
+        FunnelGroups::try_new(args, self.output)
     }
 
-    fn groups_accumulator_supported(&self, _args: AccumulatorArgs) -> bool {
-        true
-    }
-
-    fn create_groups_accumulator(
-        &self,
-        args: AccumulatorArgs,
-    ) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(FunnelGroups::try_new(&args, self.output)?))
-    }
-
-    fn documentation(&self) -> Option<&Documentation> {
-        match self.output {
-            FunnelOutput::Level => Some(&DOCUMENTATION),
-            FunnelOutput::StepTimes => Some(&crate::window_funnel_steps::DOCUMENTATION),
+    fn check_constants(&self, args: &[Expr]) -> Result<()> {
+        if let Some(mode) = args.get(1).and_then(string_literal) {
+            FunnelModes::parse(mode)?;
         }
-    }
-
-    /// Checks the mode while the query is planned, so a bad mode fails the statement before any
-    /// result is fetched; the expression itself is left unchanged.
-    fn simplify(&self) -> Option<AggregateFunctionSimplification> {
-        Some(Box::new(|function, _context| {
-            if let Some(mode) = function.params.args.get(1).and_then(string_literal) {
-                FunnelModes::parse(mode)?;
-            }
-            Ok(Expr::AggregateFunction(function))
-        }))
+        Ok(())
     }
 }
 
@@ -491,25 +473,16 @@ fn step_times_type(time_type: &DataType) -> DataType {
     DataType::List(Arc::new(Field::new_list_field(time_type.clone(), false)))
 }
 
-pub(crate) fn funnel_state_fields(name: &str) -> Vec<FieldRef> {
-    let mut fields = event_buffer::state_fields(name);
-    fields.push(Arc::new(Field::new(
-        format!("{name}[has_rows]"),
-        DataType::Boolean,
-        true,
-    )));
-    fields
-}
-
-/// Funnel events of many groups (see [`EventBuffer`]), and which groups had usable rows.
+/// Funnel events of many groups (see [`GroupEvents`]).
 #[derive(Debug, Clone)]
 pub(crate) struct FunnelGroups {
     params: FunnelParams,
     output: FunnelOutput,
     time_type: DataType,
     time_index: usize,
-    events: EventBuffer,
-    has_rows: Vec<bool>,
+    /// Whether a group without usable rows answers NULL (some argument is nullable) or 0.
+    nullable: bool,
+    events: GroupEvents,
     next_row: u64,
 }
 
@@ -533,6 +506,9 @@ impl FunnelGroups {
             None => FunnelModes::default(),
         };
         let steps = (types.len() - time_index - 1) as u8;
+        let nullable = args.expr_fields[time_index..]
+            .iter()
+            .any(|f| f.is_nullable());
         Ok(Self {
             params: FunnelParams {
                 window,
@@ -542,59 +518,25 @@ impl FunnelGroups {
             output,
             time_type: types[time_index].clone(),
             time_index,
-            events: EventBuffer::default(),
-            has_rows: Vec::new(),
+            nullable,
+            events: GroupEvents::default(),
             next_row: 0,
         })
     }
 }
 
 impl GroupState for FunnelGroups {
-    fn ensure_groups(&mut self, groups: usize) {
-        if self.has_rows.len() < groups {
-            self.has_rows.resize(groups, false);
-        }
-    }
-
-    fn emptied(&self) -> Self {
-        Self {
-            events: EventBuffer::default(),
-            has_rows: Vec::new(),
-            next_row: 0,
-            ..self.clone()
-        }
-    }
-}
-
-fn boolean_columns(values: &[ArrayRef]) -> Result<Vec<BooleanArray>> {
-    values
-        .iter()
-        .map(|v| Ok(cast(v, &DataType::Boolean)?.as_boolean().clone()))
-        .collect()
-}
-
-impl GroupsAccumulator for FunnelGroups {
-    fn update_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        opt_filter: Option<&BooleanArray>,
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.ensure_groups(total_num_groups);
+    fn update(&mut self, rows: Rows<'_>) -> Result<()> {
+        self.events.ensure_groups(rows.total_num_groups);
+        let values = rows.values;
         let times = times_as_i64(&values[self.time_index])?;
         let times = as_i64(&times);
-        let conditions = boolean_columns(&values[self.time_index + 1..])?;
+        let conditions = condition_columns(&values[self.time_index + 1..])?;
         let strict_once = self.params.modes.strict_once;
         let strict_order = self.params.modes.strict_order;
-        for (row, &group) in group_indices.iter().enumerate() {
-            if opt_filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
-                continue;
-            }
-            if times.is_null(row) || conditions.iter().any(|c| c.is_null(row)) {
-                continue;
-            }
-            self.has_rows[group] = true;
+        let required = required_columns(times, &conditions);
+        for (row, group) in rows.usable(&required) {
+            self.events.mark(group);
             let time = times.value(row);
             let row_id = if strict_once {
                 self.next_row & ROW_MASK
@@ -618,93 +560,66 @@ impl GroupsAccumulator for FunnelGroups {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let has_rows = emit_to.take_needed(&mut self.has_rows);
-        let mut taken = self.events.take(has_rows.len());
-        for g in 0..has_rows.len() {
+        let mut taken = self.events.take(emit_to);
+        for g in 0..taken.len() {
             let events = taken.group_mut(g);
             if !events.is_sorted() {
                 events.sort_unstable();
             }
         }
-        let nulls = NullBuffer::from(has_rows.clone());
+        let nulls = taken.nulls(self.nullable);
         match self.output {
             FunnelOutput::Level => {
-                let levels: Vec<u8> = (0..has_rows.len())
+                let levels: Vec<u8> = (0..taken.len())
                     .map(|g| funnel_level(taken.group(g), &self.params))
                     .collect();
-                Ok(Arc::new(UInt8Array::new(levels.into(), Some(nulls))))
+                Ok(Arc::new(UInt8Array::new(levels.into(), nulls)))
             }
-            FunnelOutput::StepTimes => {
-                let mut lengths = Vec::with_capacity(has_rows.len());
-                let mut times = Vec::new();
-                for g in 0..has_rows.len() {
-                    let steps = funnel_step_times(taken.group(g), &self.params);
-                    lengths.push(steps.len());
-                    times.extend(steps);
-                }
-                let values: ArrayRef = Arc::new(Int64Array::from(times));
-                let values = match &self.time_type {
-                    DataType::Date32 => cast(&cast(&values, &DataType::Int32)?, &DataType::Date32)?,
-                    other => cast(&values, other)?,
-                };
-                Ok(Arc::new(ListArray::new(
-                    Arc::new(Field::new_list_field(self.time_type.clone(), false)),
-                    OffsetBuffer::from_lengths(lengths),
-                    values,
-                    Some(nulls),
-                )))
-            }
+            FunnelOutput::StepTimes => time_lists(taken.len(), &self.time_type, nulls, |g| {
+                Ok(funnel_step_times(taken.group(g), &self.params))
+            }),
         }
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let mut state = self.events.state(emit_to, self.has_rows.len());
-        let has_rows = emit_to.take_needed(&mut self.has_rows);
-        state.push(Arc::new(BooleanArray::from(has_rows)));
-        Ok(state)
+        Ok(self.events.state_of_keys(emit_to))
     }
 
-    fn merge_batch(
-        &mut self,
-        values: &[ArrayRef],
-        group_indices: &[usize],
-        total_num_groups: usize,
-    ) -> Result<()> {
-        self.ensure_groups(total_num_groups);
-        let has_rows = values[2].as_boolean();
-        let strict_once = self.params.modes.strict_once;
-        for (row, &group) in group_indices.iter().enumerate() {
-            if has_rows.is_valid(row) && has_rows.value(row) {
-                self.has_rows[group] = true;
-            }
-            let base = self.next_row;
-            let mut max_row = None;
-            self.events.merge_row(values, row, group, |key| {
-                if !strict_once {
-                    return key;
-                }
-                // Row ids of the other state follow this one's, as ClickHouse merges them.
-                let row_id = key & ROW_MASK;
-                max_row = max_row.max(Some(row_id));
-                (key & !ROW_MASK) | ((base + row_id) & ROW_MASK)
-            });
-            if let Some(max_row) = max_row {
-                self.next_row = base + max_row + 1;
-            }
+    fn merge(&mut self, states: Rows<'_>) -> Result<()> {
+        if !self.params.modes.strict_once {
+            return self.events.merge_keys(states, |_, key| key);
         }
+        // Row ids of each merged state follow this one's, as ClickHouse merges them.
+        let mut state_row = None;
+        let mut base = self.next_row;
+        let mut next_row = self.next_row;
+        self.events.merge_keys(states, |row, key| {
+            if state_row != Some(row) {
+                state_row = Some(row);
+                base = next_row;
+            }
+            let row_id = key & ROW_MASK;
+            next_row = next_row.max(base + row_id + 1);
+            (key & !ROW_MASK) | ((base + row_id) & ROW_MASK)
+        })?;
+        self.next_row = next_row;
         Ok(())
     }
 
-    fn convert_to_state(
-        &self,
-        values: &[ArrayRef],
-        opt_filter: Option<&BooleanArray>,
-    ) -> Result<Vec<ArrayRef>> {
-        rows_as_states(self, values, opt_filter)
+    fn size(&self) -> usize {
+        self.events.size() + std::mem::size_of::<Self>()
     }
 
-    fn size(&self) -> usize {
-        self.events.size() + self.has_rows.capacity() + std::mem::size_of::<Self>()
+    fn ensure_groups(&mut self, groups: usize) {
+        self.events.ensure_groups(groups);
+    }
+
+    fn emptied(&self) -> Self {
+        Self {
+            events: GroupEvents::default(),
+            next_row: 0,
+            ..self.clone()
+        }
     }
 }
 

@@ -1,5 +1,10 @@
 use super::*;
+use crate::grouped::Grouped;
+use crate::grouped::agreement::{assert_paths_agree, lcg};
+use datafusion::arrow::array::Array;
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::array::{BooleanArray, Int64Array};
+use datafusion::logical_expr::GroupsAccumulator;
 
 fn params(steps: u8, window: i64, modes: &str) -> FunnelParams {
     FunnelParams {
@@ -59,28 +64,20 @@ fn strict_once_uses_an_event_for_one_step() {
     assert_eq!(funnel_level(&row_both, &params(2, 10, "strict_once")), 1);
 }
 
-fn groups_for(modes: &str, steps: u8) -> FunnelGroups {
+fn groups_for(modes: &str, steps: u8, nullable: bool) -> FunnelGroups {
     FunnelGroups {
         params: params(steps, 5, modes),
         output: FunnelOutput::Level,
         time_type: DataType::Int64,
         time_index: 0,
-        events: EventBuffer::default(),
-        has_rows: Vec::new(),
+        nullable,
+        events: GroupEvents::default(),
         next_row: 0,
     }
 }
 
-/// Deterministic pseudo-random numbers, enough for a test.
-fn lcg(seed: &mut u64) -> u64 {
-    *seed = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    *seed >> 33
-}
-
 #[test]
-fn grouped_and_single_paths_agree_with_partial_states() {
+fn every_path_agrees_in_every_mode() {
     for modes in [
         "",
         "strict_order",
@@ -108,79 +105,20 @@ fn grouped_and_single_paths_agree_with_partial_states() {
             .collect();
         let mut values = vec![times];
         values.extend(conds);
-
-        // Grouped, in one pass.
-        let mut grouped = groups_for(modes, 3);
-        grouped
-            .update_batch(&values, &group_of, None, groups as usize)
-            .unwrap();
-        let expected = grouped.evaluate(EmitTo::All).unwrap();
-
-        // Grouped, in two halves merged through their states, emitting the first 5 groups first.
-        let half = rows / 2;
-        let slice = |a: &ArrayRef, start: usize, len: usize| a.slice(start, len);
-        let mut left = groups_for(modes, 3);
-        let mut right = groups_for(modes, 3);
-        left.update_batch(
-            &values.iter().map(|v| slice(v, 0, half)).collect::<Vec<_>>(),
-            &group_of[..half],
-            None,
-            groups as usize,
-        )
-        .unwrap();
-        right
-            .update_batch(
-                &values
-                    .iter()
-                    .map(|v| slice(v, half, rows - half))
-                    .collect::<Vec<_>>(),
-                &group_of[half..],
-                None,
+        for nullable in [true, false] {
+            assert_paths_agree(
+                &groups_for(modes, 3, nullable),
+                &values,
+                &group_of,
                 groups as usize,
-            )
-            .unwrap();
-        let state = right.state(EmitTo::All).unwrap();
-        let all_groups: Vec<usize> = (0..groups as usize).collect();
-        left.merge_batch(&state, &all_groups, groups as usize)
-            .unwrap();
-        let first = left.evaluate(EmitTo::First(5)).unwrap();
-        let rest = left.evaluate(EmitTo::All).unwrap();
-        let merged: Vec<Option<u8>> = first
-            .as_primitive::<datafusion::arrow::datatypes::UInt8Type>()
-            .iter()
-            .chain(
-                rest.as_primitive::<datafusion::arrow::datatypes::UInt8Type>()
-                    .iter(),
-            )
-            .collect();
-        let expected: Vec<Option<u8>> = expected
-            .as_primitive::<datafusion::arrow::datatypes::UInt8Type>()
-            .iter()
-            .collect();
-        assert_eq!(merged, expected, "modes {modes:?}");
-
-        // The single-group accumulator on group 0's rows.
-        let rows_of_0: Vec<u32> = (0..rows as u32)
-            .filter(|&r| group_of[r as usize] == 0)
-            .collect();
-        let indices = datafusion::arrow::array::UInt32Array::from(rows_of_0);
-        let taken: Vec<ArrayRef> = values
-            .iter()
-            .map(|v| datafusion::arrow::compute::take(v, &indices, None).unwrap())
-            .collect();
-        let mut single = SingleGroup::new(groups_for(modes, 3));
-        single.update_batch(&taken).unwrap();
-        assert_eq!(
-            single.evaluate().unwrap(),
-            ScalarValue::UInt8(expected[0]),
-            "modes {modes:?}"
-        );
+            );
+        }
     }
 }
 
 #[test]
 fn null_rows_are_skipped_and_all_null_groups_are_null() {
-    let mut acc = groups_for("", 2);
+    let mut acc = Grouped(groups_for("", 2, true));
     let times: ArrayRef = Arc::new(Int64Array::from(vec![None, Some(2), Some(3)]));
     let first: ArrayRef = Arc::new(BooleanArray::from(vec![Some(true), None, Some(true)]));
     let second: ArrayRef = Arc::new(BooleanArray::from(vec![
@@ -193,7 +131,22 @@ fn null_rows_are_skipped_and_all_null_groups_are_null() {
     let levels = acc.evaluate(EmitTo::All).unwrap();
     let levels = levels.as_primitive::<datafusion::arrow::datatypes::UInt8Type>();
     assert_eq!(levels.value(0), 1);
-    assert!(levels.is_null(1), "a group without rows is NULL");
+    assert!(
+        levels.is_null(1),
+        "a group without rows is NULL (nullable arguments)"
+    );
+
+    // Non-nullable arguments: a group without rows reached step 0, as in ClickHouse.
+    let mut acc = groups_for("", 2, false);
+    acc.ensure_groups(1);
+    let levels = acc.evaluate(EmitTo::All).unwrap();
+    assert_eq!(
+        levels
+            .as_primitive::<datafusion::arrow::datatypes::UInt8Type>()
+            .value(0),
+        0
+    );
+    assert!(levels.is_valid(0));
 }
 
 /// The funnel by definition: the longest chain of events, one per step in step order, in

@@ -5,6 +5,7 @@
 
 use std::fmt::Debug;
 use std::hash::Hash;
+use std::sync::LazyLock;
 
 use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::common::{Result, ScalarValue};
@@ -16,6 +17,7 @@ use datafusion::logical_expr::{
     Volatility,
 };
 
+use crate::doc_ref::DocRef;
 use crate::grouped::{GroupState, accumulator, groups_accumulator};
 
 /// What one aggregate function is.
@@ -24,15 +26,6 @@ pub(crate) trait AggregateDefinition:
 {
     /// The grouped state its accumulators keep.
     type State: GroupState;
-
-    /// SQL name (snake_case).
-    fn name(&self) -> &'static str;
-
-    /// ClickHouse's camelCase name as it arrives unquoted (folded to lowercase), if it has one.
-    fn alias(&self) -> Option<&'static str>;
-
-    /// User documentation.
-    fn documentation(&self) -> &'static Documentation;
 
     /// The answer's type for these argument types; refuses arguments that do not fit.
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType>;
@@ -56,29 +49,55 @@ pub(crate) trait AggregateDefinition:
     }
 }
 
+/// A SQL function's name, ClickHouse's camelCase name as it arrives unquoted (folded to
+/// lowercase) if it has one, and its user documentation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Naming {
+    pub(crate) name: &'static str,
+    pub(crate) alias: Option<&'static str>,
+    pub(crate) documentation: &'static LazyLock<Documentation>,
+}
+
+impl Naming {
+    pub(crate) fn new(
+        name: &'static str,
+        alias: Option<&'static str>,
+        documentation: &'static LazyLock<Documentation>,
+    ) -> Self {
+        Self {
+            name,
+            alias,
+            documentation,
+        }
+    }
+}
+
 /// DataFusion's aggregate over a definition.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Aggregate<D> {
-    definition: D,
-    signature: Signature,
+    name: &'static str,
     aliases: Vec<String>,
+    documentation: DocRef,
+    signature: Signature,
+    definition: D,
 }
 
 impl<D: AggregateDefinition> Aggregate<D> {
-    /// The SQL function for `definition`.
-    pub(crate) fn udf(definition: D) -> AggregateUDF {
-        let aliases = definition.alias().into_iter().map(String::from).collect();
+    /// The SQL function `naming` for `definition`.
+    pub(crate) fn udf(naming: Naming, definition: D) -> AggregateUDF {
         AggregateUDF::new_from_impl(Self {
-            definition,
+            name: naming.name,
+            aliases: naming.alias.into_iter().map(String::from).collect(),
+            documentation: DocRef(naming.documentation),
             signature: Signature::variadic_any(Volatility::Immutable),
-            aliases,
+            definition,
         })
     }
 }
 
 impl<D: AggregateDefinition> AggregateUDFImpl for Aggregate<D> {
     fn name(&self) -> &str {
-        self.definition.name()
+        self.name
     }
 
     fn aliases(&self) -> &[String] {
@@ -124,7 +143,7 @@ impl<D: AggregateDefinition> AggregateUDFImpl for Aggregate<D> {
     }
 
     fn documentation(&self) -> Option<&Documentation> {
-        Some(self.definition.documentation())
+        Some(self.documentation.get())
     }
 
     /// Runs the definition's planning-time checks; the expression itself is left unchanged.

@@ -7,6 +7,7 @@ use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Arra
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
@@ -20,6 +21,14 @@ pub(crate) fn literal<'a>(
         Some(literal) => Ok(literal.value()),
         None => plan_err!("{function}: the {position} argument must be a constant"),
     }
+}
+
+/// The types of an aggregate's arguments.
+pub(crate) fn argument_types(args: &AccumulatorArgs) -> Vec<DataType> {
+    args.expr_fields
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect()
 }
 
 /// True for the types a timestamp argument may have.

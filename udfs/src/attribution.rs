@@ -22,14 +22,15 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{
-    Documentation, EmitTo, aggregate_doc_sections::DOC_SECTION_GENERAL,
+    AggregateUDF, Documentation, EmitTo, aggregate_doc_sections::DOC_SECTION_GENERAL,
 };
 
-use crate::aggregate::AggregateDefinition;
+use crate::aggregate::{Aggregate, AggregateDefinition, Naming};
 use crate::args::{
-    as_i64, check_time_argument, is_string_type, literal, times_as_i64, window_in_units,
+    argument_types, as_i64, check_time_argument, is_string_type, literal, times_as_i64,
+    window_in_units,
 };
-use crate::group_events::{self, GroupEvents, flat_values};
+use crate::group_events::{self, GroupEvents, event_state_bookkeeping, flat_values};
 use crate::grouped::{GroupState, Rows};
 
 /// SQL name.
@@ -137,7 +138,12 @@ fn intern(ids: &mut HashMap<String, u64>, channels: &mut Vec<String>, channel: &
 
 /// The `attribution` aggregate function.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Attribution;
+pub(crate) struct Attribution;
+
+/// The `attribution` aggregate function.
+pub fn attribution() -> AggregateUDF {
+    Aggregate::udf(Naming::new(NAME, None, &DOCUMENTATION), Attribution)
+}
 
 fn credit_fields() -> Fields {
     Fields::from(vec![
@@ -182,18 +188,6 @@ fn layout(types: &[DataType]) -> Result<usize> {
 impl AggregateDefinition for Attribution {
     type State = AttributionGroups;
 
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn alias(&self) -> Option<&'static str> {
-        None
-    }
-
-    fn documentation(&self) -> &'static Documentation {
-        &DOCUMENTATION
-    }
-
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         layout(arg_types)?;
         Ok(result_type())
@@ -220,11 +214,7 @@ pub(crate) struct AttributionGroups {
 
 impl AttributionGroups {
     fn try_new(args: &AccumulatorArgs) -> Result<Self> {
-        let types: Vec<DataType> = args
-            .expr_fields
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
+        let types = argument_types(args);
         let time_index = layout(&types)?;
         let name = match literal(NAME, "first (model)", &args.exprs[0])? {
             ScalarValue::Utf8(Some(s))
@@ -300,12 +290,11 @@ impl AttributionGroups {
 impl GroupState for AttributionGroups {
     fn update(&mut self, rows: Rows<'_>) -> Result<()> {
         self.events.ensure_groups(rows.total_num_groups);
-        let values = rows.values;
-        let times = times_as_i64(&values[self.time_index])?;
+        let times = times_as_i64(&rows.values[self.time_index])?;
         let times = as_i64(&times);
-        let channels = cast(&values[self.time_index + 1], &DataType::Utf8)?;
+        let channels = cast(&rows.values[self.time_index + 1], &DataType::Utf8)?;
         let channels = channels.as_string::<i32>();
-        let conversions = cast(&values[self.time_index + 2], &DataType::Boolean)?;
+        let conversions = cast(&rows.values[self.time_index + 2], &DataType::Boolean)?;
         let conversions = conversions.as_boolean();
         let required: [&dyn Array; 2] = [times, conversions];
         for (row, group) in rows.usable(&required) {
@@ -385,16 +374,7 @@ impl GroupState for AttributionGroups {
             + std::mem::size_of::<Self>()
     }
 
-    fn ensure_groups(&mut self, groups: usize) {
-        self.events.ensure_groups(groups);
-    }
-
-    fn emptied(&self) -> Self {
-        Self {
-            events: GroupEvents::default(),
-            ..self.clone()
-        }
-    }
+    event_state_bookkeeping!();
 }
 
 #[cfg(test)]

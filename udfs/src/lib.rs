@@ -29,19 +29,17 @@ use datafusion::error::Result;
 use datafusion::execution::registry::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, WindowUDF};
 
-use aggregate::Aggregate;
-
 /// Every aggregate function of this crate.
 pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     [
         window_funnel::window_funnel(),
         window_funnel_steps::window_funnel_steps(),
-        Aggregate::udf(retention::Retention),
-        Aggregate::udf(attribution::Attribution),
+        retention::retention(),
+        attribution::attribution(),
         sequence_match::sequence_match(),
         sequence_count::sequence_count(),
         sequence_match_events::sequence_match_events(),
-        Aggregate::udf(sequence_next_node::SequenceNextNode),
+        sequence_next_node::sequence_next_node(),
     ]
     .into_iter()
     .map(Arc::new)

@@ -15,10 +15,10 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::utils::format_state_name;
 use datafusion::logical_expr::{
-    Documentation, EmitTo, aggregate_doc_sections::DOC_SECTION_GENERAL,
+    AggregateUDF, Documentation, EmitTo, aggregate_doc_sections::DOC_SECTION_GENERAL,
 };
 
-use crate::aggregate::AggregateDefinition;
+use crate::aggregate::{Aggregate, AggregateDefinition, Naming};
 use crate::args::{CONDITIONS_MAX, check_condition_count, check_conditions, condition_columns};
 use crate::grouped::{GroupState, Rows};
 
@@ -46,7 +46,12 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
 
 /// The `retention` aggregate function.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Retention;
+pub(crate) struct Retention;
+
+/// The `retention` aggregate function.
+pub fn retention() -> AggregateUDF {
+    Aggregate::udf(Naming::new(NAME, None, &DOCUMENTATION), Retention)
+}
 
 fn result_type() -> DataType {
     DataType::List(Arc::new(Field::new_list_field(DataType::UInt8, false)))
@@ -54,18 +59,6 @@ fn result_type() -> DataType {
 
 impl AggregateDefinition for Retention {
     type State = RetentionGroups;
-
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn alias(&self) -> Option<&'static str> {
-        None
-    }
-
-    fn documentation(&self) -> &'static Documentation {
-        &DOCUMENTATION
-    }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         // As ClickHouse: a retention needs a first condition and at least one more.

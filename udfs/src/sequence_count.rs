@@ -8,6 +8,7 @@ use datafusion::logical_expr::{
     AggregateUDF, Documentation, aggregate_doc_sections::DOC_SECTION_GENERAL,
 };
 
+use crate::aggregate::Naming;
 use crate::sequence_pattern::{SequenceAggregate, SequenceOutput, with_sequence_arguments};
 
 /// SQL name.
@@ -33,5 +34,6 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
 /// The `sequence_count` aggregate function.
 pub fn sequence_count() -> AggregateUDF {
     // Unquoted SQL identifiers are folded to lowercase: `sequencecount` is ClickHouse's camelCase name.
-    SequenceAggregate::udf(NAME, "sequencecount", SequenceOutput::Count, &DOCUMENTATION)
+    let naming = Naming::new(NAME, Some("sequencecount"), &DOCUMENTATION);
+    SequenceAggregate::udf(naming, SequenceOutput::Count)
 }

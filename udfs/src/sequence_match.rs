@@ -8,6 +8,7 @@ use datafusion::logical_expr::{
     AggregateUDF, Documentation, aggregate_doc_sections::DOC_SECTION_GENERAL,
 };
 
+use crate::aggregate::Naming;
 use crate::sequence_pattern::{SequenceAggregate, SequenceOutput, with_sequence_arguments};
 
 /// SQL name.
@@ -33,5 +34,6 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
 /// The `sequence_match` aggregate function.
 pub fn sequence_match() -> AggregateUDF {
     // Unquoted SQL identifiers are folded to lowercase: `sequencematch` is ClickHouse's camelCase name.
-    SequenceAggregate::udf(NAME, "sequencematch", SequenceOutput::Match, &DOCUMENTATION)
+    let naming = Naming::new(NAME, Some("sequencematch"), &DOCUMENTATION);
+    SequenceAggregate::udf(naming, SequenceOutput::Match)
 }

@@ -10,6 +10,7 @@ use datafusion::logical_expr::{
     AggregateUDF, Documentation, aggregate_doc_sections::DOC_SECTION_GENERAL,
 };
 
+use crate::aggregate::Naming;
 use crate::sequence_pattern::{SequenceAggregate, SequenceOutput, with_sequence_arguments};
 
 /// SQL name.
@@ -35,10 +36,6 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
 /// The `sequence_match_events` aggregate function.
 pub fn sequence_match_events() -> AggregateUDF {
     // Unquoted SQL identifiers are folded to lowercase: ClickHouse's `sequenceMatchEvents`.
-    SequenceAggregate::udf(
-        NAME,
-        "sequencematchevents",
-        SequenceOutput::Events,
-        &DOCUMENTATION,
-    )
+    let naming = Naming::new(NAME, Some("sequencematchevents"), &DOCUMENTATION);
+    SequenceAggregate::udf(naming, SequenceOutput::Events)
 }

@@ -19,15 +19,15 @@ use datafusion::arrow::datatypes::{DataType, FieldRef, UInt64Type};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::{
-    Documentation, EmitTo, Expr, aggregate_doc_sections::DOC_SECTION_GENERAL,
+    AggregateUDF, Documentation, EmitTo, Expr, aggregate_doc_sections::DOC_SECTION_GENERAL,
 };
 
-use crate::aggregate::AggregateDefinition;
+use crate::aggregate::{Aggregate, AggregateDefinition, Naming};
 use crate::args::{
-    as_i64, check_condition_count, check_conditions, check_time_argument, condition_columns,
-    is_string_type, literal, required_columns, string_literal, times_as_i64,
+    argument_types, as_i64, check_condition_count, check_conditions, check_time_argument,
+    condition_columns, is_string_type, literal, required_columns, string_literal, times_as_i64,
 };
-use crate::group_events::{self, GroupEvents, flat_values};
+use crate::group_events::{self, GroupEvents, event_state_bookkeeping, flat_values};
 use crate::grouped::{GroupState, Rows};
 
 /// SQL name.
@@ -77,7 +77,15 @@ enum Base {
 
 /// The `sequence_next_node` aggregate function.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct SequenceNextNode;
+pub(crate) struct SequenceNextNode;
+
+/// The `sequence_next_node` aggregate function.
+pub fn sequence_next_node() -> AggregateUDF {
+    Aggregate::udf(
+        Naming::new(NAME, Some("sequencenextnode"), &DOCUMENTATION),
+        SequenceNextNode,
+    )
+}
 
 fn check_arguments(types: &[DataType]) -> Result<()> {
     if types.len() < 5 {
@@ -103,18 +111,7 @@ fn check_arguments(types: &[DataType]) -> Result<()> {
 impl AggregateDefinition for SequenceNextNode {
     type State = NextNodeGroups;
 
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
     /// Unquoted SQL identifiers are folded to lowercase: ClickHouse's `sequenceNextNode`.
-    fn alias(&self) -> Option<&'static str> {
-        Some("sequencenextnode")
-    }
-
-    fn documentation(&self) -> &'static Documentation {
-        &DOCUMENTATION
-    }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         check_arguments(arg_types)?;
@@ -210,11 +207,7 @@ fn parse_direction_and_base(
 
 impl NextNodeGroups {
     fn try_new(args: &AccumulatorArgs) -> Result<Self> {
-        let types: Vec<DataType> = args
-            .expr_fields
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
+        let types = argument_types(args);
         check_arguments(&types)?;
         let chain_length = types.len() - 5;
         let (direction, base) = parse_direction_and_base(
@@ -293,12 +286,11 @@ impl NextNodeGroups {
 impl GroupState for NextNodeGroups {
     fn update(&mut self, rows: Rows<'_>) -> Result<()> {
         self.events.ensure_groups(rows.total_num_groups);
-        let values = rows.values;
-        let times = times_as_i64(&values[2])?;
+        let times = times_as_i64(&rows.values[2])?;
         let times = as_i64(&times);
-        let texts = cast(&values[3], &DataType::Utf8)?;
+        let texts = cast(&rows.values[3], &DataType::Utf8)?;
         let texts = texts.as_string::<i32>();
-        let conditions = condition_columns(&values[4..])?;
+        let conditions = condition_columns(&rows.values[4..])?;
         let mut required = required_columns(times, &conditions);
         required.push(texts);
         for (row, group) in rows.usable(&required) {
@@ -378,17 +370,7 @@ impl GroupState for NextNodeGroups {
             + std::mem::size_of::<Self>()
     }
 
-    fn ensure_groups(&mut self, groups: usize) {
-        self.events.ensure_groups(groups);
-    }
-
-    fn emptied(&self) -> Self {
-        Self {
-            events: GroupEvents::default(),
-            nodes: Vec::new(),
-            ..self.clone()
-        }
-    }
+    event_state_bookkeeping!(nodes: Vec::new());
 }
 
 #[cfg(test)]

@@ -8,22 +8,21 @@
 //! without time conditions runs as an automaton; one with time conditions by backtracking, with
 //! the same limit on work (1,000,000 steps) after which the query fails instead of hanging.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, UInt8Array, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::AccumulatorArgs;
-use datafusion::logical_expr::{AggregateUDF, Documentation, DocumentationBuilder, EmitTo, Expr};
+use datafusion::logical_expr::{AggregateUDF, DocumentationBuilder, EmitTo, Expr};
 
-use crate::aggregate::{Aggregate, AggregateDefinition};
+use crate::aggregate::{Aggregate, AggregateDefinition, Naming};
 use crate::args::{
-    CONDITIONS_MAX, as_i64, check_condition_count, check_conditions, check_time_argument,
-    condition_columns, is_string_type, literal, required_columns, string_literal, times_as_i64,
-    units_per_second,
+    CONDITIONS_MAX, argument_types, as_i64, check_condition_count, check_conditions,
+    check_time_argument, condition_columns, is_string_type, literal, required_columns,
+    string_literal, times_as_i64, units_per_second,
 };
-use crate::doc_ref::DocRef;
-use crate::group_events::{self, GroupEvents, time_lists};
+use crate::group_events::{self, GroupEvents, event_state_bookkeeping, time_lists};
 use crate::grouped::{GroupState, Rows};
 
 /// Most backtracking steps before a match is abandoned (ClickHouse's limit).
@@ -429,41 +428,24 @@ pub(crate) fn check_arguments(function: &str, types: &[DataType]) -> Result<()> 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct SequenceAggregate {
     name: &'static str,
-    alias: &'static str,
     output: SequenceOutput,
-    documentation: DocRef,
 }
 
 impl SequenceAggregate {
-    pub(crate) fn udf(
-        name: &'static str,
-        alias: &'static str,
-        output: SequenceOutput,
-        documentation: &'static LazyLock<Documentation>,
-    ) -> AggregateUDF {
-        Aggregate::udf(Self {
-            name,
-            alias,
-            output,
-            documentation: DocRef(documentation),
-        })
+    /// The sequence function `naming` answering `output`.
+    pub(crate) fn udf(naming: Naming, output: SequenceOutput) -> AggregateUDF {
+        Aggregate::udf(
+            naming,
+            Self {
+                name: naming.name,
+                output,
+            },
+        )
     }
 }
 
 impl AggregateDefinition for SequenceAggregate {
     type State = SequenceGroups;
-
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn alias(&self) -> Option<&'static str> {
-        Some(self.alias)
-    }
-
-    fn documentation(&self) -> &'static Documentation {
-        self.documentation.get()
-    }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         check_arguments(self.name, arg_types)?;
@@ -509,11 +491,7 @@ impl SequenceGroups {
         output: SequenceOutput,
         args: &AccumulatorArgs,
     ) -> Result<Self> {
-        let types: Vec<DataType> = args
-            .expr_fields
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
+        let types = argument_types(args);
         check_arguments(function, &types)?;
         let text = match literal(function, "first (pattern)", &args.exprs[0])? {
             ScalarValue::Utf8(Some(s))
@@ -539,10 +517,9 @@ impl SequenceGroups {
 impl GroupState for SequenceGroups {
     fn update(&mut self, rows: Rows<'_>) -> Result<()> {
         self.events.ensure_groups(rows.total_num_groups);
-        let values = rows.values;
-        let times = times_as_i64(&values[1])?;
+        let times = times_as_i64(&rows.values[1])?;
         let times = as_i64(&times);
-        let conditions = condition_columns(&values[2..])?;
+        let conditions = condition_columns(&rows.values[2..])?;
         let required = required_columns(times, &conditions);
         for (row, group) in rows.usable(&required) {
             self.events.mark(group);
@@ -599,16 +576,7 @@ impl GroupState for SequenceGroups {
         self.events.size() + std::mem::size_of::<Self>()
     }
 
-    fn ensure_groups(&mut self, groups: usize) {
-        self.events.ensure_groups(groups);
-    }
-
-    fn emptied(&self) -> Self {
-        Self {
-            events: GroupEvents::default(),
-            ..self.clone()
-        }
-    }
+    event_state_bookkeeping!();
 }
 
 #[cfg(test)]

@@ -20,14 +20,13 @@ use datafusion::logical_expr::{
     aggregate_doc_sections::DOC_SECTION_GENERAL,
 };
 
-use crate::aggregate::{Aggregate, AggregateDefinition};
+use crate::aggregate::{Aggregate, AggregateDefinition, Naming};
 use crate::args::{
-    CONDITIONS_MAX, as_i64, check_condition_count, check_conditions, check_time_argument,
-    condition_columns, is_string_type, literal, required_columns, string_literal, times_as_i64,
-    window_in_units,
+    CONDITIONS_MAX, argument_types, as_i64, check_condition_count, check_conditions,
+    check_time_argument, condition_columns, is_string_type, literal, required_columns,
+    string_literal, times_as_i64, window_in_units,
 };
-use crate::doc_ref::DocRef;
-use crate::group_events::{self, GroupEvents, time_lists};
+use crate::group_events::{self, GroupEvents, event_state_bookkeeping, time_lists};
 use crate::grouped::{GroupState, Rows};
 
 /// SQL name.
@@ -375,38 +374,18 @@ pub(crate) enum FunnelOutput {
 /// The `window_funnel` aggregate function (and `window_funnel_steps`, its step-times variant).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct WindowFunnel {
-    name: &'static str,
-    alias: Option<&'static str>,
-    output: FunnelOutput,
-    documentation: DocRef,
+    pub(crate) output: FunnelOutput,
 }
 
 /// The `window_funnel` aggregate function.
 pub fn window_funnel() -> AggregateUDF {
-    // Unquoted SQL identifiers are folded to lowercase, so `windowFunnel` arrives as this.
-    WindowFunnel::udf(
-        NAME,
-        Some("windowfunnel"),
-        FunnelOutput::Level,
-        &DOCUMENTATION,
+    let naming = Naming::new(NAME, Some("windowfunnel"), &DOCUMENTATION);
+    Aggregate::udf(
+        naming,
+        WindowFunnel {
+            output: FunnelOutput::Level,
+        },
     )
-}
-
-impl WindowFunnel {
-    /// A funnel aggregate named `name` answering `output`.
-    pub(crate) fn udf(
-        name: &'static str,
-        alias: Option<&'static str>,
-        output: FunnelOutput,
-        documentation: &'static LazyLock<Documentation>,
-    ) -> AggregateUDF {
-        Aggregate::udf(Self {
-            name,
-            alias,
-            output,
-            documentation: DocRef(documentation),
-        })
-    }
 }
 
 /// Where the arguments are: `(mode index, time index)`; conditions follow the time.
@@ -431,18 +410,6 @@ fn layout(types: &[DataType]) -> Result<(Option<usize>, usize)> {
 
 impl AggregateDefinition for WindowFunnel {
     type State = FunnelGroups;
-
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
-    fn alias(&self) -> Option<&'static str> {
-        self.alias
-    }
-
-    fn documentation(&self) -> &'static Documentation {
-        self.documentation.get()
-    }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         let (_, time_index) = layout(arg_types)?;
@@ -488,11 +455,7 @@ pub(crate) struct FunnelGroups {
 
 impl FunnelGroups {
     pub(crate) fn try_new(args: &AccumulatorArgs, output: FunnelOutput) -> Result<Self> {
-        let types: Vec<DataType> = args
-            .expr_fields
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
+        let types = argument_types(args);
         let (mode_index, time_index) = layout(&types)?;
         let window_value = literal(NAME, "first (window)", &args.exprs[0])?;
         let window = window_in_units(NAME, window_value, &types[time_index])?;
@@ -528,10 +491,9 @@ impl FunnelGroups {
 impl GroupState for FunnelGroups {
     fn update(&mut self, rows: Rows<'_>) -> Result<()> {
         self.events.ensure_groups(rows.total_num_groups);
-        let values = rows.values;
-        let times = times_as_i64(&values[self.time_index])?;
+        let times = times_as_i64(&rows.values[self.time_index])?;
         let times = as_i64(&times);
-        let conditions = condition_columns(&values[self.time_index + 1..])?;
+        let conditions = condition_columns(&rows.values[self.time_index + 1..])?;
         let strict_once = self.params.modes.strict_once;
         let strict_order = self.params.modes.strict_order;
         let required = required_columns(times, &conditions);
@@ -610,17 +572,7 @@ impl GroupState for FunnelGroups {
         self.events.size() + std::mem::size_of::<Self>()
     }
 
-    fn ensure_groups(&mut self, groups: usize) {
-        self.events.ensure_groups(groups);
-    }
-
-    fn emptied(&self) -> Self {
-        Self {
-            events: GroupEvents::default(),
-            next_row: 0,
-            ..self.clone()
-        }
-    }
+    event_state_bookkeeping!(next_row: 0);
 }
 
 #[cfg(test)]

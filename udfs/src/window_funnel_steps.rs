@@ -8,6 +8,7 @@ use datafusion::logical_expr::{
     AggregateUDF, Documentation, aggregate_doc_sections::DOC_SECTION_GENERAL,
 };
 
+use crate::aggregate::{Aggregate, Naming};
 use crate::window_funnel::{FunnelOutput, WindowFunnel, with_funnel_arguments};
 
 /// SQL name.
@@ -32,5 +33,11 @@ static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
 
 /// The `window_funnel_steps` aggregate function.
 pub fn window_funnel_steps() -> AggregateUDF {
-    WindowFunnel::udf(NAME, None, FunnelOutput::StepTimes, &DOCUMENTATION)
+    let naming = Naming::new(NAME, None, &DOCUMENTATION);
+    Aggregate::udf(
+        naming,
+        WindowFunnel {
+            output: FunnelOutput::StepTimes,
+        },
+    )
 }

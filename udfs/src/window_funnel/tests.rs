@@ -188,12 +188,7 @@ proptest::proptest! {
         raw in proptest::collection::vec((0i64..20, 1u64..=4), 0..12),
         window in 0i64..10,
     ) {
-        let mut sorted: Vec<(i64, u64)> = raw
-            .iter()
-            .enumerate()
-            .map(|(row, &(t, step))| (t, (step << STEP_SHIFT) | row as u64))
-            .collect();
-        sorted.sort_unstable();
+        let sorted = events(&raw);
         let steps = 4;
         let expected = if sorted.is_empty() { 0 } else { reference_level(&sorted, steps, window) };
         proptest::prop_assert_eq!(funnel_level(&sorted, &params(steps, window, "")), expected);
@@ -210,12 +205,7 @@ proptest::proptest! {
     ) {
         let modes = ["", "strict_order", "strict_deduplication", "strict_increase", "strict_once", "strict_order,allow_reentry"][mode];
         let p = params(3, window, modes);
-        let mut sorted: Vec<(i64, u64)> = raw
-            .iter()
-            .enumerate()
-            .map(|(row, &(t, step))| (t, (step << STEP_SHIFT) | row as u64))
-            .collect();
-        sorted.sort_unstable();
+        let sorted = events(&raw);
         let level = funnel_level(&sorted, &p);
         let times = funnel_step_times(&sorted, &p);
         proptest::prop_assert_eq!(times.len(), usize::from(level));

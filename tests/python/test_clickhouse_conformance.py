@@ -246,3 +246,47 @@ def test_sequence_next_node_matches_clickhouse(loaded, direction, base, events, 
     )
     differences = {k: (expected[k], got.get(k)) for k in expected if expected[k] != got.get(k)}
     assert not differences, f"{len(differences)} groups differ: {dict(list(differences.items())[:10])}"
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+@pytest.mark.parametrize("conditions", ["disjoint", "overlapping"])
+def test_sequence_match_events_matches_clickhouse(loaded, pattern, conditions):
+    """The matched (or longest partial) chain's times, group by group."""
+    conn, rows = loaded
+    cond = CONDITIONS[conditions]
+    expected = clickhouse(f"SELECT c, p, sequenceMatchEvents('{pattern}')(t, {cond}) FROM CASES GROUP BY c, p", rows)
+    got = tributary(conn, f"SELECT c, p, sequence_match_events('{pattern}', t, {cond}) FROM cases GROUP BY c, p")
+    got = {k: normalise(v) for k, v in got.items()}
+    differences = {k: (expected[k], got.get(k)) for k in expected if expected[k] != got.get(k)}
+    assert not differences, f"{len(differences)} groups differ: {dict(list(differences.items())[:10])}"
+
+
+@pytest.mark.parametrize(
+    "clickhouse_call,tributary_call",
+    [
+        ("windowFunnel(5)(t, 1, e = 2, toUInt8(e >= 3))", "window_funnel(5, t, 1, e = 2, CAST(e >= 3 AS TINYINT UNSIGNED))"),
+        ("sequenceMatch('(?1).*(?2)')(t, toUInt8(e), e = 3)", "sequence_match('(?1).*(?2)', t, CAST(e AS TINYINT UNSIGNED), e = 3)"),
+        ("retention(1, e = 2, 0)", "retention(1, e = 2, 0)"),
+        ("windowFunnel(6048000000000000)(toDateTime(t), e = 1, e = 2)", "window_funnel(6048000000000000, to_timestamp_seconds(t), e = 1, e = 2)"),
+    ],
+)
+def test_integer_conditions_and_huge_windows_match_clickhouse(loaded, clickhouse_call, tributary_call):
+    """Integer conditions (non-zero is true) and a window longer than the time unit can count."""
+    conn, rows = loaded
+    expected = clickhouse(f"SELECT c, p, {clickhouse_call} FROM CASES GROUP BY c, p", rows)
+    got = {k: normalise(v) for k, v in tributary(conn, f"SELECT c, p, {tributary_call} FROM cases GROUP BY c, p").items()}
+    differences = {k: (expected[k], got.get(k)) for k in expected if expected[k] != got.get(k)}
+    assert not differences, f"{len(differences)} groups differ: {dict(list(differences.items())[:10])}"
+
+
+def test_base_only_sequence_next_node_matches_clickhouse(loaded):
+    conn, rows = loaded
+    for direction, base in [("forward", "head"), ("backward", "tail")]:
+        expected = clickhouse(
+            f"SELECT c, p, sequenceNextNode('{direction}', '{base}')(t, toString(e), e <= 2) "
+            "FROM CASES GROUP BY c, p SETTINGS allow_experimental_funnel_functions = 1",
+            rows,
+        )
+        got = tributary(conn, f"SELECT c, p, sequence_next_node('{direction}', '{base}', t, CAST(e AS VARCHAR), e <= 2) FROM cases GROUP BY c, p")
+        differences = {k: (expected[k], got.get(k)) for k in expected if expected[k] != got.get(k)}
+        assert not differences, f"{direction} {base}: {dict(list(differences.items())[:10])}"

@@ -7,8 +7,9 @@ use std::time::Duration;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use clap::Args;
 use std::sync::Arc;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use tributary_catalog::{DEFAULT_TENANT, S3Options, Storage};
 use tributary_engine::{Engine, WriteOptions};
@@ -161,7 +162,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     println!("Tributary HTTP collection API listening on {http_addr}");
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http_serving = tokio::spawn(
-        axum::serve(http_listener, http_routes)
+        // Small replies must not wait for Nagle's algorithm to meet the client's delayed ACK.
+        axum::serve(
+            http_listener.tap_io(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::warn!("cannot set TCP_NODELAY on an HTTP connection: {e}");
+                }
+            }),
+            http_routes,
+        )
             .with_graceful_shutdown(async {
                 let _ = http_stop_rx.await;
             })
@@ -178,9 +187,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             .initial_stream_window_size(Some(8 * 1024 * 1024))
             .initial_connection_window_size(Some(16 * 1024 * 1024))
             .add_service(server)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stop_rx.await;
-            }),
+            // tonic's own `tcp_nodelay` only reaches sockets it accepts itself: set it on ours, or
+            // every small reply waits ~40 ms for Nagle's algorithm and the delayed ACK.
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async {
+                    let _ = stop_rx.await;
+                },
+            ),
     );
     shutdown_signal().await;
     let _ = stop_tx.send(());

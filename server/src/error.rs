@@ -55,7 +55,7 @@ pub enum Error {
 
     /// The data generator failed.
     #[error(transparent)]
-    Generate(#[from] tributary_benchmarks::Error),
+    Generate(#[from] tributary_datagen::Error),
 }
 
 impl From<Status> for Error {

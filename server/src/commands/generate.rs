@@ -1,11 +1,11 @@
-//! `tributary generate`: writes the synthetic CDP data set (see tributary-benchmarks) as
+//! `tributary generate`: writes the synthetic CDP data set (see tributary-datagen) as
 //! Parquet files ready for `tributary import`.
 
 use std::path::PathBuf;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use tributary_benchmarks::{GenerateConfig, generate};
+use tributary_datagen::{GenerateConfig, generate};
 
 use crate::error::Result;
 

@@ -1,4 +1,4 @@
-//! The benchmarks crate's one error type.
+//! The data generator's one error type.
 
 /// What can fail while generating data.
 #[derive(Debug, thiserror::Error)]
@@ -22,5 +22,5 @@ pub enum Error {
     InvalidConfig(String),
 }
 
-/// The benchmarks crate's result type.
+/// The data generator's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,5 +1,5 @@
-//! Deterministic synthetic customer data for Tributary's tests and benchmarks, and (later) the
-//! benchmarks against peers.
+//! Deterministic synthetic customer data for `tributary generate`, Tributary's tests, demos and
+//! benchmarks: a product feature of its own, so the server does not depend on the benchmarks.
 //!
 //! [`generate`] writes `events.parquet`, `identities.parquet` and `orders.parquet` with the
 //! columns of the built-in tables, loadable with `tributary import`. The same seed always gives

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every Tributary test on a fresh machine: Rust unit, SQL logic and end-to-end tests, then
+# Runs every Tributary test on a fresh machine: formatting and lints (cargo fmt, clippy with
+# -D warnings), Rust unit, SQL logic and end-to-end tests, then
 # the Python end-to-end tests (ADBC Flight SQL client, Delta interop, S3-compatible store).
 # Installs what it needs: a Python venv outside the clone with the client packages, and the
 # Segment Node SDK (npm) for the collection tests.
@@ -10,6 +11,10 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
 VENV="${TRIBUTARY_VENV:-$HOME/.cache/tributary-venv}"
 NODE_DIR="${TRIBUTARY_NODE_DIR:-$HOME/.cache/tributary-node}"
 PY_PACKAGES=(pyarrow adbc-driver-flightsql adbc-driver-manager deltalake polars pytest "moto[server]" boto3 chdb duckdb segment-analytics-python)
+
+echo "== house rules: cargo fmt --check, clippy -D warnings"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== build (target dir: $CARGO_TARGET_DIR)"
 cargo build --workspace --all-targets --locked

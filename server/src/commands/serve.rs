@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
+use axum::serve::ListenerExt;
 use clap::Args;
 use std::sync::Arc;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 
@@ -171,10 +171,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             }),
             http_routes,
         )
-            .with_graceful_shutdown(async {
-                let _ = http_stop_rx.await;
-            })
-            .into_future(),
+        .with_graceful_shutdown(async {
+            let _ = http_stop_rx.await;
+        })
+        .into_future(),
     );
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(

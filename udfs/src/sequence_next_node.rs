@@ -111,8 +111,6 @@ fn check_arguments(types: &[DataType]) -> Result<()> {
 impl AggregateDefinition for SequenceNextNode {
     type State = NextNodeGroups;
 
-    /// Unquoted SQL identifiers are folded to lowercase: ClickHouse's `sequenceNextNode`.
-
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
         check_arguments(arg_types)?;
         Ok(DataType::Utf8)
@@ -403,7 +401,7 @@ mod tests {
         ));
         let condition = |seed: &mut u64| -> ArrayRef {
             Arc::new(BooleanArray::from_iter(
-                (0..rows).map(|_| Some(lcg(seed) % 3 != 0)),
+                (0..rows).map(|_| Some(!lcg(seed).is_multiple_of(3))),
             ))
         };
         let values = vec![

@@ -30,7 +30,7 @@ use crate::args::{
     argument_types, as_i64, check_time_argument, is_string_type, literal, times_as_i64,
     window_in_units,
 };
-use crate::group_events::{self, GroupEvents, event_state_bookkeeping, flat_values};
+use crate::group_events::{self, GroupEvents, flat_values};
 use crate::grouped::{GroupState, Rows};
 
 /// SQL name.
@@ -374,7 +374,9 @@ impl GroupState for AttributionGroups {
             + std::mem::size_of::<Self>()
     }
 
-    event_state_bookkeeping!();
+    fn ensure_groups(&mut self, groups: usize) {
+        self.events.ensure_groups(groups);
+    }
 }
 
 #[cfg(test)]
@@ -440,7 +442,7 @@ mod tests {
                 }
             }
 
-            let mut whole = Grouped(groups(model));
+            let mut whole = Grouped::new(groups(model));
             whole.update_batch(&values, &group_of, None, 3).unwrap();
             let got = total_credit(&whole.evaluate(EmitTo::All).unwrap());
             for g in 0..3 {

@@ -22,25 +22,6 @@ use datafusion::logical_expr::utils::format_state_name;
 use crate::args::times_as_type;
 use crate::grouped::Rows;
 
-/// `GroupState`'s bookkeeping for a state whose events are its `events` field: room for groups,
-/// and the emptied copy (with the named fields set anew besides the events).
-macro_rules! event_state_bookkeeping {
-    ($($field:ident: $value:expr),*) => {
-        fn ensure_groups(&mut self, groups: usize) {
-            self.events.ensure_groups(groups);
-        }
-
-        fn emptied(&self) -> Self {
-            Self {
-                events: $crate::group_events::GroupEvents::default(),
-                $($field: $value,)*
-                ..self.clone()
-            }
-        }
-    };
-}
-pub(crate) use event_state_bookkeeping;
-
 /// Events of many groups, and which groups had usable rows.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct GroupEvents {

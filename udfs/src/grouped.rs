@@ -19,7 +19,7 @@ pub(crate) struct Rows<'a> {
     pub(crate) total_num_groups: usize,
 }
 
-/// A grouped aggregate state: `GroupsAccumulator`'s methods, plus resizing and emptying.
+/// A grouped aggregate state: `GroupsAccumulator`'s methods, plus resizing.
 pub(crate) trait GroupState: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// Adds the rows of a batch to their groups (`GroupsAccumulator::update_batch`).
     fn update(&mut self, rows: Rows<'_>) -> Result<()>;
@@ -38,18 +38,30 @@ pub(crate) trait GroupState: Clone + std::fmt::Debug + Send + Sync + 'static {
 
     /// Makes room for at least `groups` groups (so an untouched group still has an answer).
     fn ensure_groups(&mut self, groups: usize);
-
-    /// The same aggregate (same parameters) with no groups and no data.
-    fn emptied(&self) -> Self;
 }
 
 /// The grouped path: DataFusion's `GroupsAccumulator` over a [`GroupState`].
 #[derive(Debug)]
-pub(crate) struct Grouped<G>(pub(crate) G);
+pub(crate) struct Grouped<G> {
+    pub(crate) state: G,
+    /// The state as it was made (same parameters, no data): `convert_to_state` starts from a
+    /// copy of it for every batch, without copying what `state` holds.
+    empty: G,
+}
 
-/// The boxed grouped path of a state.
+impl<G: GroupState> Grouped<G> {
+    /// The grouped path of a new, empty state.
+    pub(crate) fn new(state: G) -> Self {
+        Self {
+            empty: state.clone(),
+            state,
+        }
+    }
+}
+
+/// The boxed grouped path of a new, empty state.
 pub(crate) fn groups_accumulator<G: GroupState>(state: G) -> Box<dyn GroupsAccumulator> {
-    Box::new(Grouped(state))
+    Box::new(Grouped::new(state))
 }
 
 /// The boxed single-group path of a state.
@@ -65,7 +77,7 @@ impl<G: GroupState> GroupsAccumulator for Grouped<G> {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.0.update(Rows {
+        self.state.update(Rows {
             values,
             group_indices,
             opt_filter,
@@ -74,11 +86,11 @@ impl<G: GroupState> GroupsAccumulator for Grouped<G> {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        self.0.evaluate(emit_to)
+        self.state.evaluate(emit_to)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        self.0.state(emit_to)
+        self.state.state(emit_to)
     }
 
     fn merge_batch(
@@ -87,7 +99,7 @@ impl<G: GroupState> GroupsAccumulator for Grouped<G> {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        self.0.merge(Rows {
+        self.state.merge(Rows {
             values,
             group_indices,
             opt_filter: None,
@@ -102,7 +114,7 @@ impl<G: GroupState> GroupsAccumulator for Grouped<G> {
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
         let rows = values.first().map_or(0, |v| v.len());
-        let mut each_row = self.0.emptied();
+        let mut each_row = self.empty.clone();
         let groups: Vec<usize> = (0..rows).collect();
         each_row.update(Rows {
             values,
@@ -114,7 +126,7 @@ impl<G: GroupState> GroupsAccumulator for Grouped<G> {
     }
 
     fn size(&self) -> usize {
-        self.0.size()
+        self.state.size()
     }
 }
 
@@ -210,7 +222,8 @@ pub(crate) mod agreement {
         *seed >> 33
     }
 
-    /// Feeds `values` (rows of `groups` groups, by `group_of`) to `fresh` through:
+    /// Feeds `values` (rows of `groups` groups, by `group_of`) to copies of the empty state `fresh`
+    /// through:
     /// the grouped path in one pass; two halves merged through partial states, emitting the
     /// first groups early; `convert_to_state` of every row merged; and the single-group path
     /// per group (rows in the same order). Asserts that every answer agrees with the first.
@@ -221,7 +234,7 @@ pub(crate) mod agreement {
         groups: usize,
     ) {
         let rows = group_of.len();
-        let mut whole = Grouped(fresh.emptied());
+        let mut whole = Grouped::new(fresh.clone());
         whole.update_batch(values, group_of, None, groups).unwrap();
         let expected = whole.evaluate(EmitTo::All).unwrap();
         assert_eq!(expected.len(), groups);
@@ -231,8 +244,8 @@ pub(crate) mod agreement {
         let part = |start: usize, len: usize| -> Vec<ArrayRef> {
             values.iter().map(|v| v.slice(start, len)).collect()
         };
-        let mut left = Grouped(fresh.emptied());
-        let mut right = Grouped(fresh.emptied());
+        let mut left = Grouped::new(fresh.clone());
+        let mut right = Grouped::new(fresh.clone());
         left.update_batch(&part(0, half), &group_of[..half], None, groups)
             .unwrap();
         right
@@ -252,7 +265,7 @@ pub(crate) mod agreement {
 
         // Every row as its own state, merged into its group.
         let states = whole.convert_to_state(values, None).unwrap();
-        let mut converted = Grouped(fresh.emptied());
+        let mut converted = Grouped::new(fresh.clone());
         converted.merge_batch(&states, group_of, groups).unwrap();
         assert_eq!(
             &converted.evaluate(EmitTo::All).unwrap(),
@@ -272,8 +285,8 @@ pub(crate) mod agreement {
                 .map(|v| take(v, &indices, None).unwrap())
                 .collect();
             let n = indices.len();
-            let mut single = SingleGroup::new(fresh.emptied());
-            let mut other = SingleGroup::new(fresh.emptied());
+            let mut single = SingleGroup::new(fresh.clone());
+            let mut other = SingleGroup::new(fresh.clone());
             single
                 .update_batch(
                     &rows_of_group
@@ -304,13 +317,13 @@ pub(crate) mod agreement {
 
         // A filter that drops every row gives the answer of a group without rows.
         let none = BooleanArray::from(vec![false; rows]);
-        let mut filtered = Grouped(fresh.emptied());
+        let mut filtered = Grouped::new(fresh.clone());
         filtered
             .update_batch(values, group_of, Some(&none), groups)
             .unwrap();
         let empty = filtered.evaluate(EmitTo::All).unwrap();
-        let mut untouched = Grouped(fresh.emptied());
-        untouched.0.ensure_groups(groups);
+        let mut untouched = Grouped::new(fresh.clone());
+        untouched.state.ensure_groups(groups);
         assert_eq!(&untouched.evaluate(EmitTo::All).unwrap(), &empty);
     }
 }

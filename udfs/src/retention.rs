@@ -167,10 +167,6 @@ impl GroupState for RetentionGroups {
             self.met.resize(groups, 0);
         }
     }
-
-    fn emptied(&self) -> Self {
-        Self::new(self.conditions, 0)
-    }
 }
 
 #[cfg(test)]
@@ -199,7 +195,7 @@ mod tests {
 
     #[test]
     fn later_conditions_count_only_with_the_first() {
-        let mut groups = Grouped(RetentionGroups::new(3, 0));
+        let mut groups = Grouped::new(RetentionGroups::new(3, 0));
         let values = [
             bools(&[Some(true), Some(false), Some(false), Some(false)]),
             bools(&[Some(false), Some(true), Some(false), Some(true)]),

@@ -27,7 +27,7 @@ use crate::args::{
     argument_types, as_i64, check_condition_count, check_conditions, check_time_argument,
     condition_columns, is_string_type, literal, required_columns, string_literal, times_as_i64,
 };
-use crate::group_events::{self, GroupEvents, event_state_bookkeeping, flat_values};
+use crate::group_events::{self, GroupEvents, flat_values};
 use crate::grouped::{GroupState, Rows};
 
 /// SQL name.
@@ -368,7 +368,9 @@ impl GroupState for NextNodeGroups {
             + std::mem::size_of::<Self>()
     }
 
-    event_state_bookkeeping!(nodes: Vec::new());
+    fn ensure_groups(&mut self, groups: usize) {
+        self.events.ensure_groups(groups);
+    }
 }
 
 #[cfg(test)]
@@ -426,7 +428,7 @@ mod tests {
 
     #[test]
     fn base_only_answers_the_base_node() {
-        let mut state = Grouped(groups(Direction::Forward, Base::Head, 0));
+        let mut state = Grouped::new(groups(Direction::Forward, Base::Head, 0));
         let times: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from(vec![2, 1]));
         let texts: ArrayRef = Arc::new(StringArray::from(vec!["b", "a"]));
         let yes: ArrayRef = Arc::new(BooleanArray::from(vec![true, true]));

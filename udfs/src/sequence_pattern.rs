@@ -22,7 +22,7 @@ use crate::args::{
     check_time_argument, condition_columns, is_string_type, literal, required_columns,
     string_literal, times_as_i64, units_per_second,
 };
-use crate::group_events::{self, GroupEvents, event_state_bookkeeping, time_lists};
+use crate::group_events::{self, GroupEvents, time_lists};
 use crate::grouped::{GroupState, Rows};
 
 /// Most backtracking steps before a match is abandoned (ClickHouse's limit).
@@ -576,7 +576,9 @@ impl GroupState for SequenceGroups {
         self.events.size() + std::mem::size_of::<Self>()
     }
 
-    event_state_bookkeeping!();
+    fn ensure_groups(&mut self, groups: usize) {
+        self.events.ensure_groups(groups);
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use crate::args::{
     check_time_argument, condition_columns, is_string_type, literal, required_columns,
     string_literal, times_as_i64, window_in_units,
 };
-use crate::group_events::{self, GroupEvents, event_state_bookkeeping, time_lists};
+use crate::group_events::{self, GroupEvents, time_lists};
 use crate::grouped::{GroupState, Rows};
 
 /// SQL name.
@@ -572,7 +572,9 @@ impl GroupState for FunnelGroups {
         self.events.size() + std::mem::size_of::<Self>()
     }
 
-    event_state_bookkeeping!(next_row: 0);
+    fn ensure_groups(&mut self, groups: usize) {
+        self.events.ensure_groups(groups);
+    }
 }
 
 #[cfg(test)]

@@ -118,7 +118,7 @@ fn every_path_agrees_in_every_mode() {
 
 #[test]
 fn null_rows_are_skipped_and_all_null_groups_are_null() {
-    let mut acc = Grouped(groups_for("", 2, true));
+    let mut acc = Grouped::new(groups_for("", 2, true));
     let times: ArrayRef = Arc::new(Int64Array::from(vec![None, Some(2), Some(3)]));
     let first: ArrayRef = Arc::new(BooleanArray::from(vec![Some(true), None, Some(true)]));
     let second: ArrayRef = Arc::new(BooleanArray::from(vec![

@@ -289,7 +289,6 @@ impl AttributionGroups {
 
 impl GroupState for AttributionGroups {
     fn update(&mut self, rows: Rows<'_>) -> Result<()> {
-        self.events.ensure_groups(rows.total_num_groups);
         let times = times_as_i64(&rows.values[self.time_index])?;
         let times = as_i64(&times);
         let channels = cast(&rows.values[self.time_index + 1], &DataType::Utf8)?;

@@ -186,7 +186,6 @@ impl GroupEvents {
         states: Rows<'_>,
         mut key_of: impl FnMut(usize, usize) -> Result<u64>,
     ) -> Result<()> {
-        self.ensure_groups(states.total_num_groups);
         let state = states.values;
         let times = state[0].as_list::<i32>();
         let has_rows = state[state.len() - 1].as_boolean();

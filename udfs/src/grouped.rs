@@ -10,18 +10,18 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 
 /// A batch for a grouped state: argument columns (or partial-state columns), each row's group,
-/// the rows a FILTER clause keeps, and how many groups there are now.
+/// and the rows a FILTER clause keeps. Room for every group is made before a state sees it.
 #[derive(Clone, Copy)]
 pub(crate) struct Rows<'a> {
     pub(crate) values: &'a [ArrayRef],
     pub(crate) group_indices: &'a [usize],
     pub(crate) opt_filter: Option<&'a BooleanArray>,
-    pub(crate) total_num_groups: usize,
 }
 
 /// A grouped aggregate state: `GroupsAccumulator`'s methods, plus resizing.
 pub(crate) trait GroupState: Clone + std::fmt::Debug + Send + Sync + 'static {
-    /// Adds the rows of a batch to their groups (`GroupsAccumulator::update_batch`).
+    /// Adds the rows of a batch to their groups (`GroupsAccumulator::update_batch`); room for
+    /// every group is made first (by [`Grouped`] and [`SingleGroup`]).
     fn update(&mut self, rows: Rows<'_>) -> Result<()>;
 
     /// The results of the first groups, which are then dropped (`GroupsAccumulator::evaluate`).
@@ -30,7 +30,8 @@ pub(crate) trait GroupState: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// The partial state of the first groups, which are then dropped.
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>>;
 
-    /// Adds partial states (from [`Self::state`]; no filter) to groups.
+    /// Adds partial states (from [`Self::state`]; no filter) to groups; room is made first, as
+    /// for [`Self::update`].
     fn merge(&mut self, states: Rows<'_>) -> Result<()>;
 
     /// Memory held, in bytes.
@@ -77,11 +78,11 @@ impl<G: GroupState> GroupsAccumulator for Grouped<G> {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
+        self.state.ensure_groups(total_num_groups);
         self.state.update(Rows {
             values,
             group_indices,
             opt_filter,
-            total_num_groups,
         })
     }
 
@@ -99,11 +100,11 @@ impl<G: GroupState> GroupsAccumulator for Grouped<G> {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
+        self.state.ensure_groups(total_num_groups);
         self.state.merge(Rows {
             values,
             group_indices,
             opt_filter: None,
-            total_num_groups,
         })
     }
 
@@ -115,12 +116,12 @@ impl<G: GroupState> GroupsAccumulator for Grouped<G> {
     ) -> Result<Vec<ArrayRef>> {
         let rows = values.first().map_or(0, |v| v.len());
         let mut each_row = self.empty.clone();
+        each_row.ensure_groups(rows);
         let groups: Vec<usize> = (0..rows).collect();
         each_row.update(Rows {
             values,
             group_indices: &groups,
             opt_filter,
-            total_num_groups: rows,
         })?;
         each_row.state(EmitTo::All)
     }
@@ -202,7 +203,6 @@ impl<'a> Rows<'a> {
             values,
             group_indices,
             opt_filter: None,
-            total_num_groups: 1,
         }
     }
 }

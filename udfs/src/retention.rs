@@ -123,7 +123,6 @@ impl RetentionGroups {
 
 impl GroupState for RetentionGroups {
     fn update(&mut self, rows: Rows<'_>) -> Result<()> {
-        self.ensure_groups(rows.total_num_groups);
         let conditions = condition_columns(rows.values)?;
         // A row with any NULL condition is skipped, as ClickHouse does with Nullable arguments.
         let required: Vec<&dyn Array> = conditions.iter().map(|c| c as &dyn Array).collect();
@@ -148,7 +147,6 @@ impl GroupState for RetentionGroups {
     }
 
     fn merge(&mut self, states: Rows<'_>) -> Result<()> {
-        self.ensure_groups(states.total_num_groups);
         let masks = states.values[0].as_primitive::<UInt32Type>();
         for (row, &group) in states.group_indices.iter().enumerate() {
             if masks.is_valid(row) {

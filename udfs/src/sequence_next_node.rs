@@ -283,7 +283,6 @@ impl NextNodeGroups {
 
 impl GroupState for NextNodeGroups {
     fn update(&mut self, rows: Rows<'_>) -> Result<()> {
-        self.events.ensure_groups(rows.total_num_groups);
         let times = times_as_i64(&rows.values[2])?;
         let times = as_i64(&times);
         let texts = cast(&rows.values[3], &DataType::Utf8)?;

@@ -516,7 +516,6 @@ impl SequenceGroups {
 
 impl GroupState for SequenceGroups {
     fn update(&mut self, rows: Rows<'_>) -> Result<()> {
-        self.events.ensure_groups(rows.total_num_groups);
         let times = times_as_i64(&rows.values[1])?;
         let times = as_i64(&times);
         let conditions = condition_columns(&rows.values[2..])?;

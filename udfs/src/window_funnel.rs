@@ -490,7 +490,6 @@ impl FunnelGroups {
 
 impl GroupState for FunnelGroups {
     fn update(&mut self, rows: Rows<'_>) -> Result<()> {
-        self.events.ensure_groups(rows.total_num_groups);
         let times = times_as_i64(&rows.values[self.time_index])?;
         let times = as_i64(&times);
         let conditions = condition_columns(&rows.values[self.time_index + 1..])?;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every Tributary test on a fresh machine: formatting and lints (cargo fmt, clippy with
-# -D warnings), Rust unit, SQL logic and end-to-end tests, then
+# -D warnings, no module cycles), Rust unit, SQL logic and end-to-end tests, then
 # the Python end-to-end tests (ADBC Flight SQL client, Delta interop, S3-compatible store).
 # Installs what it needs: a Python venv outside the clone with the client packages, and the
 # Segment Node SDK (npm) for the collection tests.
@@ -12,9 +12,10 @@ VENV="${TRIBUTARY_VENV:-$HOME/.cache/tributary-venv}"
 NODE_DIR="${TRIBUTARY_NODE_DIR:-$HOME/.cache/tributary-node}"
 PY_PACKAGES=(pyarrow adbc-driver-flightsql adbc-driver-manager deltalake polars pytest "moto[server]" boto3 chdb duckdb segment-analytics-python)
 
-echo "== house rules: cargo fmt --check, clippy -D warnings"
+echo "== house rules: cargo fmt --check, clippy -D warnings, no module cycles"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+python3 tests/module_cycles.py
 
 echo "== build (target dir: $CARGO_TARGET_DIR)"
 cargo build --workspace --all-targets --locked

@@ -1,5 +1,6 @@
-//! The engine's one error type, and the line between the user's mistakes and the system's
-//! failures that the network faces turn into status codes.
+//! The engine's one error type, and its one classification ([`ErrorClass`]): the line between
+//! the user's mistakes and the system's failures that every network face (Flight SQL statuses,
+//! HTTP codes) maps from, in one place each.
 
 use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
@@ -17,13 +18,30 @@ pub enum Error {
     #[error("{0}")]
     InvalidInput(String),
 
-    /// The write path cannot take more now (its buffer is full): retry later.
+    /// What the statement names does not exist (a tenant, table, user, segment…).
+    #[error("{0}")]
+    NotFound(String),
+
+    /// What the statement would make exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+
+    /// The session may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
+
+    /// The write path cannot take more now (its buffer is full, or it is shutting down): retry
+    /// later.
     #[error("{0}")]
     Overloaded(String),
 
     /// The write-ahead log or another local store failed.
     #[error("{0}")]
     Storage(String),
+
+    /// An invariant of the engine does not hold: a bug, never the user's doing.
+    #[error("internal error: {0}")]
+    Internal(String),
 
     /// DataFusion planning or execution failed.
     #[error(transparent)]
@@ -56,41 +74,124 @@ impl From<ArrowError> for Error {
     }
 }
 
-impl Error {
-    /// True when the user can fix it (bad SQL, unknown table, bad input data); false for failures
-    /// of storage or of the engine itself.
-    pub fn is_user_error(&self) -> bool {
-        match self {
-            Self::Unsupported(_) | Self::InvalidInput(_) => true,
-            Self::Overloaded(_) | Self::Storage(_) => false,
-            Self::Catalog(e) => e.is_user_error(),
-            Self::DataFusion(e) => datafusion_is_user_error(e),
-            Self::Delta(e) => delta_is_user_error(e),
-        }
+/// How a failure is reported: what the user can do about it. Every network face maps a class to
+/// its status (gRPC code, HTTP status) in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The user's statement or data is wrong: fix it and retry.
+    InvalidInput,
+    /// What the statement names does not exist (for the session: another tenant's table is
+    /// not found either).
+    NotFound,
+    /// What the statement would make exists already.
+    AlreadyExists,
+    /// The session may not do this.
+    PermissionDenied,
+    /// The server cannot take it now: retry later.
+    Overloaded,
+    /// Storage or the engine failed: not the user's doing.
+    Internal,
+}
+
+impl ErrorClass {
+    /// True for the classes the user can fix by changing the request.
+    pub fn is_user_error(self) -> bool {
+        matches!(
+            self,
+            Self::InvalidInput | Self::NotFound | Self::AlreadyExists | Self::PermissionDenied
+        )
     }
 }
 
-fn datafusion_is_user_error(error: &DataFusionError) -> bool {
+impl Error {
+    /// What kind of failure this is.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Self::Unsupported(_) | Self::InvalidInput(_) => ErrorClass::InvalidInput,
+            Self::NotFound(_) => ErrorClass::NotFound,
+            Self::AlreadyExists(_) => ErrorClass::AlreadyExists,
+            Self::PermissionDenied(_) => ErrorClass::PermissionDenied,
+            Self::Overloaded(_) => ErrorClass::Overloaded,
+            Self::Storage(_) | Self::Internal(_) => ErrorClass::Internal,
+            Self::Catalog(e) => catalog_class(e),
+            Self::DataFusion(e) => datafusion_class(e),
+            Self::Delta(e) => delta_class(e),
+        }
+    }
+
+    /// True when the user can fix it (bad SQL, unknown table, bad input data); false for failures
+    /// of storage or of the engine itself.
+    pub fn is_user_error(&self) -> bool {
+        self.class().is_user_error()
+    }
+}
+
+fn catalog_class(error: &tributary_catalog::Error) -> ErrorClass {
+    use tributary_catalog::Error as Catalog;
+    match error {
+        Catalog::TenantNotFound(_) | Catalog::SchemaNotFound(_) | Catalog::TableNotFound { .. } => {
+            ErrorClass::NotFound
+        }
+        Catalog::TableExists { .. } => ErrorClass::AlreadyExists,
+        Catalog::DataFusion(e) => datafusion_class(e),
+        Catalog::Delta(e) => delta_class(e),
+        other if other.is_user_error() => ErrorClass::InvalidInput,
+        _ => ErrorClass::Internal,
+    }
+}
+
+fn datafusion_class(error: &DataFusionError) -> ErrorClass {
     match error.find_root() {
+        DataFusionError::Plan(message) if names_something_missing(message) => ErrorClass::NotFound,
         DataFusionError::SQL(..)
         | DataFusionError::Plan(_)
         | DataFusionError::SchemaError(..)
         | DataFusionError::NotImplemented(_)
         | DataFusionError::Configuration(_)
-        | DataFusionError::Execution(_) => true,
-        DataFusionError::ArrowError(arrow, _) => arrow_is_user_error(arrow),
+        | DataFusionError::Execution(_) => ErrorClass::InvalidInput,
+        DataFusionError::ResourcesExhausted(_) => ErrorClass::Overloaded,
+        DataFusionError::ArrowError(arrow, _) => arrow_class(arrow),
         DataFusionError::External(inner) => {
-            if let Some(catalog) = inner.downcast_ref::<tributary_catalog::Error>() {
-                catalog.is_user_error()
+            if let Some(engine) = inner.downcast_ref::<Error>() {
+                engine.class()
+            } else if let Some(catalog) = inner.downcast_ref::<tributary_catalog::Error>() {
+                catalog_class(catalog)
             } else if let Some(delta) = inner.downcast_ref::<DeltaTableError>() {
-                delta_is_user_error(delta)
+                delta_class(delta)
             } else if let Some(arrow) = inner.downcast_ref::<ArrowError>() {
-                arrow_is_user_error(arrow)
+                arrow_class(arrow)
             } else {
-                false
+                ErrorClass::Internal
             }
         }
-        _ => false,
+        _ => ErrorClass::Internal,
+    }
+}
+
+/// DataFusion reports an unknown table as a planning error ("table 'a.b.c' not found"), and the
+/// catalog's own not-found errors reach it as planning errors with the catalog's message.
+fn names_something_missing(message: &str) -> bool {
+    let missing_table = message.starts_with("table '") && message.ends_with("' not found");
+    let catalog_missing = ["table '", "tenant '", "schema '"]
+        .iter()
+        .any(|kind| message.starts_with(kind))
+        && message.contains("' does not exist");
+    missing_table || catalog_missing
+}
+
+fn arrow_class(error: &ArrowError) -> ErrorClass {
+    if arrow_is_user_error(error) {
+        ErrorClass::InvalidInput
+    } else {
+        ErrorClass::Internal
+    }
+}
+
+fn delta_class(error: &DeltaTableError) -> ErrorClass {
+    if delta_is_user_error(error) {
+        ErrorClass::InvalidInput
+    } else {
+        ErrorClass::Internal
     }
 }
 
@@ -126,3 +227,98 @@ fn delta_is_user_error(error: &DeltaTableError) -> bool {
 
 /// The engine's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+
+    async fn planning_error(sql: &str) -> Error {
+        let ctx = SessionContext::new();
+        ctx.sql("CREATE TABLE t (a INT)").await.unwrap();
+        match ctx.sql(sql).await {
+            Err(e) => e.into(),
+            Ok(frame) => frame.collect().await.expect_err(sql).into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn datafusion_errors_are_classified() {
+        for (sql, class) in [
+            ("SELECT * FROM nope", ErrorClass::NotFound),
+            ("SELECT * FROM other.public.nope", ErrorClass::NotFound),
+            ("SELECT nope FROM t", ErrorClass::InvalidInput),
+            ("SELEC 1", ErrorClass::InvalidInput),
+            ("SELECT no_such_function(1)", ErrorClass::InvalidInput),
+            ("SELECT CAST('x' AS INT)", ErrorClass::InvalidInput),
+            ("SELECT 1/0", ErrorClass::InvalidInput),
+            ("CREATE TABLE t (b INT)", ErrorClass::InvalidInput),
+        ] {
+            let error = planning_error(sql).await;
+            assert_eq!(error.class(), class, "{sql}: {error}");
+        }
+    }
+
+    #[test]
+    fn every_engine_variant_has_its_class() {
+        let table = || tributary_catalog::Error::TableNotFound {
+            tenant: "acme".into(),
+            table: "t".into(),
+        };
+        for (error, class) in [
+            (Error::Unsupported("x".into()), ErrorClass::InvalidInput),
+            (Error::InvalidInput("x".into()), ErrorClass::InvalidInput),
+            (Error::NotFound("x".into()), ErrorClass::NotFound),
+            (Error::AlreadyExists("x".into()), ErrorClass::AlreadyExists),
+            (
+                Error::PermissionDenied("x".into()),
+                ErrorClass::PermissionDenied,
+            ),
+            (Error::Overloaded("x".into()), ErrorClass::Overloaded),
+            (Error::Storage("x".into()), ErrorClass::Internal),
+            (Error::Internal("x".into()), ErrorClass::Internal),
+            (Error::Catalog(table()), ErrorClass::NotFound),
+            (
+                Error::Catalog(tributary_catalog::Error::TenantNotFound("x".into())),
+                ErrorClass::NotFound,
+            ),
+            (
+                Error::Catalog(tributary_catalog::Error::TableExists {
+                    tenant: "acme".into(),
+                    table: "t".into(),
+                }),
+                ErrorClass::AlreadyExists,
+            ),
+            (
+                Error::Catalog(tributary_catalog::Error::BuiltInTable("events".into())),
+                ErrorClass::InvalidInput,
+            ),
+            // The catalog's errors reach DataFusion as planning errors with the same message.
+            (
+                Error::from(DataFusionError::from(table())),
+                ErrorClass::NotFound,
+            ),
+            (
+                Error::from(DataFusionError::External(Box::new(Error::Overloaded(
+                    "x".into(),
+                )))),
+                ErrorClass::Overloaded,
+            ),
+            (
+                Error::from(DataFusionError::Internal("x".into())),
+                ErrorClass::Internal,
+            ),
+            (
+                Error::from(DeltaTableError::Generic("x".into())),
+                ErrorClass::Internal,
+            ),
+            (
+                Error::from(ArrowError::CastError("x".into())),
+                ErrorClass::InvalidInput,
+            ),
+        ] {
+            assert_eq!(error.class(), class, "{error:?}");
+        }
+    }
+}

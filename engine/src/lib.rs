@@ -4,14 +4,17 @@
 //! [`build_session_state`]). Each request gets its own [`SessionContext`] for one tenant: the
 //! tenant is the default catalog, so `SELECT * FROM events` reads that tenant's events.
 //! Queries are planned by DataFusion and streamed; statements that change data ([`is_write`])
-//! run to completion at once through [`statement`], and bulk loads go through [`ingest`].
+//! run to completion at once: DataFusion's DDL and DML through [`dml`], Tributary's own
+//! statements (`CALL`, …) through [`statements`]; every load, `INSERT INTO` included, goes
+//! through the write path ([`write`]). SQL functions that read engine state are in
+//! [`functions`].
 
+pub mod dml;
 mod error;
+pub mod functions;
 pub mod identity;
-pub mod ingest;
-pub mod procedure;
 pub mod session;
-pub mod statement;
+pub mod statements;
 pub mod write;
 
 use std::sync::{Arc, Weak};
@@ -21,19 +24,19 @@ use datafusion::common::ParamValues;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::SessionContext;
 use tributary_catalog::builtin::{EVENTS, IDENTITIES};
 use tributary_catalog::{Catalog, Storage};
 
 use identity::IdentityService;
-use procedure::Procedure;
 
-pub use error::{Error, Result};
-pub use ingest::IfTableMissing;
+pub use dml::count_schema;
+pub use error::{Error, ErrorClass, Result};
 pub use session::build_session_state;
-pub use statement::{count_schema, is_write};
-pub use write::{WriteMode, WriteOptions, WriteReceipt, Writer};
+pub use statements::{StatementClass, class_of, is_write};
+pub use write::{IfTableMissing, WriteMode, WriteOptions, WriteReceipt, Writer};
 
 /// The database: catalog, write path and session template.
 #[derive(Debug, Clone)]
@@ -60,7 +63,7 @@ impl Engine {
         let template = Arc::new(build_session_state(
             Arc::clone(&catalog),
             Arc::clone(writer.buffer()),
-            Some(Arc::clone(&identity)),
+            Some(Arc::downgrade(&identity)),
         )?);
         writer.set_hook(Arc::clone(&identity) as Arc<dyn write::WriteHook>);
         identity.start(Arc::clone(&template)).await?;
@@ -106,14 +109,14 @@ impl Engine {
         Ok(SessionContext::new_with_state(state))
     }
 
-    /// Plans one SQL statement (a `CALL` plans to a [`procedure`]).
+    /// Plans one SQL statement: one of ours ([`statements`]) or DataFusion's.
     pub async fn plan(&self, ctx: &SessionContext, sql: &str) -> Result<LogicalPlan> {
         let state = ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
-        let statement = state.sql_to_statement(sql, &dialect)?;
-        if let Some(plan) = procedure::plan_call(&statement)? {
-            return Ok(plan);
+        if let Some(statement) = statements::parse(sql, dialect.as_ref())? {
+            return statements::StatementNode::plan(statement);
         }
+        let statement = state.sql_to_statement(sql, &dialect)?;
         Ok(state.statement_to_plan(statement).await?)
     }
 
@@ -140,10 +143,18 @@ impl Engine {
     ) -> Result<SendableRecordBatchStream> {
         if is_write(&plan) {
             let count = self.execute_write(ctx, plan).await?;
-            let batch = statement::count_batch(count);
+            let batch = dml::count_batch(count);
             return Ok(Box::pin(MemoryStream::try_new(
                 vec![batch],
                 count_schema(),
+                None,
+            )?));
+        }
+        if let Some(statement) = statements::statement_of(&plan) {
+            let batches = statement.execute(self, ctx).await?;
+            return Ok(Box::pin(MemoryStream::try_new(
+                batches,
+                statement.schema(),
                 None,
             )?));
         }
@@ -164,39 +175,18 @@ impl Engine {
     /// Runs a write plan and returns the number of rows it changed. Buffered rows of the table
     /// a DML statement changes are committed first, so that it sees them.
     pub async fn execute_write(&self, ctx: &SessionContext, plan: LogicalPlan) -> Result<u64> {
-        if let Some(procedure) = procedure::procedure_of(&plan) {
-            let tenant = ctx
-                .state()
-                .config()
-                .options()
-                .catalog
-                .default_catalog
-                .clone();
-            return Box::pin(self.call(&tenant, procedure.clone())).await;
+        if let Some(statement) = statements::statement_of(&plan) {
+            let batches = Box::pin(statement.execute(self, ctx)).await?;
+            return Ok(dml::sum_counts(&batches));
         }
-        let target = statement::target_table(&self.catalog, ctx, &plan)?;
+        let target = dml::target_table(&self.catalog, ctx, &plan)?;
         if let (Some((tenant, table)), LogicalPlan::Dml(dml)) = (&target, &plan)
-            && table == IDENTITIES
-            && matches!(dml.op, datafusion::logical_expr::WriteOp::Insert(_))
+            && matches!(
+                dml.op,
+                datafusion::logical_expr::WriteOp::Insert(InsertOp::Append)
+            )
         {
-            // Edges go through the write path: checked, logged, resolved at once.
-            let batches = ctx
-                .execute_logical_plan(dml.input.as_ref().clone())
-                .await?
-                .collect()
-                .await?;
-            let receipt = self
-                .writer
-                .write(
-                    tenant,
-                    table,
-                    batches,
-                    IfTableMissing::Fail,
-                    WriteMode::Append,
-                )
-                .await?;
-            self.identity.flush_changes(tenant).await;
-            return Ok(receipt.rows);
+            return self.insert(ctx, tenant, table, &dml.input).await;
         }
         if let Some((tenant, table)) = &target
             && matches!(plan, LogicalPlan::Dml(_))
@@ -204,7 +194,7 @@ impl Engine {
             self.writer.flush_table(tenant, table).await?;
         }
         let replaces = matches!(plan, LogicalPlan::Ddl(_));
-        let count = statement::execute_write(&self.catalog, ctx, plan).await?;
+        let count = dml::execute_write(&self.catalog, ctx, plan).await?;
         if let Some((tenant, table)) = target {
             if replaces {
                 // The table was dropped or made anew: rows buffered for the old one are gone.
@@ -218,22 +208,35 @@ impl Engine {
         Ok(count)
     }
 
-    /// Runs a procedure for `tenant`; returns its row count.
-    pub async fn call(&self, tenant: &str, procedure: Procedure) -> Result<u64> {
-        self.catalog.require_tenant(tenant)?;
-        match procedure {
-            Procedure::Forget { id_type, value } => {
-                let report = identity::forget::forget(self, tenant, &id_type, &value).await?;
-                Ok(report.rows())
-            }
-            Procedure::RefreshProfiles => {
-                identity::profiles::refresh_profiles(&self.identity, tenant).await
-            }
-            Procedure::RebuildIdentity => {
-                self.identity.rebuild(tenant).await?;
-                Ok(self.identity.tenant(tenant).read(|g| g.customer_count()) as u64)
-            }
+    /// `INSERT INTO` takes the write path as every other load does: conformed, deduplicated
+    /// (`events`), logged with group commit, seen by identity resolution, and acknowledged
+    /// once durable. The answer counts the rows stored (retried events are not stored twice).
+    async fn insert(
+        &self,
+        ctx: &SessionContext,
+        tenant: &str,
+        table: &str,
+        input: &LogicalPlan,
+    ) -> Result<u64> {
+        let batches = ctx
+            .execute_logical_plan(input.clone())
+            .await?
+            .collect()
+            .await?;
+        let receipt = self
+            .writer
+            .write(
+                tenant,
+                table,
+                batches,
+                IfTableMissing::Fail,
+                WriteMode::Append,
+            )
+            .await?;
+        if table == IDENTITIES || table == EVENTS {
+            self.identity.flush_changes(tenant).await;
         }
+        Ok(receipt.rows)
     }
 
     /// Deletes the rows of `tenant.table` matching a SQL condition; returns how many.
@@ -243,7 +246,7 @@ impl Engine {
             "DELETE FROM \"{}\" WHERE {condition}",
             table.replace('"', "\"\"")
         );
-        let plan = self.plan(&ctx, &sql).await?;
+        let plan = ctx.state().create_logical_plan(&sql).await?;
         self.execute_write(&ctx, plan).await
     }
 
@@ -253,20 +256,6 @@ impl Engine {
         let plan = self.plan(&ctx, sql).await?;
         let stream = self.execute(&ctx, plan).await?;
         Ok(datafusion::physical_plan::common::collect(stream).await?)
-    }
-
-    /// Writes batches to a table through the durable write path (see [`write`]).
-    pub async fn write(
-        &self,
-        tenant: &str,
-        table: &str,
-        batches: Vec<RecordBatch>,
-        if_missing: IfTableMissing,
-        mode: WriteMode,
-    ) -> Result<WriteReceipt> {
-        self.writer
-            .write(tenant, table, batches, if_missing, mode)
-            .await
     }
 
     /// Commits every buffered row (at shutdown).

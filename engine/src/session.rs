@@ -2,7 +2,7 @@
 //! tests, and later a Ballista executor) goes through [`build_session_state`], so they all see
 //! the same functions, configuration and tenants.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::registry::FunctionRegistry;
@@ -12,10 +12,7 @@ use datafusion::prelude::SessionConfig;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
 use tributary_catalog::{Catalog, DEFAULT_TENANT, PUBLIC_SCHEMA};
 
-use datafusion::logical_expr::ScalarUDF;
-
 use crate::identity::IdentityService;
-use crate::identity::functions::{IdentityTableFunction, ResolveCustomer, TableFunctionKind};
 use crate::write::buffer::WriteBuffer;
 use crate::write::overlay::BufferedCatalogList;
 
@@ -32,16 +29,17 @@ pub fn session_config() -> SessionConfig {
 }
 
 /// Builds a session state over `catalog` (with the rows of `buffer` visible) and every
-/// Tributary function registered.
+/// Tributary function registered; with `identity`, its tables and functions too (held weakly:
+/// the service keeps this state as its own template).
 pub fn build_session_state(
     catalog: Arc<Catalog>,
     buffer: Arc<WriteBuffer>,
-    identity: Option<Arc<IdentityService>>,
+    identity: Option<Weak<IdentityService>>,
 ) -> Result<SessionState> {
     let runtime = RuntimeEnvBuilder::new().build_arc()?;
     let virtual_tables = identity
-        .clone()
-        .map(|i| i as Arc<dyn crate::write::overlay::VirtualTables>);
+        .as_ref()
+        .map(|i| Weak::clone(i) as Weak<dyn crate::write::overlay::VirtualTables>);
     let builder = SessionStateBuilder::new()
         .with_config(session_config())
         .with_runtime_env(runtime)
@@ -56,15 +54,7 @@ pub fn build_session_state(
     let mut state = builder.build();
     register_functions(&mut state)?;
     if let Some(identity) = identity {
-        for (name, kind) in TableFunctionKind::ALL {
-            state.register_udtf(
-                name,
-                Arc::new(IdentityTableFunction::new(Arc::clone(&identity), kind)),
-            );
-        }
-        state.register_udf(Arc::new(ScalarUDF::new_from_impl(ResolveCustomer::new(
-            identity,
-        ))))?;
+        crate::functions::register_all(&mut state, identity)?;
     }
     Ok(state)
 }

@@ -63,6 +63,7 @@ async fn count(engine: &Engine, sql: &str) -> i64 {
 
 async fn write(engine: &Engine, ids: &[&str]) -> u64 {
     engine
+        .writer()
         .write(
             "default",
             "events",
@@ -185,6 +186,7 @@ async fn a_table_made_again_does_not_get_the_old_tables_logged_rows() {
             .await
             .unwrap();
         let written = engine
+            .writer()
             .write(
                 "default",
                 "orders",
@@ -201,6 +203,7 @@ async fn a_table_made_again_does_not_get_the_old_tables_logged_rows() {
             .await
             .unwrap();
         engine
+            .writer()
             .write(
                 "default",
                 "orders",

@@ -1,8 +1,10 @@
 //! The server crate's errors: [`Error`] for the command line, and the one place engine errors
-//! become gRPC statuses ([`status_of`]): the user's mistakes (bad SQL, unknown tables, bad input)
-//! are `InvalidArgument` with the engine's message; everything else is `Internal`.
+//! become what a client receives: gRPC statuses ([`status_of`]) and HTTP statuses
+//! ([`http_status_of`]), both from the engine's [`ErrorClass`] with the engine's message.
 
-use tonic::Status;
+use axum::http::StatusCode;
+use tonic::{Code, Status};
+use tributary_engine::ErrorClass;
 
 /// What a `tributary` command can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -88,19 +90,94 @@ fn code_name(code: tonic::Code) -> &'static str {
 /// The command line's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The gRPC code of each class of engine error.
+pub(crate) fn grpc_code(class: ErrorClass) -> Code {
+    match class {
+        ErrorClass::InvalidInput => Code::InvalidArgument,
+        ErrorClass::NotFound => Code::NotFound,
+        ErrorClass::AlreadyExists => Code::AlreadyExists,
+        ErrorClass::PermissionDenied => Code::PermissionDenied,
+        ErrorClass::Overloaded => Code::Unavailable,
+        ErrorClass::Internal => Code::Internal,
+    }
+}
+
+/// The HTTP status of each class of engine error.
+pub(crate) fn http_status(class: ErrorClass) -> StatusCode {
+    match class {
+        ErrorClass::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorClass::NotFound => StatusCode::NOT_FOUND,
+        ErrorClass::AlreadyExists => StatusCode::CONFLICT,
+        ErrorClass::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorClass::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn log_if_internal(class: ErrorClass, error: &tributary_engine::Error) {
+    if class == ErrorClass::Internal {
+        tracing::error!(%error, "internal error");
+    }
+}
+
 /// Maps an engine error to the status a Flight SQL client receives.
 pub(crate) fn status_of(error: tributary_engine::Error) -> Status {
-    if matches!(error, tributary_engine::Error::Overloaded(_)) {
-        Status::unavailable(error.to_string())
-    } else if error.is_user_error() {
-        Status::invalid_argument(error.to_string())
-    } else {
-        tracing::error!(%error, "internal error");
-        Status::internal(error.to_string())
-    }
+    let class = error.class();
+    log_if_internal(class, &error);
+    Status::new(grpc_code(class), error.to_string())
+}
+
+/// Maps an engine error to the HTTP status and message an HTTP client receives.
+pub(crate) fn http_status_of(error: tributary_engine::Error) -> (StatusCode, String) {
+    let class = error.class();
+    log_if_internal(class, &error);
+    (http_status(class), error.to_string())
 }
 
 /// Maps a DataFusion error met while streaming results.
 pub(crate) fn status_of_datafusion(error: datafusion::error::DataFusionError) -> Status {
     status_of(error.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVERY_CLASS: [ErrorClass; 6] = [
+        ErrorClass::InvalidInput,
+        ErrorClass::NotFound,
+        ErrorClass::AlreadyExists,
+        ErrorClass::PermissionDenied,
+        ErrorClass::Overloaded,
+        ErrorClass::Internal,
+    ];
+
+    #[test]
+    fn each_class_has_its_own_code_on_both_faces() {
+        let codes: std::collections::HashSet<_> =
+            EVERY_CLASS.iter().map(|c| grpc_code(*c)).collect();
+        let statuses: std::collections::HashSet<_> =
+            EVERY_CLASS.iter().map(|c| http_status(*c)).collect();
+        assert_eq!(codes.len(), EVERY_CLASS.len());
+        assert_eq!(statuses.len(), EVERY_CLASS.len());
+        for class in EVERY_CLASS {
+            // The user's mistakes are 4xx; the server's failures are 5xx.
+            assert_eq!(
+                class.is_user_error(),
+                http_status(class).is_client_error(),
+                "{class:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_table_is_not_found() {
+        let missing = tributary_engine::Error::Catalog(tributary_catalog::Error::TableNotFound {
+            tenant: "acme".into(),
+            table: "nope".into(),
+        });
+        let status = status_of(missing);
+        assert_eq!(status.code(), Code::NotFound);
+        assert!(status.message().contains("nope"), "{}", status.message());
+    }
 }

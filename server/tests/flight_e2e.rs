@@ -275,8 +275,8 @@ async fn queries_metadata_prepared_statements_and_errors() {
     .await;
     assert_eq!(keys.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
 
-    // Errors: InvalidArgument with DataFusion's message; the connection stays usable and
-    // nothing changed.
+    // Errors: the engine's class as the status (InvalidArgument, NotFound…) with its message;
+    // the connection stays usable and nothing changed.
     let bad_sql = error_of(client.execute("SELEC 1".into(), None).await);
     assert!(
         bad_sql.contains("InvalidArgument") && bad_sql.contains("SQL error"),
@@ -284,7 +284,7 @@ async fn queries_metadata_prepared_statements_and_errors() {
     );
     let unknown = error_of(client.execute("SELECT * FROM missing".into(), None).await);
     assert!(
-        unknown.contains("InvalidArgument") && unknown.contains("missing"),
+        unknown.contains("NotFound") && unknown.contains("missing"),
         "{unknown}"
     );
     let bad_insert = error_of(
@@ -296,6 +296,12 @@ async fn queries_metadata_prepared_statements_and_errors() {
             .await,
     );
     assert!(bad_insert.contains("InvalidArgument"), "{bad_insert}");
+    let other_tenant = error_of(
+        client
+            .execute("SELECT * FROM nobody.public.t".into(), None)
+            .await,
+    );
+    assert!(other_tenant.contains("NotFound"), "{other_tenant}");
     assert_eq!(
         column_i64(&query(&mut client, "SELECT count(*) FROM scores").await, 0),
         [3]

@@ -262,5 +262,5 @@ def test_plain_flight_do_put_appends_to_events(server, connect):
     assert count(connect(server)) == 2, "the second put repeated the message ids"
     writer, _ = client.do_put(flight.FlightDescriptor.for_path("nope"), batch.schema)
     writer.write_batch(batch)
-    with pytest.raises(pa.ArrowInvalid, match="table .default.public.nope. does not exist"):
+    with pytest.raises(pa.ArrowKeyError, match="table .default.public.nope. does not exist"):
         writer.close()

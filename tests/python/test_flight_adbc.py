@@ -101,8 +101,13 @@ def test_ddl_runs_at_execute_and_errors_change_nothing(server, connect):
     with conn.cursor() as cur:
         with pytest.raises(adbc_driver_manager.ProgrammingError, match="SQL error"):
             cur.execute("SELEC 1")
-        with pytest.raises(adbc_driver_manager.ProgrammingError, match="no_such_table"):
+        with pytest.raises(adbc_driver_manager.ProgrammingError, match="no_such_table") as missing:
             cur.execute("SELECT * FROM no_such_table")
+        # A missing table is NOT_FOUND (not a syntax error), here and in another tenant.
+        assert missing.value.status_code == adbc_driver_manager.AdbcStatusCode.NOT_FOUND
+        with pytest.raises(adbc_driver_manager.ProgrammingError) as elsewhere:
+            cur.execute("SELECT * FROM nobody.public.t")
+        assert elsewhere.value.status_code == adbc_driver_manager.AdbcStatusCode.NOT_FOUND
         with pytest.raises(adbc_driver_manager.Error):
             cur.execute("INSERT INTO made_now VALUES ('not a number')")
         cur.execute("SELECT count(*) FROM made_now")

@@ -14,11 +14,32 @@ use datafusion::logical_expr::function::{
 };
 use datafusion::logical_expr::{
     Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Expr, GroupsAccumulator, Signature,
-    Volatility,
+    Volatility, aggregate_doc_sections::DOC_SECTION_GENERAL,
 };
 
 use crate::doc_ref::DocRef;
 use crate::grouped::{GroupState, accumulator, groups_accumulator};
+
+/// How every event aggregate documents its time argument.
+pub(crate) const TIMESTAMP_ARGUMENT: &str = "TIMESTAMP, DATE or integer time of the event";
+
+/// The documentation of an aggregate: what it returns, its syntax, an example and each
+/// argument. Families whose members share arguments (funnels, sequences) pass them once.
+pub(crate) fn documentation(
+    description: &str,
+    syntax: &str,
+    example: &str,
+    arguments: &[(&str, &str)],
+) -> Documentation {
+    let builder = Documentation::builder(DOC_SECTION_GENERAL, description, syntax);
+    arguments
+        .iter()
+        .fold(
+            builder.with_sql_example(example),
+            |builder, (name, text)| builder.with_argument(*name, *text),
+        )
+        .build()
+}
 
 /// What one aggregate function is.
 pub(crate) trait AggregateDefinition:

@@ -288,6 +288,10 @@ impl AttributionGroups {
 }
 
 impl GroupState for AttributionGroups {
+    fn ensure_groups(&mut self, groups: usize) {
+        self.events.ensure_groups(groups);
+    }
+
     fn update(&mut self, rows: Rows<'_>) -> Result<()> {
         let times = times_as_i64(&rows.values[self.time_index])?;
         let times = as_i64(&times);
@@ -364,17 +368,8 @@ impl GroupState for AttributionGroups {
     }
 
     fn size(&self) -> usize {
-        self.events.size()
-            + self
-                .channels
-                .iter()
-                .map(|c| c.len() * 2 + 48)
-                .sum::<usize>()
-            + std::mem::size_of::<Self>()
-    }
-
-    fn ensure_groups(&mut self, groups: usize) {
-        self.events.ensure_groups(groups);
+        let channels: usize = self.channels.iter().map(|c| c.len() * 2 + 48).sum();
+        self.events.size() + channels
     }
 }
 

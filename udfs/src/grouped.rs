@@ -18,6 +18,21 @@ pub(crate) struct Rows<'a> {
     pub(crate) opt_filter: Option<&'a BooleanArray>,
 }
 
+impl<'a> Rows<'a> {
+    /// A batch: its columns, each row's group, and which rows count (all without a filter).
+    pub(crate) fn new(
+        values: &'a [ArrayRef],
+        group_indices: &'a [usize],
+        opt_filter: Option<&'a BooleanArray>,
+    ) -> Self {
+        Self {
+            values,
+            group_indices,
+            opt_filter,
+        }
+    }
+}
+
 /// A grouped aggregate state: `GroupsAccumulator`'s methods, plus resizing.
 pub(crate) trait GroupState: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// Adds the rows of a batch to their groups (`GroupsAccumulator::update_batch`); room for
@@ -34,7 +49,7 @@ pub(crate) trait GroupState: Clone + std::fmt::Debug + Send + Sync + 'static {
     /// for [`Self::update`].
     fn merge(&mut self, states: Rows<'_>) -> Result<()>;
 
-    /// Memory held, in bytes.
+    /// Memory held on the heap, in bytes (the wrappers add the state's own size).
     fn size(&self) -> usize;
 
     /// Makes room for at least `groups` groups (so an untouched group still has an answer).
@@ -58,6 +73,17 @@ impl<G: GroupState> Grouped<G> {
             state,
         }
     }
+
+    /// Makes room for `groups`, then hands the batch to `apply` (update or merge).
+    fn apply(
+        &mut self,
+        groups: usize,
+        rows: Rows<'_>,
+        apply: fn(&mut G, Rows<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.state.ensure_groups(groups);
+        apply(&mut self.state, rows)
+    }
 }
 
 /// The boxed grouped path of a new, empty state.
@@ -78,12 +104,8 @@ impl<G: GroupState> GroupsAccumulator for Grouped<G> {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.state.ensure_groups(total_num_groups);
-        self.state.update(Rows {
-            values,
-            group_indices,
-            opt_filter,
-        })
+        let rows = Rows::new(values, group_indices, opt_filter);
+        self.apply(total_num_groups, rows, G::update)
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
@@ -100,12 +122,8 @@ impl<G: GroupState> GroupsAccumulator for Grouped<G> {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        self.state.ensure_groups(total_num_groups);
-        self.state.merge(Rows {
-            values,
-            group_indices,
-            opt_filter: None,
-        })
+        let states = Rows::new(values, group_indices, None);
+        self.apply(total_num_groups, states, G::merge)
     }
 
     /// Every row becomes the state of its own group.
@@ -118,16 +136,12 @@ impl<G: GroupState> GroupsAccumulator for Grouped<G> {
         let mut each_row = self.empty.clone();
         each_row.ensure_groups(rows);
         let groups: Vec<usize> = (0..rows).collect();
-        each_row.update(Rows {
-            values,
-            group_indices: &groups,
-            opt_filter,
-        })?;
+        each_row.update(Rows::new(values, &groups, opt_filter))?;
         each_row.state(EmitTo::All)
     }
 
     fn size(&self) -> usize {
-        self.state.size()
+        self.state.size() + std::mem::size_of::<G>()
     }
 }
 
@@ -156,7 +170,7 @@ impl<G: GroupState> Accumulator for SingleGroup<G> {
     }
 
     fn size(&self) -> usize {
-        self.inner.size()
+        self.inner.size() + std::mem::size_of::<Self>()
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {

@@ -157,7 +157,7 @@ impl GroupState for RetentionGroups {
     }
 
     fn size(&self) -> usize {
-        self.met.capacity() * 4 + std::mem::size_of::<Self>()
+        self.met.capacity() * 4
     }
 
     fn ensure_groups(&mut self, groups: usize) {

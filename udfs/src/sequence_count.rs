@@ -4,31 +4,25 @@
 
 use std::sync::LazyLock;
 
-use datafusion::logical_expr::{
-    AggregateUDF, Documentation, aggregate_doc_sections::DOC_SECTION_GENERAL,
-};
+use datafusion::logical_expr::{AggregateUDF, Documentation};
 
 use crate::aggregate::Naming;
-use crate::sequence_pattern::{SequenceAggregate, SequenceOutput, with_sequence_arguments};
+use crate::sequence_pattern::{SequenceAggregate, SequenceOutput, sequence_documentation};
 
 /// SQL name.
 pub const NAME: &str = "sequence_count";
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
-    with_sequence_arguments(Documentation::builder(
-        DOC_SECTION_GENERAL,
+    sequence_documentation(
         "Returns how many non-overlapping times the group's events in time order match the pattern, \
          as ClickHouse's sequenceCount. Pattern: (?N) an event meeting condition N, . any event, .* any events, \
          (?t>=S) (?t>S) (?t<=S) (?t<S) (?t==S) a time since the previous event (seconds for \
          timestamps). Only rows meeting some condition are events.",
         "sequence_count(pattern, timestamp, cond1, cond2, ...)",
-    )
-    .with_sql_example(
         "SELECT anonymous_id, sequence_count('(?1)(?2)', timestamp, \
          event = 'add_to_cart', event = 'purchase') AS carts_bought \
          FROM events GROUP BY anonymous_id",
-    ))
-    .build()
+    )
 });
 
 /// The `sequence_count` aggregate function.

@@ -6,31 +6,23 @@
 
 use std::sync::LazyLock;
 
-use datafusion::logical_expr::{
-    AggregateUDF, Documentation, aggregate_doc_sections::DOC_SECTION_GENERAL,
-};
+use datafusion::logical_expr::{AggregateUDF, Documentation};
 
 use crate::aggregate::Naming;
-use crate::sequence_pattern::{SequenceAggregate, SequenceOutput, with_sequence_arguments};
+use crate::sequence_pattern::{SequenceAggregate, SequenceOutput, sequence_documentation};
 
 /// SQL name.
 pub const NAME: &str = "sequence_match_events";
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
-    with_sequence_arguments(
-        Documentation::builder(
-            DOC_SECTION_GENERAL,
-            "Returns the times of the events matched by the pattern's (?N) steps: of the first \
+    sequence_documentation(
+        "Returns the times of the events matched by the pattern's (?N) steps: of the first \
          match, or, if the pattern does not match, of the longest partial chain tried — as \
          ClickHouse's sequenceMatchEvents. An empty list when no step matched (never NULL).",
-            "sequence_match_events(pattern, timestamp, cond1, cond2, ...)",
-        )
-        .with_sql_example(
-            "SELECT anonymous_id, sequence_match_events('(?1).*(?2)', timestamp, \
+        "sequence_match_events(pattern, timestamp, cond1, cond2, ...)",
+        "SELECT anonymous_id, sequence_match_events('(?1).*(?2)', timestamp, \
          event = 'add_to_cart', event = 'purchase') AS times FROM events GROUP BY anonymous_id",
-        ),
     )
-    .build()
 });
 
 /// The `sequence_match_events` aggregate function.

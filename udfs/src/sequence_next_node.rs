@@ -282,6 +282,10 @@ impl NextNodeGroups {
 }
 
 impl GroupState for NextNodeGroups {
+    fn ensure_groups(&mut self, groups: usize) {
+        self.events.ensure_groups(groups);
+    }
+
     fn update(&mut self, rows: Rows<'_>) -> Result<()> {
         let times = times_as_i64(&rows.values[2])?;
         let times = as_i64(&times);
@@ -358,17 +362,13 @@ impl GroupState for NextNodeGroups {
     }
 
     fn size(&self) -> usize {
+        let node = std::mem::size_of::<Node>();
         self.events.size()
             + self
                 .nodes
                 .iter()
-                .map(|n| n.value.len() + std::mem::size_of::<Node>())
+                .map(|n| n.value.len() + node)
                 .sum::<usize>()
-            + std::mem::size_of::<Self>()
-    }
-
-    fn ensure_groups(&mut self, groups: usize) {
-        self.events.ensure_groups(groups);
     }
 }
 

@@ -14,9 +14,9 @@ use datafusion::arrow::array::{ArrayRef, UInt8Array, UInt64Array};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::AccumulatorArgs;
-use datafusion::logical_expr::{AggregateUDF, DocumentationBuilder, EmitTo, Expr};
+use datafusion::logical_expr::{AggregateUDF, Documentation, EmitTo, Expr};
 
-use crate::aggregate::{Aggregate, AggregateDefinition, Naming};
+use crate::aggregate::{self, Aggregate, AggregateDefinition, Naming, TIMESTAMP_ARGUMENT};
 use crate::args::{
     CONDITIONS_MAX, argument_types, as_i64, check_condition_count, check_conditions,
     check_time_argument, condition_columns, is_string_type, literal, required_columns,
@@ -392,15 +392,22 @@ impl SequenceOutput {
     }
 }
 
-/// The arguments of the sequence functions, documented once for all three.
-pub(crate) fn with_sequence_arguments(builder: DocumentationBuilder) -> DocumentationBuilder {
-    builder
-        .with_argument("pattern", "constant pattern string")
-        .with_argument("timestamp", "TIMESTAMP, DATE or integer time of the event")
-        .with_argument(
+/// The documentation of a sequence function: `sequence_match`, `sequence_count` and
+/// `sequence_match_events` share their section and arguments, documented once here.
+pub(crate) fn sequence_documentation(
+    description: &str,
+    syntax: &str,
+    example: &str,
+) -> Documentation {
+    const ARGUMENTS: &[(&str, &str)] = &[
+        ("pattern", "constant pattern string"),
+        ("timestamp", TIMESTAMP_ARGUMENT),
+        (
             "condN",
             "condition N: boolean, or integer (non-zero is true); 2 to 32",
-        )
+        ),
+    ];
+    aggregate::documentation(description, syntax, example, ARGUMENTS)
 }
 
 /// Checks `(pattern, timestamp, cond1, …)` argument types.
@@ -572,7 +579,7 @@ impl GroupState for SequenceGroups {
     }
 
     fn size(&self) -> usize {
-        self.events.size() + std::mem::size_of::<Self>()
+        self.events.size()
     }
 
     fn ensure_groups(&mut self, groups: usize) {

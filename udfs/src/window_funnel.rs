@@ -15,12 +15,9 @@ use datafusion::arrow::array::{ArrayRef, UInt8Array};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::AccumulatorArgs;
-use datafusion::logical_expr::{
-    AggregateUDF, Documentation, DocumentationBuilder, EmitTo, Expr,
-    aggregate_doc_sections::DOC_SECTION_GENERAL,
-};
+use datafusion::logical_expr::{AggregateUDF, Documentation, EmitTo, Expr};
 
-use crate::aggregate::{Aggregate, AggregateDefinition, Naming};
+use crate::aggregate::{self, Aggregate, AggregateDefinition, Naming, TIMESTAMP_ARGUMENT};
 use crate::args::{
     CONDITIONS_MAX, argument_types, as_i64, check_condition_count, check_conditions,
     check_time_argument, condition_columns, is_string_type, literal, required_columns,
@@ -35,41 +32,41 @@ const STEP_SHIFT: u32 = 56;
 const ROW_MASK: u64 = (1 << STEP_SHIFT) - 1;
 
 static DOCUMENTATION: LazyLock<Documentation> = LazyLock::new(|| {
-    with_funnel_arguments(
-        Documentation::builder(
-            DOC_SECTION_GENERAL,
-            "Returns the deepest step of a funnel reached within a sliding time window, as \
+    funnel_documentation(
+        "Returns the deepest step of a funnel reached within a sliding time window, as \
              ClickHouse's windowFunnel. Steps must happen in order; every step must be within \
              `window` of the first. Modes (comma-separated): strict_deduplication (stop at a \
              repeated step), strict_order (no other event between steps), strict_increase (steps \
              at strictly increasing times), strict_once (an event counts for one step only), \
              allow_reentry (with strict_order: ignore steps that come too early).",
-            "window_funnel(window, [mode], timestamp, cond1, cond2, ...)",
-        )
-        .with_sql_example(
-            "SELECT anonymous_id, window_funnel(INTERVAL '1 day', timestamp, \
+        "window_funnel(window, [mode], timestamp, cond1, cond2, ...)",
+        "SELECT anonymous_id, window_funnel(INTERVAL '1 day', timestamp, \
              event = 'product_view', event = 'add_to_cart', event = 'purchase') AS level \
              FROM events GROUP BY anonymous_id",
-        ),
     )
-    .build()
 });
 
-/// The arguments of the funnel functions, documented once for `window_funnel` and
-/// `window_funnel_steps`.
-pub(crate) fn with_funnel_arguments(builder: DocumentationBuilder) -> DocumentationBuilder {
-    builder
-        .with_argument(
+/// The documentation of a funnel function: `window_funnel` and `window_funnel_steps` share
+/// their section and arguments, documented once here.
+pub(crate) fn funnel_documentation(
+    description: &str,
+    syntax: &str,
+    example: &str,
+) -> Documentation {
+    const ARGUMENTS: &[(&str, &str)] = &[
+        (
             "window",
             "INTERVAL, or integer seconds (integer or date times: their own unit); a window \
              too large for the time unit means 'no limit'",
-        )
-        .with_argument("mode", "optional constant string of comma-separated modes")
-        .with_argument("timestamp", "TIMESTAMP, DATE or integer time of the event")
-        .with_argument(
+        ),
+        ("mode", "optional constant string of comma-separated modes"),
+        ("timestamp", TIMESTAMP_ARGUMENT),
+        (
             "condN",
             "condition of step N: boolean, or integer (non-zero is true), 1 to 32 steps",
-        )
+        ),
+    ];
+    aggregate::documentation(description, syntax, example, ARGUMENTS)
 }
 
 /// The modes of ClickHouse's windowFunnel.
@@ -568,7 +565,7 @@ impl GroupState for FunnelGroups {
     }
 
     fn size(&self) -> usize {
-        self.events.size() + std::mem::size_of::<Self>()
+        self.events.size()
     }
 
     fn ensure_groups(&mut self, groups: usize) {

@@ -1,15 +1,15 @@
 //! Identity resolution inside the database: one [`IdentityGraph`] per tenant, built in batch from
 //! the `identities` and `events` tables when the engine opens, and kept current from then on by
 //! every acknowledged write ([`WriteHook`]). What it changes (merges, splits, refusals) is
-//! appended to `identity_changes`; SQL reads it through `identity_map`, `resolve_customer` and
-//! the table functions in [`functions`].
+//! appended to `identity_changes`; SQL reads it through `identity_map` ([`map`]) and the
+//! functions in [`crate::functions`] (`resolve_customer`, `explain_merge`, …).
 //!
 //! Rules are per tenant, in `_tributary/identity/<tenant>.json` under the data root (defaults
 //! when absent; see the `tributary_identity` crate). They are read when a tenant's graph is
 //! built: at start, or by `CALL rebuild_identity()`.
 
 pub mod forget;
-pub mod functions;
+pub mod map;
 pub mod profiles;
 pub mod records;
 mod suppression;
@@ -27,7 +27,7 @@ use tributary_catalog::{Catalog, SYSTEM_DIRECTORY};
 use tributary_identity::{Change, IdentityGraph, Rules};
 
 use crate::error::{Error, Result};
-use crate::ingest::IfTableMissing;
+use crate::write::IfTableMissing;
 use crate::write::{WriteHook, WriteMode, Writer, now_micros};
 pub use suppression::Suppression;
 
@@ -100,7 +100,7 @@ impl TenantIdentity {
         {
             return Ok(batch.clone());
         }
-        let batch = functions::identity_map_batch(&state.graph)?;
+        let batch = map::identity_map_batch(&state.graph)?;
         state.map_cache = Some((state.version, batch.clone()));
         Ok(batch)
     }
@@ -122,8 +122,7 @@ pub struct IdentityService {
 }
 
 impl std::fmt::Debug for IdentityService {
-    // Not derived: the session template registers this service's functions, so printing it
-    // would print itself again without end.
+    // Not derived: every tenant's graph would be printed.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IdentityService")
             .field("tenants", &self.catalog.tenant_names())
@@ -178,7 +177,12 @@ impl IdentityService {
     pub(crate) fn writer(&self) -> Result<Arc<Writer>> {
         self.writer
             .upgrade()
-            .ok_or_else(|| Error::Storage("the engine is shutting down".into()))
+            .ok_or_else(|| Error::Overloaded("the engine is shutting down".into()))
+    }
+
+    /// The tenants and their tables.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
     }
 
     /// A session on `tenant` for the service's own queries.
@@ -186,7 +190,7 @@ impl IdentityService {
         let template = self
             .template
             .get()
-            .ok_or_else(|| Error::Storage("identity resolution has not started".into()))?;
+            .ok_or_else(|| Error::Internal("identity resolution has not started".into()))?;
         let mut state = template.as_ref().clone();
         state.config_mut().options_mut().catalog.default_catalog = tenant.to_string();
         Ok(SessionContext::new_with_state(state))
@@ -399,7 +403,7 @@ fn changes_batch(changes: &[Change]) -> Result<RecordBatch> {
 
 impl crate::write::overlay::VirtualTables for IdentityService {
     fn names(&self) -> Vec<String> {
-        vec![functions::IDENTITY_MAP.to_string()]
+        vec![map::IDENTITY_MAP.to_string()]
     }
 
     fn table(
@@ -407,8 +411,8 @@ impl crate::write::overlay::VirtualTables for IdentityService {
         tenant: &str,
         name: &str,
     ) -> Option<Arc<dyn datafusion::catalog::TableProvider>> {
-        (name == functions::IDENTITY_MAP)
-            .then(|| Arc::new(functions::IdentityMapTable::new(self.tenant(tenant))) as _)
+        (name == map::IDENTITY_MAP)
+            .then(|| Arc::new(map::IdentityMapTable::new(self.tenant(tenant))) as _)
     }
 }
 
@@ -466,16 +470,32 @@ mod tests {
     use crate::Engine;
 
     #[tokio::test]
-    async fn a_session_with_the_identity_functions_can_be_printed() {
-        // The service is reachable from the session it registers functions in: printing must
-        // not follow that loop.
+    async fn closing_the_engine_frees_identity_resolution() {
+        // The sessions hold the service weakly: no reference cycle through the template keeps
+        // it (and every tenant's graph) alive after the engine is gone.
         let engine = Engine::open(Storage::in_memory()).await.unwrap();
         let ctx = engine.session("default").unwrap();
-        let printed = format!("{:?}", ctx.state());
+        let rows = ctx.sql("SELECT * FROM identity_map").await.unwrap();
+        rows.collect().await.unwrap();
+        let _printable = format!("{:?}", ctx.state());
+        let service = engine.identity_weak();
+        drop(ctx);
+        drop(engine);
         assert!(
-            printed.contains("IdentityService"),
-            "{}",
-            &printed[..200.min(printed.len())]
+            service.upgrade().is_none(),
+            "the identity service outlived its engine"
         );
+    }
+
+    #[tokio::test]
+    async fn functions_of_a_closed_engine_say_so() {
+        let engine = Engine::open(Storage::in_memory()).await.unwrap();
+        let ctx = engine.session("default").unwrap();
+        drop(engine);
+        let error = ctx
+            .sql("SELECT * FROM customer_identities('user_id', 'u1')")
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("shut down"), "{error}");
     }
 }

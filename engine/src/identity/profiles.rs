@@ -11,31 +11,21 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use datafusion::arrow::array::{
     Array, ArrayRef, Float64Array, Float64Builder, Int64Array, Int64Builder, RecordBatch,
     StringArray, StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::plan_err;
-use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
-use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::{Expr, col, lit};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::prelude::SessionContext;
 use tributary_catalog::builtin::{EVENTS, PROFILES, profiles_schema};
 use tributary_identity::{IdentityGraph, Rules};
 
 use super::IdentityService;
-use super::functions::IDENTITY_MAP;
+use super::map::IDENTITY_MAP;
 use super::records::{ANONYMOUS_ID, USER_ID, as_micros, as_utf8};
 use crate::error::{Error, Result};
-use crate::ingest::IfTableMissing;
-use crate::write::{WriteMode, now_micros};
+use crate::write::{IfTableMissing, WriteMode, now_micros};
 
 /// One customer's identifiers, strongest first.
 type Members = Vec<(String, String)>;
@@ -408,200 +398,53 @@ pub async fn run_refresher(
     }
 }
 
-fn scope_of(
+/// One customer as the live table functions see it: its id, its identifiers (strongest first),
+/// and what computing its profile needs.
+#[derive(Debug, Clone)]
+pub struct CustomerScope {
+    /// The customer's id; empty when the identifier is unknown or blocked.
+    pub customer_id: String,
+    /// The customer's identifiers, strongest first (none when unknown).
+    pub members: Vec<(String, String)>,
+    customers: Vec<(String, Members, i64)>,
+    rules: Rules,
+}
+
+/// The customer `(id_type, value)` belongs to in `tenant` now.
+pub fn customer_scope(
     service: &IdentityService,
     tenant: &str,
     id_type: &str,
     value: &str,
-) -> (Vec<(String, Members, i64)>, Rules, Scope) {
+) -> CustomerScope {
     service.tenant(tenant).read(|graph| {
         let rules = graph.rules().clone();
         let Some(customer) = graph.customer_of(id_type, value) else {
-            return (Vec::new(), rules, Scope::One(String::new(), Vec::new()));
+            return CustomerScope {
+                customer_id: String::new(),
+                members: Vec::new(),
+                customers: Vec::new(),
+                rules,
+            };
         };
-        let members: Vec<(String, String)> = graph
+        let members: Members = graph
             .identifiers_of(customer)
             .into_iter()
             .map(|i| (i.id_type, i.value))
             .collect();
-        let id = customer.to_string();
-        (
-            vec![(id.clone(), members.clone(), 0)],
+        let customer_id = customer.to_string();
+        CustomerScope {
+            customers: vec![(customer_id.clone(), members.clone(), 0)],
+            customer_id,
+            members,
             rules,
-            Scope::One(id, members),
-        )
+        }
     })
 }
 
-/// `(id_type, id_value)` as text literals, then (with `takes_limit`) an optional positive limit.
-fn identifier_args(
-    name: &str,
-    exprs: &[Expr],
-    takes_limit: bool,
-) -> DfResult<(String, String, Option<usize>)> {
-    let usage = if takes_limit {
-        "(id_type, id_value [, limit])"
-    } else {
-        "(id_type, id_value)"
-    };
-    let (texts, rest) = exprs.split_at(exprs.len().min(2));
-    let texts = super::functions::text_args(name, usage, texts)?;
-    let limit = match rest {
-        [] => None,
-        [Expr::Literal(value, _)] if takes_limit => match value.cast_to(&DataType::Int64) {
-            Ok(datafusion::common::ScalarValue::Int64(Some(n))) if n > 0 => Some(n as usize),
-            _ => return plan_err!("{name}: the limit must be a positive integer"),
-        },
-        _ => return plan_err!("{name} takes {usage}"),
-    };
-    match <[String; 2]>::try_from(texts) {
-        Ok([id_type, value]) => Ok((id_type, value, limit)),
-        Err(_) => plan_err!("{name} takes {usage}"),
-    }
-}
-
-/// What a live table function computes when scanned.
-#[derive(Debug, Clone)]
-enum Live {
-    Profile {
-        customers: Vec<(String, Members, i64)>,
-        rules: Box<Rules>,
-        members: Members,
-        customer: String,
-    },
-    Journey {
-        members: Members,
-        limit: Option<usize>,
-    },
-}
-
-/// `customer_profile(...)` or `customer_journey(...)`: computed when scanned.
-#[derive(Debug)]
-struct LiveTable {
-    schema: SchemaRef,
-    live: Live,
-}
-
-/// `customer_profile(id_type, id_value)`.
-pub fn profile_table(
-    service: &IdentityService,
-    tenant: &str,
-    exprs: &[Expr],
-) -> DfResult<Arc<dyn TableProvider>> {
-    let (id_type, value, _) = identifier_args("customer_profile", exprs, false)?;
-    let (customers, rules, scope) = scope_of(service, tenant, &id_type, &value);
-    let Scope::One(customer, members) = scope else {
-        unreachable!("one customer")
-    };
-    Ok(Arc::new(LiveTable {
-        schema: profiles_schema(),
-        live: Live::Profile {
-            customers,
-            rules: Box::new(rules),
-            members,
-            customer,
-        },
-    }))
-}
-
-/// `customer_journey(id_type, id_value [, limit])`.
-pub fn journey_table(
-    service: &IdentityService,
-    tenant: &str,
-    exprs: &[Expr],
-) -> DfResult<Arc<dyn TableProvider>> {
-    let (id_type, value, limit) = identifier_args("customer_journey", exprs, true)?;
-    let (_, _, scope) = scope_of(service, tenant, &id_type, &value);
-    let Scope::One(_, members) = scope else {
-        unreachable!("one customer")
-    };
-    let schema = service
-        .catalog
-        .require_tenant(tenant)
-        .and_then(|t| t.table_schema(EVENTS))
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    Ok(Arc::new(LiveTable {
-        schema,
-        live: Live::Journey { members, limit },
-    }))
-}
-
-#[async_trait]
-impl TableProvider for LiveTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::View
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let state = state
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| DataFusionError::Internal("a session state is needed".into()))?;
-        let ctx = SessionContext::new_with_state(state.clone());
-        let external = |e: Error| DataFusionError::External(Box::new(e));
-        match &self.live {
-            Live::Profile {
-                customers,
-                rules,
-                members,
-                customer,
-            } => {
-                let scope = Scope::One(customer.clone(), members.clone());
-                let batch = compute(&ctx, rules, customers.clone(), &scope)
-                    .await
-                    .map_err(external)?;
-                Ok(MemorySourceConfig::try_new_exec(
-                    &[vec![batch]],
-                    self.schema(),
-                    projection.cloned(),
-                )?)
-            }
-            Live::Journey { members, limit } => {
-                let ids = |kind: &str| -> Vec<Expr> {
-                    members
-                        .iter()
-                        .filter(|(t, _)| t == kind)
-                        .map(|(_, v)| lit(v.as_str()))
-                        .collect()
-                };
-                let (anonymous, users) = (ids(ANONYMOUS_ID), ids(USER_ID));
-                let mut condition = lit(false);
-                if !anonymous.is_empty() {
-                    condition = condition.or(col("anonymous_id").in_list(anonymous, false));
-                }
-                if !users.is_empty() {
-                    condition = condition.or(col("user_id").in_list(users, false));
-                }
-                let columns: Vec<Expr> = self
-                    .schema
-                    .fields()
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| projection.is_none_or(|p| p.contains(i)))
-                    .map(|(_, f)| {
-                        datafusion::logical_expr::cast(col(f.name()), f.data_type().clone())
-                            .alias(f.name())
-                    })
-                    .collect();
-                let mut frame = ctx.table(EVENTS).await?.filter(condition)?.sort(vec![
-                    col("timestamp").sort(false, true),
-                    col("message_id").sort(true, true),
-                ])?;
-                if let Some(n) = limit {
-                    frame = frame.limit(0, Some(*n))?;
-                }
-                frame.select(columns)?.create_physical_plan().await
-            }
-        }
-    }
+/// The profile of one customer, computed now from its events and traits (rows of
+/// `profiles_schema()`; none when the customer is unknown).
+pub async fn customer_profile(ctx: &SessionContext, scope: &CustomerScope) -> Result<RecordBatch> {
+    let one = Scope::One(scope.customer_id.clone(), scope.members.clone());
+    compute(ctx, &scope.rules, scope.customers.clone(), &one).await
 }

@@ -36,7 +36,7 @@ pub fn ids_and_payloads(batch: &RecordBatch) -> Result<(StringArray, Vec<u64>)> 
     let text = |name: &str| -> Result<ArrayRef> {
         let column = batch
             .column_by_name(name)
-            .ok_or_else(|| Error::Storage(format!("events have no column '{name}'")))?;
+            .ok_or_else(|| Error::Internal(format!("events have no column '{name}'")))?;
         // Stored strings may be read as views: hash them as the plain strings they are.
         Ok(match column.data_type() {
             DataType::Utf8View | DataType::LargeUtf8 => cast(column, &DataType::Utf8)?,
@@ -48,7 +48,7 @@ pub fn ids_and_payloads(batch: &RecordBatch) -> Result<(StringArray, Vec<u64>)> 
         .as_any()
         .downcast_ref::<StringArray>()
         .cloned()
-        .ok_or_else(|| Error::Storage("message_id is not text".into()))?;
+        .ok_or_else(|| Error::Internal("message_id is not text".into()))?;
     let columns = PAYLOAD_COLUMNS
         .iter()
         .map(|name| text(name))

@@ -12,6 +12,7 @@
 //! [`WriteOptions::compact_after_commits`] flushes of a table.
 
 pub mod buffer;
+pub mod conform;
 pub mod dedup;
 mod flush;
 pub mod overlay;
@@ -29,8 +30,9 @@ use tributary_catalog::builtin::EVENTS;
 use tributary_catalog::{Catalog, SYSTEM_DIRECTORY, Storage, TenantSchema};
 
 use crate::error::{Error, Result};
-use crate::ingest::{IfTableMissing, conform_batch, ensure_table};
 use buffer::WriteBuffer;
+pub use conform::IfTableMissing;
+use conform::{conform_batch, ensure_table};
 use dedup::{Claim, MessageIds};
 use wal::{Wal, WalRecord};
 
@@ -360,7 +362,7 @@ impl Writer {
             .as_any()
             .downcast_ref::<StringArray>()
             .cloned()
-            .ok_or_else(|| Error::Storage("message ids are not text".into()))?;
+            .ok_or_else(|| Error::Internal("message ids are not text".into()))?;
         Ok((kept, Some(claimed), duplicates, conflicts))
     }
 
@@ -488,7 +490,7 @@ fn fill_received_at(batch: RecordBatch) -> Result<RecordBatch> {
     let times = column
         .as_any()
         .downcast_ref::<TimestampMicrosecondArray>()
-        .ok_or_else(|| Error::Storage("received_at is not a microsecond time".into()))?;
+        .ok_or_else(|| Error::Internal("received_at is not a microsecond time".into()))?;
     let now = now_micros();
     let filled: TimestampMicrosecondArray = times
         .iter()

@@ -2,7 +2,7 @@
 //! has rows in the [`WriteBuffer`] read as the union of its Delta snapshot and those rows.
 //! A table with no buffered rows is the Delta provider itself, at no cost.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
@@ -20,7 +20,7 @@ use datafusion::physical_plan::union::UnionExec;
 use tributary_catalog::{Catalog, PUBLIC_SCHEMA, TenantSchema};
 
 use super::buffer::WriteBuffer;
-use crate::ingest::cast_batch;
+use super::conform::cast_batch;
 
 /// Tables every tenant has that are computed, not stored (`identity_map`).
 pub trait VirtualTables: Send + Sync + std::fmt::Debug {
@@ -35,15 +35,16 @@ pub trait VirtualTables: Send + Sync + std::fmt::Debug {
 pub struct BufferedCatalogList {
     catalog: Arc<Catalog>,
     buffer: Arc<WriteBuffer>,
-    virtual_tables: Option<Arc<dyn VirtualTables>>,
+    virtual_tables: Option<Weak<dyn VirtualTables>>,
 }
 
 impl BufferedCatalogList {
-    /// Wraps `catalog` so that its tables show `buffer`'s rows, plus the virtual tables.
+    /// Wraps `catalog` so that its tables show `buffer`'s rows, plus the virtual tables (held
+    /// weakly: their owner owns the sessions built over this list, not the other way round).
     pub fn new(
         catalog: Arc<Catalog>,
         buffer: Arc<WriteBuffer>,
-        virtual_tables: Option<Arc<dyn VirtualTables>>,
+        virtual_tables: Option<Weak<dyn VirtualTables>>,
     ) -> Self {
         Self {
             catalog,
@@ -101,14 +102,14 @@ impl CatalogProvider for BufferedCatalog {
 struct BufferedSchema {
     tenant: Arc<TenantSchema>,
     buffer: Arc<WriteBuffer>,
-    virtual_tables: Option<Arc<dyn VirtualTables>>,
+    virtual_tables: Option<Weak<dyn VirtualTables>>,
 }
 
 #[async_trait]
 impl SchemaProvider for BufferedSchema {
     fn table_names(&self) -> Vec<String> {
         let mut names = self.tenant.table_names();
-        if let Some(computed) = &self.virtual_tables {
+        if let Some(computed) = self.virtual_tables() {
             names.extend(computed.names());
         }
         names
@@ -116,8 +117,7 @@ impl SchemaProvider for BufferedSchema {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         if let Some(computed) = self
-            .virtual_tables
-            .as_ref()
+            .virtual_tables()
             .and_then(|v| v.table(self.tenant.tenant(), name))
         {
             return Ok(Some(computed));
@@ -145,9 +145,14 @@ impl SchemaProvider for BufferedSchema {
     fn table_exist(&self, name: &str) -> bool {
         self.tenant.has_table(name)
             || self
-                .virtual_tables
-                .as_ref()
+                .virtual_tables()
                 .is_some_and(|v| v.names().iter().any(|n| n == name))
+    }
+}
+
+impl BufferedSchema {
+    fn virtual_tables(&self) -> Option<Arc<dyn VirtualTables>> {
+        self.virtual_tables.as_ref().and_then(Weak::upgrade)
     }
 }
 

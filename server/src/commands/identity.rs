@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 /// Options of `tributary profile`.
 #[derive(Debug, Args)]
 pub struct ProfileArgs {
+    /// Where the server is.
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Identifier type: user_id, anonymous_id, phone, email, wechat_openid...
@@ -28,6 +29,7 @@ pub struct ProfileArgs {
 /// Options of `tributary forget`.
 #[derive(Debug, Args)]
 pub struct ForgetArgs {
+    /// Where the server is.
     #[command(flatten)]
     pub connect: ConnectArgs,
     /// Identifier type of any of the person's identifiers.

@@ -16,7 +16,7 @@ use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::commands::client::{Client, ConnectArgs};
-use tributary_engine::ingest::column_list;
+use tributary_engine::write::conform::column_list;
 
 use crate::error::{Error, Result};
 
@@ -50,6 +50,7 @@ pub struct ImportArgs {
     #[arg(long, value_enum)]
     pub format: Option<FileFormat>,
 
+    /// Where the server is.
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -104,12 +105,7 @@ async fn existing_table_schema(client: &mut Client, table: &str) -> Result<Optio
         .await
     {
         Ok(info) => Ok(Some(Arc::new(info.try_decode_schema()?))),
-        Err(Error::Server(status))
-            if status.code() == tonic::Code::InvalidArgument
-                && status.message().contains("not found") =>
-        {
-            Ok(None)
-        }
+        Err(Error::Server(status)) if status.code() == tonic::Code::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }

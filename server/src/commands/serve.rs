@@ -39,6 +39,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TRIBUTARY_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     pub http_addr: SocketAddr,
 
+    /// Write path settings.
     #[command(flatten)]
     pub write: WriteArgs,
 
@@ -46,6 +47,7 @@ pub struct ServeArgs {
     #[arg(long, env = "TRIBUTARY_TABLE_TYPE_LABEL", default_value = "TABLE")]
     pub table_type_label: String,
 
+    /// S3-compatible store settings.
     #[command(flatten)]
     pub s3: S3Args,
 }

@@ -12,6 +12,7 @@ use crate::error::Result;
 /// Options of `tributary sql`.
 #[derive(Debug, Args)]
 pub struct SqlArgs {
+    /// Where the server is.
     #[command(flatten)]
     pub connect: ConnectArgs,
 

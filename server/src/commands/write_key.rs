@@ -21,9 +21,11 @@ pub struct WriteKeyArgs {
     )]
     pub data: String,
 
+    /// What to do with write keys.
     #[command(subcommand)]
     pub action: WriteKeyAction,
 
+    /// S3-compatible store settings.
     #[command(flatten)]
     pub s3: S3Args,
 }

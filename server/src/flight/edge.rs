@@ -53,7 +53,7 @@ pub(crate) fn to_client_batch(
     if batch.schema_ref().fields() == schema.fields() {
         return Ok(batch.clone());
     }
-    tributary_engine::ingest::cast_batch(batch, schema)
+    tributary_engine::write::conform::cast_batch(batch, schema)
 }
 
 /// The standard Flight SQL column metadata that JDBC reads into `ResultSetMetaData`.

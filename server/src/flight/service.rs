@@ -367,6 +367,7 @@ impl FlightSqlService for TributaryFlightSql {
         let batches = read_batches(stream).await?;
         let receipt = self
             .engine
+            .writer()
             .write(
                 &tenant,
                 &table,
@@ -442,6 +443,7 @@ impl FlightSqlService for TributaryFlightSql {
         );
         let rows = self
             .engine
+            .writer()
             .write(&tenant, &command.table, batches, if_missing, mode)
             .await
             .map_err(status_of)?

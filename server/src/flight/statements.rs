@@ -76,7 +76,7 @@ pub(crate) async fn do_get(
     match handle {
         Handle::Written { count } => Ok(encode_batches(
             count_schema(),
-            futures::stream::iter([Ok(tributary_engine::statement::count_batch(count))]),
+            futures::stream::iter([Ok(tributary_engine::dml::count_batch(count))]),
         )),
         Handle::Query { sql, parameters } => {
             let plan = engine

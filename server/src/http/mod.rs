@@ -116,6 +116,13 @@ impl IntoResponse for Refusal {
     }
 }
 
+impl From<tributary_engine::Error> for Refusal {
+    fn from(error: tributary_engine::Error) -> Self {
+        let (status, message) = crate::error::http_status_of(error);
+        Self(status, message)
+    }
+}
+
 fn bad_request(message: impl Into<String>) -> Refusal {
     Refusal(StatusCode::BAD_REQUEST, message.into())
 }
@@ -190,6 +197,7 @@ async fn collect_inner(
     }
     let receipt = collector
         .engine
+        .writer()
         .write(
             &destination.tenant,
             tributary_catalog::builtin::EVENTS,
@@ -198,16 +206,7 @@ async fn collect_inner(
             WriteMode::Append,
         )
         .await
-        .map_err(|e| match e {
-            tributary_engine::Error::Overloaded(message) => {
-                Refusal(StatusCode::SERVICE_UNAVAILABLE, message)
-            }
-            other if other.is_user_error() => bad_request(other.to_string()),
-            other => {
-                tracing::error!(error = %other, "cannot store events");
-                Refusal(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
-            }
-        })?;
+        .map_err(Refusal::from)?;
     Ok(json!({
         "success": true,
         "accepted": receipt.rows,

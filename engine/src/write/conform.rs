@@ -1,6 +1,6 @@
 //! Shaping input to a table: batches are matched to the table's columns by name and cast to its
 //! types before anything is written, so bad input is refused whole. Used by the write path
-//! ([`crate::write`]).
+//! (this module's parent).
 
 use std::sync::Arc;
 

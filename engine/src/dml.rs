@@ -1,9 +1,11 @@
-//! Statements that change tables: DDL and DML run here, at once and to completion, against Delta
-//! tables; everything else is a query that DataFusion plans and streams.
+//! DataFusion's statements that change tables: DDL and DML run here, at once and to completion,
+//! against Delta tables; everything else is a query that DataFusion plans and streams.
 //!
 //! `CREATE TABLE`, `DROP TABLE`, `DELETE`, `UPDATE` and `TRUNCATE` are carried out with the
-//! catalog and deltalake's operations; `INSERT` runs through DataFusion into the Delta table's
-//! sink. Each ends by refreshing the table so that the next query sees the commit.
+//! catalog and deltalake's operations. `INSERT INTO` (append) takes the write path, like every
+//! other load (see [`crate::Engine::execute_write`]); `INSERT OVERWRITE` and `CREATE TABLE AS`
+//! run through DataFusion into the Delta table's sink. Each ends by refreshing the table so that
+//! the next query sees the commit.
 
 use std::sync::Arc;
 
@@ -18,15 +20,6 @@ use datafusion::prelude::SessionContext;
 use tributary_catalog::{Catalog, PUBLIC_SCHEMA, TenantSchema};
 
 use crate::error::{Error, Result};
-
-/// True for plans that change data or tables: they run once, at once (Flight SQL clients expect
-/// DDL to have happened when `execute` returns), and answer a row count.
-pub fn is_write(plan: &LogicalPlan) -> bool {
-    matches!(
-        plan,
-        LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_)
-    ) || crate::procedure::procedure_of(plan).is_some()
-}
 
 /// The schema of a write's answer: one `count` column, as DataFusion's DML gives.
 pub fn count_schema() -> SchemaRef {
@@ -82,7 +75,7 @@ pub async fn execute_write(
         }
         LogicalPlan::Ddl(DdlStatement::CreateCatalog(create)) => {
             if catalog.tenant(&create.catalog_name).is_some() && !create.if_not_exists {
-                return Err(Error::Unsupported(format!(
+                return Err(Error::AlreadyExists(format!(
                     "tenant '{}' already exists",
                     create.catalog_name
                 )));
@@ -190,7 +183,8 @@ async fn count_rows(ctx: &SessionContext, input: &LogicalPlan) -> Result<u64> {
         .map_or(0, |a| a.value(0) as u64))
 }
 
-fn sum_counts(batches: &[RecordBatch]) -> u64 {
+/// The sum of the `count` column of a write's answer batches.
+pub(crate) fn sum_counts(batches: &[RecordBatch]) -> u64 {
     batches
         .iter()
         .filter_map(|b| b.column(0).as_any().downcast_ref::<UInt64Array>())
@@ -202,8 +196,6 @@ fn has_rows(plan: &LogicalPlan) -> bool {
     !matches!(plan, LogicalPlan::EmptyRelation(e) if !e.produce_one_row)
 }
 
-/// Resolves a table reference against the session's tenant, to the tenant's tables and the
-/// table's name.
 /// The (tenant, table) a write plan changes, when it names a table that exists or is made.
 pub(crate) fn target_table(
     catalog: &Catalog,
@@ -223,6 +215,8 @@ pub(crate) fn target_table(
     }
 }
 
+/// Resolves a table reference against the session's tenant, to the tenant's tables and the
+/// table's name.
 fn resolve(
     catalog: &Catalog,
     ctx: &SessionContext,

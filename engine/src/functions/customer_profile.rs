@@ -1,0 +1,57 @@
+//! `customer_profile(id_type, id_value)`: the customer's profile computed now (the same columns
+//! and rules as the `profiles` table, which is refreshed in the background), so a profile is
+//! current the moment an event arrives.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+use tributary_catalog::builtin::profiles_schema;
+
+use super::args::customer_scope_arg;
+use super::{Call, Live, LiveTable, TableFunction};
+use crate::identity::profiles::{self, CustomerScope};
+
+/// `customer_profile`.
+pub const FUNCTION: TableFunction = TableFunction {
+    name: "customer_profile",
+    call: customer_profile,
+};
+
+fn customer_profile(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
+    let (scope, _) = customer_scope_arg(call, false)?;
+    Ok(Arc::new(Live(ProfileTable { scope })))
+}
+
+/// One customer's profile, computed when scanned.
+#[derive(Debug)]
+struct ProfileTable {
+    scope: CustomerScope,
+}
+
+#[async_trait]
+impl LiveTable for ProfileTable {
+    fn schema(&self) -> SchemaRef {
+        profiles_schema()
+    }
+
+    async fn plan(
+        &self,
+        ctx: &SessionContext,
+        projection: Option<&Vec<usize>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batch = profiles::customer_profile(ctx, &self.scope)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema(),
+            projection.cloned(),
+        )?)
+    }
+}

@@ -1,0 +1,160 @@
+//! SQL functions that read the engine's state (the identity graphs, the tenant's tables), for
+//! the tenant of the session that calls them. Pure functions, which need nothing but their
+//! arguments, live in the `tributary_udfs` crate instead.
+//!
+//! One function per file. A table function is a [`TableFunction`] (its name and the `fn` that
+//! answers a [`Call`]) listed in [`TABLE_FUNCTIONS`]; a scalar is a DataFusion `ScalarUDFImpl`
+//! listed in [`register_all`], the one place both are registered (by
+//! [`crate::build_session_state`]). Each holds the engine's
+//! services weakly: the sessions they are registered in belong to those services.
+
+mod args;
+pub mod customer_identities;
+pub mod customer_journey;
+pub mod customer_profile;
+mod edges;
+pub mod explain_identity;
+pub mod explain_merge;
+pub mod resolve_customer;
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::TableType;
+use datafusion::physical_plan::ExecutionPlan;
+
+use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::FunctionRegistry;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{Expr, ScalarUDF};
+use datafusion::prelude::SessionContext;
+
+use crate::error::Result;
+use crate::identity::IdentityService;
+
+/// A table function of the engine.
+#[derive(Debug, Clone, Copy)]
+pub struct TableFunction {
+    /// Its SQL name.
+    pub name: &'static str,
+    /// The table one call answers (computed now, or when scanned).
+    pub call: fn(&Call<'_>) -> DfResult<Arc<dyn TableProvider>>,
+}
+
+/// What a table function is called with.
+pub struct Call<'a> {
+    /// The function's SQL name (for messages).
+    pub name: &'static str,
+    /// The calling session's tenant.
+    pub tenant: &'a str,
+    /// Identity resolution of every tenant.
+    pub identity: &'a Arc<IdentityService>,
+    /// The arguments, as planned expressions.
+    pub args: &'a [Expr],
+}
+
+/// Every table function, in the order `docs/sql.md` lists them.
+pub const TABLE_FUNCTIONS: &[TableFunction] = &[
+    customer_identities::FUNCTION,
+    explain_merge::FUNCTION,
+    explain_identity::FUNCTION,
+    customer_journey::FUNCTION,
+    customer_profile::FUNCTION,
+];
+
+/// Registers every function of this module in `state`, over `identity`.
+pub fn register_all(state: &mut SessionState, identity: Weak<IdentityService>) -> Result<()> {
+    for function in TABLE_FUNCTIONS {
+        state.register_udtf(
+            function.name,
+            Arc::new(Registered {
+                function: *function,
+                identity: Weak::clone(&identity),
+            }),
+        );
+    }
+    state.register_udf(Arc::new(ScalarUDF::new_from_impl(
+        resolve_customer::ResolveCustomer::new(identity),
+    )))?;
+    Ok(())
+}
+
+/// A [`TableFunction`] as DataFusion calls it.
+#[derive(Debug)]
+struct Registered {
+    function: TableFunction,
+    identity: Weak<IdentityService>,
+}
+
+impl TableFunctionImpl for Registered {
+    fn call_with_args(&self, args: TableFunctionArgs) -> DfResult<Arc<dyn TableProvider>> {
+        let identity = upgrade(&self.identity)?;
+        let tenant = args
+            .session()
+            .config_options()
+            .catalog
+            .default_catalog
+            .clone();
+        (self.function.call)(&Call {
+            name: self.function.name,
+            tenant: &tenant,
+            identity: &identity,
+            args: args.exprs(),
+        })
+    }
+}
+
+/// The service, while the engine that owns it is open.
+pub(crate) fn upgrade(identity: &Weak<IdentityService>) -> DfResult<Arc<IdentityService>> {
+    identity
+        .upgrade()
+        .ok_or_else(|| DataFusionError::Execution("the engine has shut down".into()))
+}
+
+/// A table a function answers that is computed when scanned (so it reads the data of that
+/// moment, through the scanning session): its schema and the plan that computes it.
+#[async_trait]
+pub(crate) trait LiveTable: fmt::Debug + Send + Sync + 'static {
+    /// The columns.
+    fn schema(&self) -> SchemaRef;
+
+    /// The plan computing the (projected) rows in `ctx`.
+    async fn plan(
+        &self,
+        ctx: &SessionContext,
+        projection: Option<&Vec<usize>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>>;
+}
+
+/// A [`LiveTable`] as a DataFusion table (a view: nothing is stored).
+#[derive(Debug)]
+pub(crate) struct Live<T>(pub(crate) T);
+
+#[async_trait]
+impl<T: LiveTable> TableProvider for Live<T> {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        session: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let state = session
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .ok_or_else(|| DataFusionError::Internal("a session state is needed".into()))?;
+        let ctx = SessionContext::new_with_state(state.clone());
+        self.0.plan(&ctx, projection).await
+    }
+}

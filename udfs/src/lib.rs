@@ -8,9 +8,16 @@
 mod aggregate;
 mod args;
 pub mod attribution;
+pub mod bg_nbd_expected_purchases;
+pub mod bg_nbd_fit;
+pub mod bg_nbd_p_alive;
 mod doc_ref;
+pub mod gamma_gamma_expected_value;
+pub mod gamma_gamma_fit;
 mod group_events;
 mod grouped;
+mod model_rows;
+mod model_scalar;
 pub mod retention;
 pub mod sequence_count;
 pub mod sequence_match;
@@ -20,6 +27,7 @@ pub mod sequence_pattern;
 pub mod session_id;
 pub mod session_start;
 pub mod sessions;
+pub mod value_models;
 pub mod window_funnel;
 pub mod window_funnel_steps;
 
@@ -27,7 +35,7 @@ use std::sync::Arc;
 
 use datafusion::error::Result;
 use datafusion::execution::registry::FunctionRegistry;
-use datafusion::logical_expr::{AggregateUDF, WindowUDF};
+use datafusion::logical_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 
 /// Every aggregate function of this crate.
 pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
@@ -40,6 +48,20 @@ pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
         sequence_count::sequence_count(),
         sequence_match_events::sequence_match_events(),
         sequence_next_node::sequence_next_node(),
+        bg_nbd_fit::bg_nbd_fit(),
+        gamma_gamma_fit::gamma_gamma_fit(),
+    ]
+    .into_iter()
+    .map(Arc::new)
+    .collect()
+}
+
+/// Every scalar function of this crate.
+pub fn all_scalar_functions() -> Vec<Arc<ScalarUDF>> {
+    [
+        bg_nbd_p_alive::bg_nbd_p_alive(),
+        bg_nbd_expected_purchases::bg_nbd_expected_purchases(),
+        gamma_gamma_expected_value::gamma_gamma_expected_value(),
     ]
     .into_iter()
     .map(Arc::new)
@@ -58,6 +80,9 @@ pub fn all_window_functions() -> Vec<Arc<WindowUDF>> {
 pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     for function in all_aggregate_functions() {
         registry.register_udaf(function)?;
+    }
+    for function in all_scalar_functions() {
+        registry.register_udf(function)?;
     }
     for function in all_window_functions() {
         registry.register_udwf(function)?;

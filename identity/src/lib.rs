@@ -34,4 +34,4 @@ pub use graph::{
     Action, Change, ChangeKind, CustomerId, EdgeRecord, EdgeView, Identifier, IdentityGraph,
     Refusal,
 };
-pub use rules::{BlockReason, BlockedPattern, Rules, RulesConfig, TraitTable};
+pub use rules::{BlockReason, BlockedPattern, LifecycleThresholds, Rules, RulesConfig, TraitTable};

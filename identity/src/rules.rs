@@ -64,6 +64,37 @@ pub struct RulesConfig {
     pub purchase_event: String,
     /// The property of a purchase holding its revenue (profiles).
     pub revenue_property: String,
+    /// The day thresholds of the lifecycle stages (`lifecycle()`).
+    pub lifecycle: LifecycleThresholds,
+}
+
+/// When a customer is in which lifecycle stage, in days before the time of the question.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LifecycleThresholds {
+    /// `new`: the first purchase at most this many days ago.
+    pub new_days: u32,
+    /// `active`: the last purchase at most this many days ago.
+    pub active_days: u32,
+    /// `at_risk` up to this many days since the last purchase (`dormant` after).
+    pub at_risk_days: u32,
+    /// `dormant` up to this many days since the last purchase (`churned` after).
+    pub dormant_days: u32,
+    /// `reactivated`: an active customer whose last purchase came more than this many days after
+    /// the one before.
+    pub reactivation_gap_days: u32,
+}
+
+impl Default for LifecycleThresholds {
+    fn default() -> Self {
+        Self {
+            new_days: 30,
+            active_days: 90,
+            at_risk_days: 180,
+            dormant_days: 365,
+            reactivation_gap_days: 180,
+        }
+    }
 }
 
 impl Default for RulesConfig {
@@ -98,6 +129,7 @@ impl Default for RulesConfig {
             trait_tables: Vec::new(),
             purchase_event: "purchase".to_string(),
             revenue_property: "revenue".to_string(),
+            lifecycle: LifecycleThresholds::default(),
         }
     }
 }

@@ -4,16 +4,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::logical_expr::{Expr, cast, col, lit};
+use datafusion::logical_expr::{Expr, col, lit};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::SessionContext;
 use tributary_catalog::builtin::EVENTS;
 
 use super::args::customer_scope_arg;
-use super::{Call, Live, LiveTable, TableFunction};
+use super::{Call, LiveTable, Scan, TableFunction, live};
 use crate::identity::records::{ANONYMOUS_ID, USER_ID};
 
 /// `customer_journey`.
@@ -30,17 +28,16 @@ fn customer_journey(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
         .require_tenant(call.tenant)
         .and_then(|t| t.table_schema(EVENTS))
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    Ok(Arc::new(Live(JourneyTable {
-        schema,
+    let journey = JourneyTable {
         members: scope.members,
         limit,
-    })))
+    };
+    Ok(live(schema, journey))
 }
 
 /// The events of one customer's identifiers, read when scanned.
 #[derive(Debug)]
 struct JourneyTable {
-    schema: SchemaRef,
     members: Vec<(String, String)>,
     limit: Option<usize>,
 }
@@ -69,25 +66,11 @@ impl JourneyTable {
 
 #[async_trait]
 impl LiveTable for JourneyTable {
-    fn schema(&self) -> SchemaRef {
-        Arc::clone(&self.schema)
-    }
-
-    async fn plan(
-        &self,
-        ctx: &SessionContext,
-        projection: Option<&Vec<usize>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+    async fn plan(&self, scan: Scan<'_>) -> DfResult<Arc<dyn ExecutionPlan>> {
         // The buffered rows come back with the Delta scan's types; cast them to the table's.
-        let columns: Vec<Expr> = self
-            .schema
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| projection.is_none_or(|p| p.contains(i)))
-            .map(|(_, f)| cast(col(f.name()), f.data_type().clone()).alias(f.name()))
-            .collect();
-        let mut frame = ctx
+        let columns = scan.columns();
+        let mut frame = scan
+            .ctx
             .table(EVENTS)
             .await?
             .filter(self.condition())?

@@ -5,16 +5,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::SessionContext;
 use tributary_catalog::builtin::profiles_schema;
 
 use super::args::customer_scope_arg;
-use super::{Call, Live, LiveTable, TableFunction};
+use super::{Call, LiveTable, Scan, TableFunction, live};
 use crate::identity::profiles::{self, CustomerScope};
 
 /// `customer_profile`.
@@ -25,7 +23,7 @@ pub const FUNCTION: TableFunction = TableFunction {
 
 fn customer_profile(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
     let (scope, _) = customer_scope_arg(call, false)?;
-    Ok(Arc::new(Live(ProfileTable { scope })))
+    Ok(live(profiles_schema(), ProfileTable { scope }))
 }
 
 /// One customer's profile, computed when scanned.
@@ -36,22 +34,14 @@ struct ProfileTable {
 
 #[async_trait]
 impl LiveTable for ProfileTable {
-    fn schema(&self) -> SchemaRef {
-        profiles_schema()
-    }
-
-    async fn plan(
-        &self,
-        ctx: &SessionContext,
-        projection: Option<&Vec<usize>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = profiles::customer_profile(ctx, &self.scope)
+    async fn plan(&self, scan: Scan<'_>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let batch = profiles::customer_profile(&scan.ctx, &self.scope)
             .await
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
-            self.schema(),
-            projection.cloned(),
+            Arc::clone(scan.schema),
+            scan.projection.cloned(),
         )?)
     }
 }

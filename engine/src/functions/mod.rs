@@ -9,13 +9,19 @@
 //! services weakly: the sessions they are registered in belong to those services.
 
 mod args;
+pub mod clv;
+pub mod clv_params;
+pub mod clv_summary;
 pub mod customer_identities;
 pub mod customer_journey;
 pub mod customer_profile;
 mod edges;
 pub mod explain_identity;
 pub mod explain_merge;
+pub mod lifecycle;
+mod purchases;
 pub mod resolve_customer;
+pub mod rfm;
 
 use std::fmt;
 use std::sync::{Arc, Weak};
@@ -29,7 +35,7 @@ use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TablePr
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::FunctionRegistry;
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::{Expr, ScalarUDF};
+use datafusion::logical_expr::{Expr, ScalarUDF, cast, col};
 use datafusion::prelude::SessionContext;
 
 use crate::error::Result;
@@ -63,6 +69,11 @@ pub const TABLE_FUNCTIONS: &[TableFunction] = &[
     explain_identity::FUNCTION,
     customer_journey::FUNCTION,
     customer_profile::FUNCTION,
+    clv_summary::FUNCTION,
+    clv::FUNCTION,
+    clv_params::FUNCTION,
+    rfm::FUNCTION,
+    lifecycle::FUNCTION,
 ];
 
 /// Registers every function of this module in `state`, over `identity`.
@@ -115,28 +126,64 @@ pub(crate) fn upgrade(identity: &Weak<IdentityService>) -> DfResult<Arc<Identity
 }
 
 /// A table a function answers that is computed when scanned (so it reads the data of that
-/// moment, through the scanning session): its schema and the plan that computes it.
+/// moment, through the scanning session); its columns are declared up front (see [`live`]).
 #[async_trait]
 pub(crate) trait LiveTable: fmt::Debug + Send + Sync + 'static {
-    /// The columns.
-    fn schema(&self) -> SchemaRef;
-
-    /// The plan computing the (projected) rows in `ctx`.
-    async fn plan(
-        &self,
-        ctx: &SessionContext,
-        projection: Option<&Vec<usize>>,
-    ) -> DfResult<Arc<dyn ExecutionPlan>>;
+    /// The plan computing the rows a scan asks for.
+    async fn plan(&self, scan: Scan<'_>) -> DfResult<Arc<dyn ExecutionPlan>>;
 }
 
-/// A [`LiveTable`] as a DataFusion table (a view: nothing is stored).
+/// One scan of a [`LiveTable`].
+pub(crate) struct Scan<'a> {
+    /// A context over the scanning session.
+    pub(crate) ctx: SessionContext,
+    /// The declared columns.
+    pub(crate) schema: &'a SchemaRef,
+    /// Which of them the scan wants (all without).
+    pub(crate) projection: Option<&'a Vec<usize>>,
+}
+
+impl Scan<'_> {
+    /// The columns the scan wants, each cast to its declared type.
+    pub(crate) fn columns(&self) -> Vec<Expr> {
+        self.schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.projection.is_none_or(|p| p.contains(i)))
+            .map(|(_, f)| cast(col(f.name()), f.data_type().clone()).alias(f.name()))
+            .collect()
+    }
+}
+
+/// A table answered by a SQL query over the tenant's tables, run when scanned; its columns are
+/// cast to the declared schema.
 #[derive(Debug)]
-pub(crate) struct Live<T>(pub(crate) T);
+pub(crate) struct SqlTable(pub(crate) String);
+
+#[async_trait]
+impl LiveTable for SqlTable {
+    async fn plan(&self, scan: Scan<'_>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let frame = scan.ctx.sql(&self.0).await?;
+        frame.select(scan.columns())?.create_physical_plan().await
+    }
+}
+
+/// `table` with the columns `schema`, as a DataFusion table (a view: nothing is stored).
+pub(crate) fn live(schema: SchemaRef, table: impl LiveTable) -> Arc<dyn TableProvider> {
+    Arc::new(Live { schema, table })
+}
+
+#[derive(Debug)]
+struct Live<T> {
+    schema: SchemaRef,
+    table: T,
+}
 
 #[async_trait]
 impl<T: LiveTable> TableProvider for Live<T> {
     fn schema(&self) -> SchemaRef {
-        self.0.schema()
+        Arc::clone(&self.schema)
     }
 
     fn table_type(&self) -> TableType {
@@ -155,6 +202,11 @@ impl<T: LiveTable> TableProvider for Live<T> {
             .downcast_ref::<SessionState>()
             .ok_or_else(|| DataFusionError::Internal("a session state is needed".into()))?;
         let ctx = SessionContext::new_with_state(state.clone());
-        self.0.plan(&ctx, projection).await
+        let scan = Scan {
+            ctx,
+            schema: &self.schema,
+            projection,
+        };
+        self.table.plan(scan).await
     }
 }

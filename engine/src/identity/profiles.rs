@@ -72,7 +72,7 @@ fn sorted_members(rules: &Rules, members: Vec<(&str, &str)>) -> Members {
 }
 
 /// The customer of each event, preferring its user id: a join on `identity_map`.
-fn resolved_events(filter: &str, columns: &str, condition: &str) -> String {
+pub(crate) fn resolved_events(filter: &str, columns: &str, condition: &str) -> String {
     format!(
         "SELECT coalesce(u.customer_id, a.customer_id) AS customer_id, {columns} FROM {EVENTS} e \
          LEFT JOIN {IDENTITY_MAP} u ON u.id_type = '{USER_ID}' AND u.id_value = e.user_id \

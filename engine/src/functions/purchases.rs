@@ -1,0 +1,145 @@
+//! The purchases of a tenant's customers, as the value-model table functions (`clv_summary`,
+//! `clv`, `clv_params`, `rfm`, `lifecycle`) read them: events named by the tenant's
+//! `purchase_event`, worth their `revenue_property`, up to a time `as_of` (now by default), each
+//! attributed to its stitched customer through `identity_map` (a person's purchases on every
+//! device count once, for one `customer_id`). Days are UTC calendar days numbered from the Unix
+//! epoch, as `lifetimes` counts periods with `freq='D'`.
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::{ScalarValue, plan_err};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::Expr;
+use tributary_identity::RulesConfig;
+
+use super::Call;
+use crate::identity::profiles::resolved_events;
+
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// What a value-model function reads: the tenant's settings and the time of the question.
+pub(super) struct Purchases {
+    pub(super) config: RulesConfig,
+    /// Microseconds since the epoch.
+    pub(super) as_of: i64,
+}
+
+impl Purchases {
+    /// The tenant's settings, and `as_of` from the argument at `index` (a timestamp, a date or
+    /// an RFC 3339 text), now without it; refuses more than `arguments` arguments.
+    pub(super) fn of(
+        call: &Call<'_>,
+        usage: &str,
+        arguments: usize,
+        index: usize,
+    ) -> DfResult<Self> {
+        if call.args.len() > arguments {
+            return plan_err!("{} takes {usage}", call.name);
+        }
+        let config = call
+            .identity
+            .tenant(call.tenant)
+            .read(|g| g.rules().config().clone());
+        let as_of = match call.args.get(index) {
+            None => Utc::now().timestamp_micros(),
+            Some(expr) => time_literal(call.name, usage, expr)?,
+        };
+        Ok(Self { config, as_of })
+    }
+
+    /// The day number of `as_of`.
+    pub(super) fn as_of_day(&self) -> i64 {
+        self.as_of.div_euclid(MICROS_PER_DAY)
+    }
+
+    /// `as_of` as a SQL timestamp literal.
+    pub(super) fn as_of_sql(&self) -> String {
+        let time = DateTime::<Utc>::from_timestamp_micros(self.as_of).unwrap_or_default();
+        format!("TIMESTAMP '{}'", time.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    }
+
+    fn quoted(text: &str) -> String {
+        text.replace('\'', "''")
+    }
+
+    /// One row per purchase: `customer_id, at (timestamp), day (day number), value`.
+    pub(super) fn purchases_sql(&self) -> String {
+        let purchase = Self::quoted(&self.config.purchase_event);
+        let revenue = Self::quoted(&self.config.revenue_property);
+        let events = resolved_events(
+            &format!("e.timestamp <= {}", self.as_of_sql()),
+            &format!(
+                "e.timestamp AS at, \
+                 CAST(floor(CAST(arrow_cast(e.timestamp, 'Int64') AS DOUBLE) / {MICROS_PER_DAY}.0) AS BIGINT) AS day, \
+                 json_get_float(e.properties, '{revenue}') AS value"
+            ),
+            &format!("e.event = '{purchase}'"),
+        );
+        format!("SELECT * FROM ({events}) WHERE customer_id IS NOT NULL")
+    }
+
+    /// One row per customer and purchase day: `customer_id, day, value` (the day's revenue,
+    /// missing revenue counting 0), `purchases`, `first_at`, `last_at`.
+    pub(super) fn days_sql(&self) -> String {
+        format!(
+            "SELECT customer_id, day, coalesce(sum(value), 0.0) AS value, count(*) AS purchases, \
+             min(at) AS first_at, max(at) AS last_at \
+             FROM ({}) GROUP BY customer_id, day",
+            self.purchases_sql()
+        )
+    }
+
+    /// `lifetimes`' `summary_data_from_transaction_data(freq='D', monetary_value_col=…)`: per
+    /// customer with a purchase, repeat purchase days (`frequency`), days from the first to the
+    /// last (`recency`) and from the first to `as_of` (`t`), and the mean revenue of the repeat
+    /// days (`monetary_value`, 0 without repeat days).
+    pub(super) fn summary_sql(&self) -> String {
+        format!(
+            "WITH days AS ({days}), \
+             spans AS (SELECT customer_id, min(day) AS first_day, max(day) AS last_day, \
+                       count(*) AS n FROM days GROUP BY customer_id) \
+             SELECT s.customer_id, s.n - 1 AS frequency, \
+                    CAST(s.last_day - s.first_day AS DOUBLE) AS recency, \
+                    CAST({as_of_day} - s.first_day AS DOUBLE) AS t, \
+                    coalesce(avg(d.value) FILTER (WHERE d.day > s.first_day), 0.0) AS monetary_value \
+             FROM spans s JOIN days d ON d.customer_id = s.customer_id \
+             GROUP BY s.customer_id, s.n, s.first_day, s.last_day",
+            days = self.days_sql(),
+            as_of_day = self.as_of_day(),
+        )
+    }
+}
+
+/// A constant time argument: a timestamp, a date, or RFC 3339 text; microseconds since the epoch.
+fn time_literal(name: &str, usage: &str, expr: &Expr) -> DfResult<i64> {
+    let Expr::Literal(value, _) = expr else {
+        return plan_err!("{name} takes {usage}: as_of must be a constant time, got {expr}");
+    };
+    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    match value.cast_to(&utc) {
+        Ok(ScalarValue::TimestampMicrosecond(Some(micros), _)) => Ok(micros),
+        _ => plan_err!(
+            "{name}: as_of must be a time (a TIMESTAMP, a DATE or RFC 3339 text such as \
+             '2026-01-31T00:00:00Z'), got {value}"
+        ),
+    }
+}
+
+/// A constant positive whole number argument (a horizon, a number of bins).
+pub(super) fn count_literal(
+    name: &str,
+    what: &str,
+    expr: Option<&Expr>,
+    default: i64,
+) -> DfResult<i64> {
+    let Some(expr) = expr else {
+        return Ok(default);
+    };
+    match expr {
+        Expr::Literal(value, _) => match value.cast_to(&DataType::Int64) {
+            Ok(ScalarValue::Int64(Some(n))) if n > 0 => Ok(n),
+            _ => plan_err!("{name}: {what} must be a positive whole number, got {value}"),
+        },
+        other => plan_err!("{name}: {what} must be a constant, got {other}"),
+    }
+}

@@ -4,15 +4,16 @@
 #   benchmarks/run.sh ingest [--customers N] [--http-events N] [--clients N] [--work-dir DIR]
 #   benchmarks/run.sh identity [--customers N] [--runs N] [--probes N] [--work-dir DIR]
 #   benchmarks/run.sh roundtrip [--calls N]
+#   benchmarks/run.sh models [--customers N] [--runs N] [--work-dir DIR]
 # Builds the release binaries, prepares a Python venv with chDB, DuckDB and ADBC, and runs the
 # suite's script in benchmarks/peers/. See docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suite="${1:-}"
 case "$suite" in
-  funnel|ingest|identity|roundtrip) shift ;;
-  -h|--help|"") sed -n '2,6p' "$0" | sed 's/^# *//'; exit 0 ;;
-  *) echo "unknown suite '$suite' (suites: funnel, ingest, identity, roundtrip)" >&2; exit 2 ;;
+  funnel|ingest|identity|roundtrip|models) shift ;;
+  -h|--help|"") sed -n '2,7p' "$0" | sed 's/^# *//'; exit 0 ;;
+  *) echo "unknown suite '$suite' (suites: funnel, ingest, identity, roundtrip, models)" >&2; exit 2 ;;
 esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
 VENV="${TRIBUTARY_VENV:-$HOME/.cache/tributary-venv}"
@@ -30,5 +31,5 @@ else
   cargo build --release -p tributary-server --locked
 fi
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check pyarrow pandas adbc-driver-flightsql adbc-driver-manager chdb duckdb
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check pyarrow pandas adbc-driver-flightsql adbc-driver-manager chdb duckdb lifetimes
 exec "$VENV/bin/python" "benchmarks/peers/$suite.py" --tributary "$CARGO_TARGET_DIR/release/tributary" "${extra[@]}" "$@"

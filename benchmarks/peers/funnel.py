@@ -11,11 +11,11 @@ Run it with benchmarks/run.sh funnel (see docs/benchmarks.md)."""
 import argparse
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
 import time
+from tributary_server import start_server
 
 WINDOW_MICROS = 86_400 * 1_000_000
 STEPS = ["product_view", "add_to_cart", "checkout", "purchase"]
@@ -86,18 +86,6 @@ def normalise(rows):
     return sorted((tuple(plain(v) for v in row) for row in rows), key=repr)
 
 
-def start_server(binary, data):
-    process = subprocess.Popen(
-        [binary, "serve", "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--data", data],
-        stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
-    )
-    for line in process.stdout:
-        match = re.match(r"Tributary Flight SQL listening on (\S+)", line)
-        if match:
-            return process, match.group(1)
-    raise RuntimeError("tributary serve did not start")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tributary", required=True, help="path of the tributary binary (release)")
@@ -115,7 +103,8 @@ def main():
     data = os.path.join(args.work_dir, f"data-{args.customers}")
     if not os.path.exists(parquet):
         subprocess.run([args.tributary, "generate", "--customers", str(args.customers), "--out", sample], check=True)
-    server, address = start_server(args.tributary, data)
+    server, addresses = start_server(args.tributary, data)
+    address = addresses["flight"]
     try:
         conn = dbapi.connect(f"grpc://{address}", autocommit=True)
         with conn.cursor() as cur:

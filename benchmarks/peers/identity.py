@@ -27,25 +27,12 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
+from tributary_server import start_server
 
 BLOCKED = ["", "null", "undefined", "none", "nil", "unknown", "anonymous", "[object object]",
            "nan", "-1", "0"]
-
-
-def start_server(binary, data):
-    process = subprocess.Popen(
-        [binary, "serve", "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-         "--data", data, "--profile-refresh-secs", "0"],
-        stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
-    )
-    for line in process.stdout:
-        prefix = "Tributary Flight SQL listening on "
-        if line.startswith(prefix):
-            return process, line[len(prefix):].split()[0]
-    raise RuntimeError("tributary serve did not start")
 
 
 def duckdb_components(duck, identities):
@@ -139,7 +126,9 @@ def main():
                            capture_output=True, text=True, check=True)
     inprocess = json.loads(bench.stdout)
 
-    server, address = start_server(args.tributary, os.path.join(run_dir, "data"))
+    server, addresses = start_server(
+        args.tributary, os.path.join(run_dir, "data"), ["--profile-refresh-secs", "0"])
+    address = addresses["flight"]
     try:
         started = time.perf_counter()
         subprocess.run([args.tributary, "import", identities, "--table", "identities",

@@ -19,30 +19,13 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
+from tributary_server import start_server
 
 BATCH = 100
-
-
-def start_server(binary, data, extra=()):
-    process = subprocess.Popen(
-        [binary, "serve", "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-         "--data", data, *extra],
-        stdout=subprocess.PIPE, stderr=sys.stderr, text=True,
-    )
-    addresses = {}
-    for line in process.stdout:
-        for prefix, key in [("Tributary Flight SQL listening on ", "flight"),
-                            ("Tributary HTTP collection API listening on ", "http")]:
-            if line.startswith(prefix):
-                addresses[key] = line[len(prefix):].split()[0]
-        if len(addresses) == 2:
-            return process, addresses
-    raise RuntimeError("tributary serve did not start")
 
 
 def iso(value):

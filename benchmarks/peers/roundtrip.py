@@ -10,32 +10,18 @@ Run it with benchmarks/run.sh roundtrip [--calls N] (see docs/benchmarks.md)."""
 
 import argparse
 import statistics
-import subprocess
 import tempfile
 import time
 
 import duckdb
 import pyarrow as pa
 from adbc_driver_flightsql import dbapi
+from tributary_server import start_server
 
 QUERIES = {
     "SELECT 1": "SELECT 1",
     "point lookup (one row of 10,000 by key)": "SELECT name FROM lookup WHERE id = 4242",
 }
-
-
-def start_server(binary, data):
-    process = subprocess.Popen(
-        [binary, "serve", "--data", data, "--flight-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    uri = None
-    for line in process.stdout:
-        if "Flight SQL listening on" in line:
-            uri = "grpc://" + line.split(" on ")[1].split()[0]
-        if "HTTP collection API listening" in line:
-            break
-    return process, uri
 
 
 def timings(call, calls):
@@ -59,7 +45,8 @@ def main():
     duck.register("lookup_arrow", table)
     duck.execute("CREATE TABLE lookup AS SELECT * FROM lookup_arrow")
     with tempfile.TemporaryDirectory() as data:
-        process, uri = start_server(args.tributary, data)
+        process, addresses = start_server(args.tributary, data)
+        uri = f"grpc://{addresses['flight']}"
         try:
             with dbapi.connect(uri, autocommit=True) as conn, conn.cursor() as cur:
                 cur.adbc_ingest("lookup", table, mode="create")

@@ -26,6 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use tributary_catalog::builtin::{EventRow, EventsBuilder};
 
 use crate::error::{Error, Result};
+use crate::purchase_history::purchase_history;
 
 /// Rows buffered before a batch is written.
 const BATCH_ROWS: usize = 65_536;
@@ -62,6 +63,9 @@ pub struct GenerateConfig {
     pub seed: u64,
     /// Length of the period the events fall in.
     pub days: u32,
+    /// Days of purchase history before the period starts (0: none): each customer's purchases
+    /// as a shop sees them over years (see [`crate::purchase_history`]).
+    pub history_days: u32,
 }
 
 impl Default for GenerateConfig {
@@ -70,6 +74,7 @@ impl Default for GenerateConfig {
             customers: 10_000,
             seed: 42,
             days: 30,
+            history_days: 0,
         }
     }
 }
@@ -273,6 +278,28 @@ struct OrderRows {
 }
 
 impl OrderRows {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        order_id: &str,
+        user_id: Option<&str>,
+        device: &str,
+        amount: f64,
+        items: i32,
+        source: &str,
+        placed_at: i64,
+    ) {
+        self.order_id.append_value(order_id);
+        self.user_id.append_option(user_id);
+        self.anonymous_id.append_value(device);
+        self.amount.append_value(amount);
+        self.currency.append_value("CNY");
+        self.items.append_value(items);
+        self.source.append_value(source);
+        self.placed_at.append_value(placed_at);
+        self.len += 1;
+    }
+
     fn finish(&mut self) -> Vec<ArrayRef> {
         self.len = 0;
         vec![
@@ -466,15 +493,7 @@ pub fn generate(
                         let revenue = f64::from(rng.random_range(500..=50_000)) / 100.0;
                         let items = rng.random_range(1..=5);
                         let order_id = format!("o{order_seq:010}");
-                        orders.order_id.append_value(&order_id);
-                        orders.user_id.append_option(session_user);
-                        orders.anonymous_id.append_value(device);
-                        orders.amount.append_value(revenue);
-                        orders.currency.append_value("CNY");
-                        orders.items.append_value(items);
-                        orders.source.append_value(source);
-                        orders.placed_at.append_value(ts);
-                        orders.len += 1;
+                        orders.push(&order_id, session_user, device, revenue, items, source, ts);
                         format!(
                             r#"{{"sku":"{sku}","revenue":{revenue},"order_id":"{order_id}","items":{items}}}"#
                         )
@@ -507,6 +526,46 @@ pub fn generate(
                         &context,
                     );
                 }
+            }
+        }
+        if config.history_days > 0 {
+            let end = PERIOD_START_MICROS;
+            let start = end - i64::from(config.history_days) * MICROS_PER_DAY;
+            let device = &devices[0];
+            let context = format!(r#"{{"channel":"{home_source}","device_id":"{device}"}}"#);
+            // A stream of its own, so that a history leaves the other data as without one.
+            let mut history_rng = ChaCha8Rng::seed_from_u64(
+                config.seed ^ customer.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            );
+            for purchase in purchase_history(&mut history_rng, start, end) {
+                order_seq += 1;
+                let order_id = format!("o{order_seq:010}");
+                let (user, at) = (user_id.as_deref(), purchase.at);
+                orders.push(
+                    &order_id,
+                    user,
+                    device,
+                    purchase.revenue,
+                    1,
+                    home_source,
+                    at,
+                );
+                let properties = format!(
+                    r#"{{"revenue":{},"order_id":"{order_id}","items":1}}"#,
+                    purchase.revenue
+                );
+                message_seq += 1;
+                events.push(
+                    &format!("m{message_seq:011}"),
+                    "track",
+                    Some("purchase"),
+                    device,
+                    user_id.as_deref(),
+                    purchase.at,
+                    home_source,
+                    &properties,
+                    &context,
+                );
             }
         }
         if events.len >= BATCH_ROWS {
@@ -554,6 +613,7 @@ mod tests {
             customers: 200,
             seed: 7,
             days: 30,
+            history_days: 0,
         };
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let summary = generate(&config, a.path(), |_| {}).unwrap();
@@ -566,6 +626,27 @@ mod tests {
             "{per_customer} events per customer"
         );
         assert!(summary.orders > 0 && summary.identities > 0, "{summary:?}");
+    }
+
+    #[test]
+    fn a_history_adds_years_of_purchases_before_the_period_end() {
+        let base = GenerateConfig {
+            customers: 300,
+            seed: 7,
+            days: 30,
+            history_days: 0,
+        };
+        let with_history = GenerateConfig {
+            history_days: 730,
+            ..base.clone()
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let plain = generate(&base, a.path(), |_| {}).unwrap();
+        let shop = generate(&with_history, b.path(), |_| {}).unwrap();
+        // At least one purchase per customer, each also an order; nothing else changes.
+        assert!(shop.events >= plain.events + 300, "{plain:?} {shop:?}");
+        assert_eq!(shop.events - plain.events, shop.orders - plain.orders);
+        assert_eq!(shop.identities, plain.identities);
     }
 
     #[test]

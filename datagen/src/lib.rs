@@ -3,10 +3,12 @@
 //!
 //! [`generate`] writes `events.parquet`, `identities.parquet` and `orders.parquet` with the
 //! columns of the built-in tables, loadable with `tributary import`. The same seed always gives
-//! the same bytes of data, so tests can compare engines on it.
+//! the same bytes of data, so tests can compare engines on it. With a history length, each
+//! customer also gets years of purchases ([`purchase_history`]) for the value models.
 
 mod error;
 pub mod generator;
+pub mod purchase_history;
 
 pub use error::{Error, Result};
 pub use generator::{GenerateConfig, GenerateSummary, generate};

@@ -103,14 +103,14 @@ trait Likelihood {
     fn value_and_gradient(&self, log_params: &[f64]) -> (f64, Vec<f64>);
 }
 
-/// Halvings of the step before a line search gives up.
+/// Steps a line search tries before it gives up.
 const LINE_SEARCH_STEPS: usize = 60;
 
 /// Minimises `likelihood` from `lifetimes`' start with BFGS; the parameters (not their
 /// logarithms).
 ///
 /// Every loop is bounded, so a query always ends: at most [`MAX_ITERATIONS`] iterations, each
-/// with a backtracking (Armijo) line search of at most [`LINE_SEARCH_STEPS`] halvings. The
+/// with a Wolfe line search ([`wolfe_step`]) of at most [`LINE_SEARCH_STEPS`] steps. The
 /// inverse Hessian estimate is updated only when the step shows positive curvature, and reset
 /// to the identity when it stops giving a descent direction — the safeguards scipy's BFGS (so
 /// `lifetimes`) has. argmin 0.11's BFGS has neither, and its line searches have no iteration
@@ -147,22 +147,7 @@ fn minimise<L: Likelihood>(likelihood: &L, dimensions: usize) -> Result<Vec<f64>
             fresh = true;
             direction = gradient.iter().map(|g| -g).collect();
         }
-        let slope = dot(&direction, &gradient);
-        let mut step = 1.0;
-        let mut next = None;
-        for _ in 0..LINE_SEARCH_STEPS {
-            let candidate: Vec<f64> = point
-                .iter()
-                .zip(&direction)
-                .map(|(x, d)| x + step * d)
-                .collect();
-            let (candidate_cost, candidate_gradient) = likelihood.value_and_gradient(&candidate);
-            if candidate_cost.is_finite() && candidate_cost <= cost + 1e-4 * step * slope {
-                next = Some((candidate, candidate_cost, candidate_gradient));
-                break;
-            }
-            step /= 2.0;
-        }
+        let next = wolfe_step(likelihood, &point, cost, &gradient, &direction);
         let Some((next_point, next_cost, next_gradient)) = next else {
             if !fresh {
                 // The estimate points nowhere useful: start again from steepest descent.
@@ -197,6 +182,46 @@ fn minimise<L: Likelihood>(likelihood: &L, dimensions: usize) -> Result<Vec<f64>
         "gradient {:.3e} after {MAX_ITERATIONS} iterations",
         norm(&gradient)
     )))
+}
+
+/// A step along `direction` meeting the weak Wolfe conditions (enough decrease, and a slope
+/// that has flattened enough for the BFGS update to see positive curvature), by bracketing and
+/// bisection (Lewis & Overton); the best step with enough decrease if the bracket closes first.
+/// `None` when no tried step lowers the cost.
+fn wolfe_step<L: Likelihood>(
+    likelihood: &L,
+    point: &[f64],
+    cost: f64,
+    gradient: &[f64],
+    direction: &[f64],
+) -> Option<(Vec<f64>, f64, Vec<f64>)> {
+    const DECREASE: f64 = 1e-4;
+    const CURVATURE: f64 = 0.9;
+    let slope = dot(direction, gradient);
+    let (mut low, mut high, mut step) = (0.0, f64::INFINITY, 1.0);
+    let mut decreasing = None;
+    for _ in 0..LINE_SEARCH_STEPS {
+        let candidate: Vec<f64> = point
+            .iter()
+            .zip(direction)
+            .map(|(x, d)| x + step * d)
+            .collect();
+        let (candidate_cost, candidate_gradient) = likelihood.value_and_gradient(&candidate);
+        if !candidate_cost.is_finite() || candidate_cost > cost + DECREASE * step * slope {
+            high = step;
+        } else if dot(direction, &candidate_gradient) < CURVATURE * slope {
+            low = step;
+            decreasing = Some((candidate, candidate_cost, candidate_gradient));
+        } else {
+            return Some((candidate, candidate_cost, candidate_gradient));
+        }
+        step = if high.is_finite() {
+            (low + high) / 2.0
+        } else {
+            2.0 * low
+        };
+    }
+    decreasing
 }
 
 /// H ← (I − ρ s yᵀ) H (I − ρ y sᵀ) + ρ s sᵀ, ρ = 1 / (yᵀ s).

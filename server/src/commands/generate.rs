@@ -24,6 +24,12 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 30)]
     pub days: u32,
 
+    /// Also give each customer a shop's purchase history over this many days before the period
+    /// starts (0: none): its own rate, stops after some purchase, spend of its own,
+    /// win-backs — data the value models (clv, rfm, lifecycle) can learn from. Try 730.
+    #[arg(long, default_value_t = 0)]
+    pub history_days: u32,
+
     /// Directory to write events.parquet, identities.parquet and orders.parquet into.
     #[arg(long, default_value = "./tributary-sample")]
     pub out: PathBuf,
@@ -41,6 +47,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         customers: args.customers,
         seed: args.seed,
         days: args.days,
+        history_days: args.history_days,
     };
     let summary = generate(&config, &args.out, |done| {
         if done % 1000 == 0 {

@@ -29,6 +29,7 @@ use std::sync::{Arc, Weak};
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::TableType;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::physical_plan::ExecutionPlan;
 
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
@@ -158,14 +159,24 @@ impl Scan<'_> {
 
 /// A table answered by a SQL query over the tenant's tables, run when scanned; its columns are
 /// cast to the declared schema.
+///
+/// The answer is computed at scan and handed on as batches: a physical plan returned from here
+/// would be optimized a second time inside the calling query's plan, and DataFusion 55 refuses
+/// to reorder a hash join whose dynamic filters the first optimization built (an internal error
+/// seen at 100,000 customers). These answers are one row per customer, so holding them is cheap.
 #[derive(Debug)]
 pub(crate) struct SqlTable(pub(crate) String);
 
 #[async_trait]
 impl LiveTable for SqlTable {
     async fn plan(&self, scan: Scan<'_>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = match scan.projection {
+            Some(columns) => Arc::new(scan.schema.project(columns)?),
+            None => Arc::clone(scan.schema),
+        };
         let frame = scan.ctx.sql(&self.0).await?;
-        frame.select(scan.columns())?.create_physical_plan().await
+        let batches = frame.select(scan.columns())?.collect().await?;
+        Ok(MemorySourceConfig::try_new_exec(&[batches], schema, None)?)
     }
 }
 

@@ -11,6 +11,7 @@ pub mod attribution;
 pub mod bg_nbd_expected_purchases;
 pub mod bg_nbd_fit;
 pub mod bg_nbd_p_alive;
+pub mod columnar;
 mod doc_ref;
 pub mod gamma_gamma_expected_value;
 pub mod gamma_gamma_fit;

@@ -5,13 +5,15 @@
 //! the fit joined to the customers); a NULL anywhere gives NULL.
 
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
-use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::scalar_doc_sections::DOC_SECTION_OTHER;
+
+use crate::columnar::{answer, rows_to_compute};
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility,
@@ -152,11 +154,7 @@ impl ScalarUDFImpl for ModelFunction {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let rows = if scalar { 1 } else { args.number_rows };
+        let (rows, constant) = rows_to_compute(&args);
         let arrays: Vec<ArrayRef> = args
             .args
             .iter()
@@ -189,12 +187,7 @@ impl ScalarUDFImpl for ModelFunction {
                 Some((self.compute)(&p, &x))
             })
             .collect();
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &answers, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(Arc::new(answers)))
+        answer(answers, constant)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

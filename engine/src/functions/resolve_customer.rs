@@ -2,16 +2,17 @@
 //! when it is unknown or blocked — the same lookup as a join on `identity_map`, for one value.
 
 use std::hash::{Hash, Hasher};
-use std::sync::{Arc, LazyLock, Weak};
+use std::sync::{LazyLock, Weak};
 
 use datafusion::arrow::array::{Array, StringArray};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::ScalarValue;
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::scalar_doc_sections::DOC_SECTION_OTHER;
 use datafusion::logical_expr::{
     ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
+
+use tributary_udfs::columnar::{answer, rows_to_compute};
 
 use super::upgrade;
 use crate::identity::IdentityService;
@@ -87,11 +88,7 @@ impl ScalarUDFImpl for ResolveCustomer {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
         let identity = upgrade(&self.service)?.tenant(&args.config_options.catalog.default_catalog);
-        let scalar = args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)));
-        let rows = if scalar { 1 } else { args.number_rows };
+        let (rows, constant) = rows_to_compute(&args);
         let types = utf8(&args.args[0], rows)?;
         let values = utf8(&args.args[1], rows)?;
         let resolved: StringArray = identity.read(|graph| {
@@ -106,12 +103,7 @@ impl ScalarUDFImpl for ResolveCustomer {
                 })
                 .collect()
         });
-        if scalar {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &resolved, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(Arc::new(resolved)))
+        answer(resolved, constant)
     }
 
     fn documentation(&self) -> Option<&Documentation> {

@@ -14,6 +14,7 @@ mod error;
 pub mod functions;
 pub mod identity;
 pub mod session;
+pub mod sql_text;
 pub mod statements;
 pub mod write;
 
@@ -31,6 +32,7 @@ use tributary_catalog::builtin::{EVENTS, IDENTITIES};
 use tributary_catalog::{Catalog, Storage};
 
 use identity::IdentityService;
+use sql_text::identifier;
 
 pub use dml::count_schema;
 pub use error::{Error, ErrorClass, Result};
@@ -242,10 +244,7 @@ impl Engine {
     /// Deletes the rows of `tenant.table` matching a SQL condition; returns how many.
     pub async fn delete_rows(&self, tenant: &str, table: &str, condition: &str) -> Result<u64> {
         let ctx = self.session(tenant)?;
-        let sql = format!(
-            "DELETE FROM \"{}\" WHERE {condition}",
-            table.replace('"', "\"\"")
-        );
+        let sql = format!("DELETE FROM {} WHERE {condition}", identifier(table));
         let plan = ctx.state().create_logical_plan(&sql).await?;
         self.execute_write(&ctx, plan).await
     }

@@ -14,6 +14,7 @@ use tributary_identity::RulesConfig;
 
 use super::Call;
 use crate::identity::profiles::resolved_events;
+use crate::sql_text::string_literal;
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -58,22 +59,18 @@ impl Purchases {
         format!("TIMESTAMP '{}'", time.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
     }
 
-    fn quoted(text: &str) -> String {
-        text.replace('\'', "''")
-    }
-
     /// One row per purchase: `customer_id, at (timestamp), day (day number), value`.
     pub(super) fn purchases_sql(&self) -> String {
-        let purchase = Self::quoted(&self.config.purchase_event);
-        let revenue = Self::quoted(&self.config.revenue_property);
+        let purchase = string_literal(&self.config.purchase_event);
+        let revenue = string_literal(&self.config.revenue_property);
         let events = resolved_events(
             &format!("e.timestamp <= {}", self.as_of_sql()),
             &format!(
                 "e.timestamp AS at, \
                  CAST(floor(CAST(arrow_cast(e.timestamp, 'Int64') AS DOUBLE) / {MICROS_PER_DAY}.0) AS BIGINT) AS day, \
-                 json_get_float(e.properties, '{revenue}') AS value"
+                 json_get_float(e.properties, {revenue}) AS value"
             ),
-            &format!("e.event = '{purchase}'"),
+            &format!("e.event = {purchase}"),
         );
         format!("SELECT * FROM ({events}) WHERE customer_id IS NOT NULL")
     }

@@ -10,6 +10,7 @@ use tributary_identity::Identifier;
 use super::records::{ANONYMOUS_ID, USER_ID};
 use crate::Engine;
 use crate::error::Result;
+use crate::sql_text::{identifier, string_literal};
 
 /// What an erasure removed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -29,10 +30,6 @@ impl ForgetReport {
     }
 }
 
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// SQL condition: `(type_column, value_column)` is one of `ids`.
 fn any_identifier(ids: &[Identifier], type_column: &str, value_column: &str) -> String {
     let mut by_type: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
@@ -40,14 +37,14 @@ fn any_identifier(ids: &[Identifier], type_column: &str, value_column: &str) -> 
         by_type
             .entry(&id.id_type)
             .or_default()
-            .push(quote(&id.value));
+            .push(string_literal(&id.value));
     }
     let parts: Vec<String> = by_type
         .iter()
         .map(|(kind, values)| {
             format!(
                 "({type_column} = {} AND {value_column} IN ({}))",
-                quote(kind),
+                string_literal(kind),
                 values.join(", ")
             )
         })
@@ -64,7 +61,7 @@ fn values_of(ids: &[Identifier], kind: &str, column: &str) -> Option<String> {
     let values: Vec<String> = ids
         .iter()
         .filter(|id| id.id_type == kind)
-        .map(|id| quote(&id.value))
+        .map(|id| string_literal(&id.value))
         .collect();
     (!values.is_empty()).then(|| format!("{column} IN ({})", values.join(", ")))
 }
@@ -113,9 +110,12 @@ pub async fn forget(
     if let Some(customer) = &customer_text {
         changes = format!(
             "{changes} OR customer_id = {0} OR other_customer_id = {0}",
-            quote(customer)
+            string_literal(customer)
         );
-        statements.push((PROFILES, format!("customer_id = {}", quote(customer))));
+        statements.push((
+            PROFILES,
+            format!("customer_id = {}", string_literal(customer)),
+        ));
     }
     statements.push((IDENTITY_CHANGES, changes));
     let rules = service.rules(tenant).await?;
@@ -127,7 +127,7 @@ pub async fn forget(
             values_of(
                 &identifiers,
                 &t.id_type,
-                &format!("CAST(\"{}\" AS VARCHAR)", t.id_column.replace('"', "\"\"")),
+                &format!("CAST({} AS VARCHAR)", identifier(&t.id_column)),
             )
             .map(|condition| (t.table.clone(), condition))
         })

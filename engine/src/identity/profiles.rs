@@ -25,6 +25,7 @@ use super::IdentityService;
 use super::map::IDENTITY_MAP;
 use super::records::{ANONYMOUS_ID, USER_ID, as_micros, as_utf8};
 use crate::error::{Error, Result};
+use crate::sql_text::{identifier, string_literal};
 use crate::write::{IfTableMissing, WriteMode, now_micros};
 
 /// One customer's identifiers, strongest first.
@@ -46,7 +47,7 @@ impl Scope {
             let quoted: Vec<String> = members
                 .iter()
                 .filter(|(t, _)| t == kind)
-                .map(|(_, v)| format!("'{}'", v.replace('\'', "''")))
+                .map(|(_, v)| string_literal(v))
                 .collect();
             if quoted.is_empty() {
                 "NULL".to_string()
@@ -133,13 +134,13 @@ async fn compute(
 ) -> Result<RecordBatch> {
     let config = rules.config();
     let filter = scope.event_filter();
-    let purchase = config.purchase_event.replace('\'', "''");
-    let revenue = config.revenue_property.replace('\'', "''");
+    let purchase = string_literal(&config.purchase_event);
+    let revenue = string_literal(&config.revenue_property);
     let stats_sql = format!(
         "SELECT customer_id, min(timestamp), max(timestamp), count(*), \
-         count(*) FILTER (WHERE event = '{purchase}'), \
-         max(timestamp) FILTER (WHERE event = '{purchase}'), \
-         coalesce(sum(json_get_float(properties, '{revenue}')) FILTER (WHERE event = '{purchase}'), 0) \
+         count(*) FILTER (WHERE event = {purchase}), \
+         max(timestamp) FILTER (WHERE event = {purchase}), \
+         coalesce(sum(json_get_float(properties, {revenue})) FILTER (WHERE event = {purchase}), 0) \
          FROM ({}) GROUP BY customer_id",
         resolved_events(&filter, "e.timestamp, e.event, e.properties", "TRUE")
     );
@@ -223,12 +224,11 @@ async fn trait_table_traits(
     scope: &Scope,
     traits: &mut Traits,
 ) -> Result<()> {
-    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
     let mut sql = format!(
-        "SELECT resolve_customer('{}', CAST({} AS VARCHAR)) AS tributary_customer, * FROM {}",
-        imported.id_type.replace('\'', "''"),
-        quote(&imported.id_column),
-        quote(&imported.table)
+        "SELECT resolve_customer({}, CAST({} AS VARCHAR)) AS tributary_customer, * FROM {}",
+        string_literal(&imported.id_type),
+        identifier(&imported.id_column),
+        identifier(&imported.table)
     );
     if let Scope::One(customer, _) = scope {
         sql = format!("SELECT * FROM ({sql}) WHERE tributary_customer = '{customer}'");

@@ -22,6 +22,7 @@ use crate::Engine;
 use crate::dml::count_batch;
 use crate::error::{Error, Result};
 use crate::identity;
+use crate::sql_text::string_literal;
 
 /// `CALL …`.
 pub const SYNTAX: Syntax = Syntax {
@@ -96,16 +97,16 @@ fn parse(parser: &mut Parser) -> Result<Arc<dyn Statement>> {
     Ok(Arc::new(procedure))
 }
 
-fn quoted(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 #[async_trait]
 impl Statement for Procedure {
     fn sql(&self) -> String {
         match self {
             Self::Forget { id_type, value } => {
-                format!("CALL forget({}, {})", quoted(id_type), quoted(value))
+                format!(
+                    "CALL forget({}, {})",
+                    string_literal(id_type),
+                    string_literal(value)
+                )
             }
             Self::RefreshProfiles => "CALL refresh_profiles()".into(),
             Self::RebuildIdentity => "CALL rebuild_identity()".into(),

@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::commands::client::{Client, ConnectArgs};
 use crate::error::{Error, Result};
+use tributary_engine::sql_text::string_literal;
 
 /// Options of `tributary profile`.
 #[derive(Debug, Args)]
@@ -38,10 +39,6 @@ pub struct ForgetArgs {
     pub id_value: String,
 }
 
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 fn print(title: &str, batches: &[RecordBatch]) -> Result<()> {
     println!("{title}");
     let options = FormatOptions::default().with_null("NULL");
@@ -59,7 +56,10 @@ fn first_text(batches: &[RecordBatch], column: &str) -> Option<String> {
 /// Runs `tributary profile`: identities, profile and recent journey of one customer.
 pub async fn profile(args: ProfileArgs) -> Result<()> {
     let mut client = Client::connect(&args.connect).await?;
-    let (id_type, value) = (quote(&args.id_type), quote(&args.id_value));
+    let (id_type, value) = (
+        string_literal(&args.id_type),
+        string_literal(&args.id_value),
+    );
     let (_, identities) = client
         .query(&format!(
             "SELECT customer_id, id_type, id_value FROM customer_identities({id_type}, {value})"
@@ -99,8 +99,8 @@ pub async fn forget(args: ForgetArgs) -> Result<()> {
     let (_, answer) = client
         .query(&format!(
             "CALL forget({}, {})",
-            quote(&args.id_type),
-            quote(&args.id_value)
+            string_literal(&args.id_type),
+            string_literal(&args.id_value)
         ))
         .await?;
     let rows = first_text(&answer, "count").unwrap_or_else(|| "0".into());

@@ -12,7 +12,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::error::Result as DfResult;
 
 use super::clv_summary::summary_fields;
-use super::purchases::{Purchases, count_literal};
+use super::purchases::{Purchases, count_literal, fits_sql};
 use super::{Call, SqlTable, TableFunction, live};
 
 /// `clv`.
@@ -30,16 +30,15 @@ fn clv(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
         fields.push(Field::new(name, DataType::Float64, true));
     }
     let sql = format!(
-        "WITH s AS ({summary}), \
-         bg AS (SELECT bg_nbd_fit(frequency, recency, t) AS p FROM s), \
-         gg AS (SELECT gamma_gamma_fit(frequency, monetary_value) AS p FROM s), \
+        "WITH s AS ({summary}), f AS ({fits}), \
          scored AS (SELECT s.*, \
-           bg_nbd_p_alive(bg.p, s.frequency, s.recency, s.t) AS p_alive, \
-           bg_nbd_expected_purchases(bg.p, {horizon}, s.frequency, s.recency, s.t) AS expected_purchases, \
-           gamma_gamma_expected_value(gg.p, s.frequency, s.monetary_value) AS expected_avg_value \
-           FROM s CROSS JOIN bg CROSS JOIN gg) \
+           bg_nbd_p_alive(f.bg, s.frequency, s.recency, s.t) AS p_alive, \
+           bg_nbd_expected_purchases(f.bg, {horizon}, s.frequency, s.recency, s.t) AS expected_purchases, \
+           gamma_gamma_expected_value(f.gg, s.frequency, s.monetary_value) AS expected_avg_value \
+           FROM s CROSS JOIN f) \
          SELECT *, expected_purchases * expected_avg_value AS clv FROM scored",
         summary = purchases.summary_sql(),
+        fits = fits_sql("s"),
     );
     Ok(live(Arc::new(Schema::new(fields)), SqlTable(sql)))
 }

@@ -8,7 +8,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::error::Result as DfResult;
 
-use super::purchases::Purchases;
+use super::purchases::{Purchases, fits_sql};
 use super::{Call, SqlTable, TableFunction, live};
 
 /// `clv_params`.
@@ -32,12 +32,9 @@ fn clv_params(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
     let mut columns: Vec<String> = BG_NBD.iter().map(|n| format!("bg['{n}'] AS {n}")).collect();
     columns.extend(GAMMA_GAMMA.iter().map(|n| format!("gg['{n}'] AS {n}")));
     let sql = format!(
-        "SELECT {columns}, customers FROM (SELECT \
-           bg_nbd_fit(frequency, recency, t) AS bg, \
-           gamma_gamma_fit(frequency, monetary_value) AS gg, count(*) AS customers \
-         FROM ({summary}))",
+        "SELECT {columns}, customers FROM ({fits})",
         columns = columns.join(", "),
-        summary = purchases.summary_sql(),
+        fits = fits_sql(&format!("({})", purchases.summary_sql())),
     );
     Ok(live(Arc::new(Schema::new(fields)), SqlTable(sql)))
 }

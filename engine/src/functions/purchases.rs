@@ -107,6 +107,16 @@ impl Purchases {
     }
 }
 
+/// One row: BG/NBD (`bg`) and Gamma-Gamma (`gg`) fitted in one pass over `summary` (a relation
+/// with the columns of [`Purchases::summary_sql`]), and how many `customers` it has.
+pub(super) fn fits_sql(summary: &str) -> String {
+    format!(
+        "SELECT bg_nbd_fit(frequency, recency, t) AS bg, \
+                gamma_gamma_fit(frequency, monetary_value) AS gg, count(*) AS customers \
+         FROM {summary}"
+    )
+}
+
 /// A constant time argument: a timestamp, a date, or RFC 3339 text; microseconds since the epoch.
 fn time_literal(name: &str, usage: &str, expr: &Expr) -> DfResult<i64> {
     let Expr::Literal(value, _) = expr else {

@@ -180,37 +180,21 @@ fn names_something_missing(message: &str) -> bool {
 }
 
 fn arrow_class(error: &ArrowError) -> ErrorClass {
-    if arrow_is_user_error(error) {
-        ErrorClass::InvalidInput
-    } else {
-        ErrorClass::Internal
+    match error {
+        ArrowError::CastError(_)
+        | ArrowError::ParseError(_)
+        | ArrowError::InvalidArgumentError(_)
+        | ArrowError::ComputeError(_)
+        | ArrowError::DivideByZero
+        | ArrowError::ArithmeticOverflow(_)
+        | ArrowError::SchemaError(_)
+        | ArrowError::JsonError(_)
+        | ArrowError::CsvError(_) => ErrorClass::InvalidInput,
+        _ => ErrorClass::Internal,
     }
 }
 
 fn delta_class(error: &DeltaTableError) -> ErrorClass {
-    if delta_is_user_error(error) {
-        ErrorClass::InvalidInput
-    } else {
-        ErrorClass::Internal
-    }
-}
-
-fn arrow_is_user_error(error: &ArrowError) -> bool {
-    matches!(
-        error,
-        ArrowError::CastError(_)
-            | ArrowError::ParseError(_)
-            | ArrowError::InvalidArgumentError(_)
-            | ArrowError::ComputeError(_)
-            | ArrowError::DivideByZero
-            | ArrowError::ArithmeticOverflow(_)
-            | ArrowError::SchemaError(_)
-            | ArrowError::JsonError(_)
-            | ArrowError::CsvError(_)
-    )
-}
-
-fn delta_is_user_error(error: &DeltaTableError) -> bool {
     match error {
         DeltaTableError::InvalidData { .. }
         | DeltaTableError::SchemaMismatch { .. }
@@ -219,9 +203,9 @@ fn delta_is_user_error(error: &DeltaTableError) -> bool {
         | DeltaTableError::NotATable(_)
         | DeltaTableError::InvalidTableLocation(_)
         | DeltaTableError::InvalidDateTimeString { .. }
-        | DeltaTableError::MissingFeature { .. } => true,
-        DeltaTableError::Arrow { source } => arrow_is_user_error(source),
-        _ => false,
+        | DeltaTableError::MissingFeature { .. } => ErrorClass::InvalidInput,
+        DeltaTableError::Arrow { source } => arrow_class(source),
+        _ => ErrorClass::Internal,
     }
 }
 

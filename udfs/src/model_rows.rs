@@ -10,7 +10,7 @@ use std::sync::{Arc, LazyLock};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, ListArray};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Float64Type};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::AccumulatorArgs;
 use datafusion::logical_expr::utils::format_state_name;
@@ -116,14 +116,17 @@ pub(crate) fn check_frequency(frequency: f64) -> Result<(), String> {
     Ok(())
 }
 
+/// The fields of the answer: one per parameter.
+fn parameter_fields(names: &[&str]) -> Fields {
+    names
+        .iter()
+        .map(|n| Field::new(*n, DataType::Float64, false))
+        .collect()
+}
+
 /// The answer's type: a struct of the parameters.
 pub(crate) fn parameters_type(names: &[&str]) -> DataType {
-    DataType::Struct(
-        names
-            .iter()
-            .map(|n| Field::new(*n, DataType::Float64, false))
-            .collect(),
-    )
+    DataType::Struct(parameter_fields(names))
 }
 
 /// Checks the argument types: the model's numeric columns, then an optional constant penalizer.
@@ -209,10 +212,7 @@ impl<M: Model> ModelRows<M> {
     }
 
     fn fitted(&self, rows: &[f64]) -> Result<ScalarValue> {
-        let fields = match parameters_type(M::PARAMETERS) {
-            DataType::Struct(fields) => fields,
-            _ => unreachable!("parameters are a struct"),
-        };
+        let fields = parameter_fields(M::PARAMETERS);
         if rows.is_empty() {
             return ScalarValue::try_new_null(&DataType::Struct(fields));
         }

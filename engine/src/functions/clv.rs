@@ -13,7 +13,7 @@ use datafusion::error::Result as DfResult;
 
 use super::clv_summary::summary_fields;
 use super::purchases::{Purchases, count_literal, fits_sql};
-use super::{Call, SqlTable, TableFunction, live};
+use super::{Call, TableFunction, live};
 
 /// `clv`.
 pub const FUNCTION: TableFunction = TableFunction {
@@ -40,5 +40,8 @@ fn clv(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
         summary = purchases.summary_sql(),
         fits = fits_sql("s"),
     );
-    Ok(live(Arc::new(Schema::new(fields)), SqlTable(sql)))
+    Ok(live(
+        Arc::new(Schema::new(fields)),
+        purchases.table(sql, false),
+    ))
 }

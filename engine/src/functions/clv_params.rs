@@ -9,7 +9,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::error::Result as DfResult;
 
 use super::purchases::{Purchases, fits_sql};
-use super::{Call, SqlTable, TableFunction, live};
+use super::{Call, TableFunction, live};
 
 /// `clv_params`.
 pub const FUNCTION: TableFunction = TableFunction {
@@ -36,5 +36,8 @@ fn clv_params(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
         columns = columns.join(", "),
         fits = fits_sql(&format!("({})", purchases.summary_sql())),
     );
-    Ok(live(Arc::new(Schema::new(fields)), SqlTable(sql)))
+    Ok(live(
+        Arc::new(Schema::new(fields)),
+        purchases.table(sql, false),
+    ))
 }

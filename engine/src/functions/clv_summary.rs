@@ -11,7 +11,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::error::Result as DfResult;
 
 use super::purchases::Purchases;
-use super::{Call, SqlTable, TableFunction, live};
+use super::{Call, TableFunction, live};
 
 /// `clv_summary`.
 pub const FUNCTION: TableFunction = TableFunction {
@@ -34,5 +34,8 @@ fn clv_summary(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
     let usage = "clv_summary([as_of])";
     let purchases = Purchases::of(call, usage, 1, 0)?;
     let schema: SchemaRef = Arc::new(Schema::new(summary_fields()));
-    Ok(live(schema, SqlTable(purchases.summary_sql())))
+    Ok(live(
+        schema,
+        purchases.table(purchases.summary_sql(), false),
+    ))
 }

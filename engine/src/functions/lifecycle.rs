@@ -16,8 +16,7 @@ use datafusion::error::Result as DfResult;
 use tributary_catalog::builtin::timestamp_type;
 
 use super::purchases::Purchases;
-use super::{Call, SqlTable, TableFunction, live};
-use crate::identity::profiles::resolved_events;
+use super::{Call, TableFunction, live};
 
 /// `lifecycle`.
 pub const FUNCTION: TableFunction = TableFunction {
@@ -29,14 +28,8 @@ fn lifecycle(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
     let usage = "lifecycle([as_of])";
     let purchases = Purchases::of(call, usage, 1, 0)?;
     let limits = &purchases.config.lifecycle;
-    let seen = resolved_events(
-        &format!("e.timestamp <= {}", purchases.as_of_sql()),
-        "e.timestamp",
-        "TRUE",
-    );
     let sql = format!(
-        "WITH seen AS (SELECT DISTINCT customer_id FROM ({seen}) WHERE customer_id IS NOT NULL), \
-         days AS ({days}), \
+        "WITH days AS (SELECT * FROM purchase_days), \
          c AS (SELECT customer_id, min(day) AS first_day, max(day) AS last_day, \
                min(first_at) AS first_at, max(last_at) AS last_at, sum(purchases) AS purchases \
                FROM days GROUP BY customer_id), \
@@ -54,9 +47,8 @@ fn lifecycle(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
                 ELSE 'churned' END AS stage, \
            c.first_at AS first_purchase_at, c.last_at AS last_purchase_at, \
            coalesce(c.purchases, 0) AS purchases \
-         FROM seen s LEFT JOIN c ON c.customer_id = s.customer_id \
+         FROM seen_customers s LEFT JOIN c ON c.customer_id = s.customer_id \
          LEFT JOIN previous p ON p.customer_id = s.customer_id",
-        days = purchases.days_sql(),
         today = purchases.as_of_day(),
         new = limits.new_days,
         active = limits.active_days,
@@ -71,5 +63,8 @@ fn lifecycle(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
         Field::new("last_purchase_at", timestamp_type(), true),
         Field::new("purchases", DataType::Int64, false),
     ];
-    Ok(live(Arc::new(Schema::new(fields)), SqlTable(sql)))
+    Ok(live(
+        Arc::new(Schema::new(fields)),
+        purchases.table(sql, true),
+    ))
 }

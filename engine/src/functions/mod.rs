@@ -28,14 +28,15 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::MemTable;
 use datafusion::datasource::TableType;
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::physical_plan::ExecutionPlan;
 
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::FunctionRegistry;
 use datafusion::execution::session_state::SessionState;
+use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::logical_expr::{Expr, ScalarUDF, cast, col};
 use datafusion::prelude::SessionContext;
 
@@ -157,15 +158,52 @@ impl Scan<'_> {
     }
 }
 
-/// A table answered by a SQL query over the tenant's tables, run when scanned; its columns are
-/// cast to the declared schema.
+/// A table answered by a SQL query, run when scanned; its columns are cast to the declared
+/// schema.
+///
+/// Without `inputs`, `sql` reads the tenant's tables. With them, each input is computed once
+/// over the tenant's tables and held in memory under its name, and `sql` runs over those alone
+/// (with every Tributary function): a relation the answer reads twice — per-customer purchase
+/// days, which the value models join back to their own aggregates — is then scanned and stitched
+/// to customers once, not once per reference.
 ///
 /// The answer is computed at scan and handed on as batches: a physical plan returned from here
 /// would be optimized a second time inside the calling query's plan, and DataFusion 55 refuses
 /// to reorder a hash join whose dynamic filters the first optimization built (an internal error
 /// seen at 100,000 customers). These answers are one row per customer, so holding them is cheap.
 #[derive(Debug)]
-pub(crate) struct SqlTable(pub(crate) String);
+pub(crate) struct SqlTable {
+    /// Named relations computed first, over the tenant's tables.
+    pub(crate) inputs: Vec<(&'static str, String)>,
+    /// The answer.
+    pub(crate) sql: String,
+}
+
+impl SqlTable {
+    /// The context `sql` runs in: the scanning session's, or one over the computed inputs.
+    async fn context(&self, tenant: &SessionContext) -> DfResult<SessionContext> {
+        if self.inputs.is_empty() {
+            return Ok(tenant.clone());
+        }
+        let mut state = SessionStateBuilder::new()
+            .with_config(
+                tenant
+                    .copied_config()
+                    .with_create_default_catalog_and_schema(true),
+            )
+            .with_default_features()
+            .build();
+        tributary_udfs::register_all(&mut state)?;
+        let local = SessionContext::new_with_state(state);
+        for (name, sql) in &self.inputs {
+            let frame = tenant.sql(sql).await?;
+            let schema = Arc::new(frame.schema().as_arrow().clone());
+            let batches = frame.collect().await?;
+            local.register_table(*name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
+        }
+        Ok(local)
+    }
+}
 
 #[async_trait]
 impl LiveTable for SqlTable {
@@ -174,7 +212,8 @@ impl LiveTable for SqlTable {
             Some(columns) => Arc::new(scan.schema.project(columns)?),
             None => Arc::clone(scan.schema),
         };
-        let frame = scan.ctx.sql(&self.0).await?;
+        let ctx = self.context(&scan.ctx).await?;
+        let frame = ctx.sql(&self.sql).await?;
         let batches = frame.select(scan.columns())?.collect().await?;
         Ok(MemorySourceConfig::try_new_exec(&[batches], schema, None)?)
     }

@@ -10,13 +10,20 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{ScalarValue, plan_err};
 use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::Expr;
+use tributary_catalog::builtin::EVENTS;
 use tributary_identity::RulesConfig;
 
-use super::Call;
-use crate::identity::profiles::resolved_events;
+use super::{Call, SqlTable};
+
+use crate::identity::profiles::{resolved_events, resolved_rows};
 use crate::sql_text::string_literal;
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// The name the models' SQL reads [`Purchases::days_sql`] by.
+const PURCHASE_DAYS: &str = "purchase_days";
+/// The name the models' SQL reads [`Purchases::seen_sql`] by.
+const SEEN_CUSTOMERS: &str = "seen_customers";
 
 /// What a value-model function reads: the tenant's settings and the time of the question.
 pub(super) struct Purchases {
@@ -60,7 +67,7 @@ impl Purchases {
     }
 
     /// One row per purchase: `customer_id, at (timestamp), day (day number), value`.
-    pub(super) fn purchases_sql(&self) -> String {
+    fn purchases_sql(&self) -> String {
         let purchase = string_literal(&self.config.purchase_event);
         let revenue = string_literal(&self.config.revenue_property);
         let events = resolved_events(
@@ -75,9 +82,31 @@ impl Purchases {
         format!("SELECT * FROM ({events}) WHERE customer_id IS NOT NULL")
     }
 
-    /// One row per customer and purchase day: `customer_id, day, value` (the day's revenue,
-    /// missing revenue counting 0), `purchases`, `first_at`, `last_at`.
-    pub(super) fn days_sql(&self) -> String {
+    /// The table `sql` answers, reading the tenant's purchase days as `purchase_days` (one row
+    /// per customer and purchase day: `customer_id, day, value` — the day's revenue, missing
+    /// revenue counting 0 — `purchases, first_at, last_at`) and, with `seen`, the customers with
+    /// any event up to `as_of` as `seen_customers (customer_id)`. Each is computed once.
+    pub(super) fn table(&self, sql: String, seen: bool) -> SqlTable {
+        let mut inputs = vec![(PURCHASE_DAYS, self.days_sql())];
+        if seen {
+            inputs.push((SEEN_CUSTOMERS, self.seen_sql()));
+        }
+        SqlTable { inputs, sql }
+    }
+
+    /// The customers with any event up to `as_of`; each distinct pair of an event's identifiers
+    /// is resolved once.
+    fn seen_sql(&self) -> String {
+        let pairs = format!(
+            "(SELECT user_id, anonymous_id, min(timestamp) AS timestamp FROM {EVENTS} \
+             WHERE timestamp <= {as_of} GROUP BY user_id, anonymous_id)",
+            as_of = self.as_of_sql()
+        );
+        let events = resolved_rows(&pairs, "TRUE", "e.timestamp", "TRUE");
+        format!("SELECT DISTINCT customer_id FROM ({events}) WHERE customer_id IS NOT NULL")
+    }
+
+    fn days_sql(&self) -> String {
         format!(
             "SELECT customer_id, day, coalesce(sum(value), 0.0) AS value, count(*) AS purchases, \
              min(at) AS first_at, max(at) AS last_at \
@@ -92,7 +121,7 @@ impl Purchases {
     /// days (`monetary_value`, 0 without repeat days).
     pub(super) fn summary_sql(&self) -> String {
         format!(
-            "WITH days AS ({days}), \
+            "WITH days AS (SELECT * FROM {PURCHASE_DAYS}), \
              spans AS (SELECT customer_id, min(day) AS first_day, max(day) AS last_day, \
                        count(*) AS n FROM days GROUP BY customer_id) \
              SELECT s.customer_id, s.n - 1 AS frequency, \
@@ -101,7 +130,6 @@ impl Purchases {
                     coalesce(avg(d.value) FILTER (WHERE d.day > s.first_day), 0.0) AS monetary_value \
              FROM spans s JOIN days d ON d.customer_id = s.customer_id \
              GROUP BY s.customer_id, s.n, s.first_day, s.last_day",
-            days = self.days_sql(),
             as_of_day = self.as_of_day(),
         )
     }

@@ -17,7 +17,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::error::Result as DfResult;
 
 use super::purchases::{Purchases, count_literal};
-use super::{Call, SqlTable, TableFunction, live};
+use super::{Call, TableFunction, live};
 
 /// `rfm`.
 pub const FUNCTION: TableFunction = TableFunction {
@@ -59,13 +59,12 @@ fn rfm(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
     let sql = format!(
         "WITH c AS (SELECT customer_id, {as_of_day} - max(day) AS recency_days, \
                     sum(purchases) AS frequency, sum(value) AS monetary \
-                    FROM ({days}) GROUP BY customer_id), \
+                    FROM purchase_days GROUP BY customer_id), \
          scored AS (SELECT *, {r} AS r_score, {f} AS f_score, {m} AS m_score FROM c) \
          SELECT customer_id, recency_days, frequency, monetary, r_score, f_score, m_score, \
                 CASE {segment} END AS rfm_segment \
          FROM (SELECT *, {r5} AS r, {f5} AS f FROM scored)",
         as_of_day = purchases.as_of_day(),
-        days = purchases.days_sql(),
         r = score("recency_days", "DESC"),
         f = score("frequency", "ASC"),
         m = score("monetary", "ASC"),
@@ -82,5 +81,8 @@ fn rfm(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
         Field::new("m_score", DataType::Int64, false),
         Field::new("rfm_segment", DataType::Utf8, false),
     ];
-    Ok(live(Arc::new(Schema::new(fields)), SqlTable(sql)))
+    Ok(live(
+        Arc::new(Schema::new(fields)),
+        purchases.table(sql, false),
+    ))
 }

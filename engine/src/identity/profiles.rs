@@ -74,8 +74,14 @@ fn sorted_members(rules: &Rules, members: Vec<(&str, &str)>) -> Members {
 
 /// The customer of each event, preferring its user id: a join on `identity_map`.
 pub(crate) fn resolved_events(filter: &str, columns: &str, condition: &str) -> String {
+    resolved_rows(EVENTS, filter, columns, condition)
+}
+
+/// The customer of each row of `source` (a table or a parenthesized query with `user_id` and
+/// `anonymous_id` columns, named `e`), as [`resolved_events`] resolves events.
+pub(crate) fn resolved_rows(source: &str, filter: &str, columns: &str, condition: &str) -> String {
     format!(
-        "SELECT coalesce(u.customer_id, a.customer_id) AS customer_id, {columns} FROM {EVENTS} e \
+        "SELECT coalesce(u.customer_id, a.customer_id) AS customer_id, {columns} FROM {source} e \
          LEFT JOIN {IDENTITY_MAP} u ON u.id_type = '{USER_ID}' AND u.id_value = e.user_id \
          LEFT JOIN {IDENTITY_MAP} a ON a.id_type = '{ANONYMOUS_ID}' AND a.id_value = e.anonymous_id \
          WHERE {filter} AND ({condition})"

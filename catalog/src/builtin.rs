@@ -179,6 +179,10 @@ pub fn profiles_schema() -> SchemaRef {
         time("last_purchase_at", true),
         Field::new("total_revenue", DataType::Float64, false),
         time("updated_at", false),
+        text("rfm_segment", true),
+        text("lifecycle_stage", true),
+        Field::new("clv", DataType::Float64, true),
+        Field::new("p_alive", DataType::Float64, true),
     ]))
 }
 

@@ -196,15 +196,16 @@ def by_user(conn, sql):
     return table.drop(columns=["customer_id"]).set_index("user_id").sort_index()
 
 
-def lifetimes_summary(purchases):
+def lifetimes_summary(purchases, as_of=AS_OF):
     from lifetimes.utils import summary_data_from_transaction_data
 
+    end = pd.Timestamp(as_of).tz_convert(None)
     seen = purchases.copy()
     seen["timestamp"] = seen["timestamp"].dt.tz_convert(None)
-    seen = seen[seen["timestamp"] <= pd.Timestamp(AS_OF).tz_convert(None)]
+    seen = seen[seen["timestamp"] <= end]
     return summary_data_from_transaction_data(
         seen, "user_id", "timestamp", monetary_value_col="revenue",
-        observation_period_end=pd.Timestamp(AS_OF).tz_convert(None), freq="D",
+        observation_period_end=end, freq="D",
     ).sort_index()
 
 
@@ -240,6 +241,35 @@ def test_clv_matches_lifetimes_fit_and_predictions(shop_loaded, shop):
     np.testing.assert_allclose(ours["expected_purchases"], purchases, rtol=1e-6)
     np.testing.assert_allclose(ours["expected_avg_value"], value, rtol=1e-6)
     np.testing.assert_allclose(ours["clv"], purchases * value, rtol=1e-6)
+
+
+def test_profiles_carry_the_models_of_their_refresh(shop_loaded, shop):
+    """`profiles.clv` (365 days) and `p_alive` are lifetimes' answers as of the refresh;
+    `rfm_segment` and `lifecycle_stage` are rfm()'s and lifecycle()'s."""
+    with shop_loaded.cursor() as cur:
+        cur.execute("CALL refresh_profiles()")
+        cur.fetchall()
+    profiles = by_user(shop_loaded, "SELECT * FROM profiles")
+    refreshed = profiles["updated_at"].max()
+    summary = lifetimes_summary(shop[0], refreshed)
+    bgf = BetaGeoFitter().fit(summary["frequency"], summary["recency"], summary["T"])
+    repeat = summary[summary["frequency"] > 0]
+    ggf = GammaGammaFitter().fit(repeat["frequency"], repeat["monetary_value"])
+    f, r, t, m = summary["frequency"], summary["recency"], summary["T"], summary["monetary_value"]
+    clv = (bgf.conditional_expected_number_of_purchases_up_to_time(365, f, r, t)
+           * ggf.conditional_expected_average_profit(f, m))
+    buyers = profiles.loc[summary.index]
+    np.testing.assert_allclose(buyers["p_alive"], bgf.conditional_probability_alive(f, r, t),
+                               rtol=1e-3)
+    np.testing.assert_allclose(buyers["clv"], clv, rtol=1e-3)
+    visitors = profiles.drop(index=summary.index)
+    assert len(visitors) == 50
+    assert visitors["clv"].isna().all() and visitors["rfm_segment"].isna().all()
+    assert (visitors["lifecycle_stage"] == "prospect").all()
+    segments = by_user(shop_loaded, "SELECT customer_id, rfm_segment FROM rfm()")["rfm_segment"]
+    assert buyers["rfm_segment"].to_dict() == segments.to_dict()
+    stages = by_user(shop_loaded, "SELECT customer_id, stage FROM lifecycle()")["stage"]
+    assert profiles["lifecycle_stage"].to_dict() == stages.to_dict()
 
 
 SEGMENTS_DUCKDB = """

@@ -6,13 +6,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::physical_plan::ExecutionPlan;
 use tributary_catalog::builtin::profiles_schema;
 
 use super::args::customer_scope_arg;
-use super::{Call, LiveTable, Scan, TableFunction, live};
+use super::{Call, Compute, ComputedExec, LiveTable, Scan, TableFunction, live};
 use crate::identity::profiles::{self, CustomerScope};
 
 /// `customer_profile`.
@@ -35,13 +34,25 @@ struct ProfileTable {
 #[async_trait]
 impl LiveTable for ProfileTable {
     async fn plan(&self, scan: Scan<'_>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let batch = profiles::customer_profile(&scan.ctx, &self.scope)
-            .await
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        Ok(MemorySourceConfig::try_new_exec(
-            &[vec![batch]],
-            Arc::clone(scan.schema),
-            scan.projection.cloned(),
-        )?)
+        let schema = scan.projected_schema()?;
+        let (scope, ctx) = (self.scope.clone(), scan.ctx);
+        let projection = scan.projection.cloned();
+        let compute: Compute = Arc::new(move || {
+            let (scope, ctx, projection) = (scope.clone(), ctx.clone(), projection.clone());
+            Box::pin(async move {
+                let batch = profiles::customer_profile(&ctx, &scope)
+                    .await
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
+                Ok(vec![match projection {
+                    Some(columns) => batch.project(&columns)?,
+                    None => batch,
+                }])
+            })
+        });
+        Ok(Arc::new(ComputedExec::new(
+            "customer_profile",
+            schema,
+            compute,
+        )))
     }
 }

@@ -12,6 +12,7 @@ mod args;
 pub mod clv;
 pub mod clv_params;
 pub mod clv_summary;
+mod computed;
 pub mod customer_identities;
 pub mod customer_journey;
 pub mod customer_profile;
@@ -30,7 +31,6 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::TableType;
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::physical_plan::ExecutionPlan;
 
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
@@ -39,6 +39,8 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::logical_expr::{Expr, ScalarUDF, cast, col};
 use datafusion::prelude::SessionContext;
+
+pub(crate) use computed::{Compute, ComputedExec};
 
 use crate::error::Result;
 use crate::identity::IdentityService;
@@ -146,6 +148,14 @@ pub(crate) struct Scan<'a> {
 }
 
 impl Scan<'_> {
+    /// The declared columns the scan wants.
+    pub(crate) fn projected_schema(&self) -> DfResult<SchemaRef> {
+        Ok(match self.projection {
+            Some(columns) => Arc::new(self.schema.project(columns)?),
+            None => Arc::clone(self.schema),
+        })
+    }
+
     /// The columns the scan wants, each cast to its declared type.
     pub(crate) fn columns(&self) -> Vec<Expr> {
         self.schema
@@ -167,11 +177,12 @@ impl Scan<'_> {
 /// days, which the value models join back to their own aggregates — is then scanned and stitched
 /// to customers once, not once per reference.
 ///
-/// The answer is computed at scan and handed on as batches: a physical plan returned from here
-/// would be optimized a second time inside the calling query's plan, and DataFusion 55 refuses
-/// to reorder a hash join whose dynamic filters the first optimization built (an internal error
-/// seen at 100,000 customers). These answers are one row per customer, so holding them is cheap.
-#[derive(Debug)]
+/// The answer is computed when the scan runs (a [`ComputedExec`]) and handed on as batches: a
+/// physical plan returned from here would be optimized a second time inside the calling query's
+/// plan, and DataFusion 55 refuses to reorder a hash join whose dynamic filters the first
+/// optimization built (an internal error seen at 100,000 customers). These answers are one row
+/// per customer, so holding them is cheap.
+#[derive(Debug, Clone)]
 pub(crate) struct SqlTable {
     /// Named relations computed first, over the tenant's tables.
     pub(crate) inputs: Vec<(&'static str, String)>,
@@ -208,14 +219,17 @@ impl SqlTable {
 #[async_trait]
 impl LiveTable for SqlTable {
     async fn plan(&self, scan: Scan<'_>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let schema = match scan.projection {
-            Some(columns) => Arc::new(scan.schema.project(columns)?),
-            None => Arc::clone(scan.schema),
-        };
-        let ctx = self.context(&scan.ctx).await?;
-        let frame = ctx.sql(&self.sql).await?;
-        let batches = frame.select(scan.columns())?.collect().await?;
-        Ok(MemorySourceConfig::try_new_exec(&[batches], schema, None)?)
+        let schema = scan.projected_schema()?;
+        let columns = scan.columns();
+        let (table, tenant) = (self.clone(), scan.ctx);
+        let compute: Compute = Arc::new(move || {
+            let (table, tenant, columns) = (table.clone(), tenant.clone(), columns.clone());
+            Box::pin(async move {
+                let ctx = table.context(&tenant).await?;
+                ctx.sql(&table.sql).await?.select(columns)?.collect().await
+            })
+        });
+        Ok(Arc::new(ComputedExec::new("sql", schema, compute)))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Customer profiles (the 360 view): per customer, its identifiers, traits merged by precedence
 //! (the tenant's `trait_source_priority`, then the latest value), first and last seen, and
-//! computed traits (events, purchases, last purchase, revenue).
+//! computed traits (events, purchases, last purchase, revenue) and the value models' answers
+//! (RFM segment, lifecycle stage, CLV over the next year and the probability of being alive).
 //!
 //! Traits come from `identify` events (their `source` is the channel) and from the imported
 //! tables named in `trait_tables`. The `profiles` table is rebuilt whole by
@@ -24,7 +25,7 @@ use tributary_identity::{IdentityGraph, Rules};
 use super::IdentityService;
 use super::map::IDENTITY_MAP;
 use super::records::{ANONYMOUS_ID, USER_ID, as_micros, as_utf8};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, Result};
 use crate::sql_text::{identifier, string_literal};
 use crate::write::{IfTableMissing, WriteMode, now_micros};
 
@@ -163,11 +164,7 @@ async fn compute(
                 .expect("cast to Int64"))
         };
         let (events, purchases) = (count(3)?, count(4)?);
-        let revenue = cast(batch.column(6), &DataType::Float64)?;
-        let revenue = revenue
-            .as_any()
-            .downcast_ref::<Float64Array>()
-            .expect("cast to Float64");
+        let revenue = floats(&batch, 6)?;
         for row in 0..batch.num_rows() {
             if ids.is_null(row) {
                 continue;
@@ -219,7 +216,116 @@ async fn compute(
     for imported in &config.trait_tables {
         trait_table_traits(ctx, rules, imported, scope, &mut traits).await?;
     }
-    build_batch(customers, &stats, &traits)
+    let models = match scope {
+        Scope::All => models_now(ctx).await?,
+        Scope::One(customer, _) => stored_models(ctx, customer).await?,
+    };
+    build_batch(customers, &stats, &traits, &models)
+}
+
+/// The value models' answers for one customer.
+#[derive(Default, Clone)]
+struct Models {
+    rfm_segment: Option<String>,
+    lifecycle_stage: Option<String>,
+    clv: Option<f64>,
+    p_alive: Option<f64>,
+}
+
+/// How far ahead the profiles' `clv` looks, in days.
+const PROFILE_CLV_HORIZON_DAYS: u32 = 365;
+
+/// Every customer's models now, through the tenant's `rfm`, `lifecycle` and `clv` functions.
+/// A CLV the models cannot fit (too little history, nobody seen to drop out) leaves `clv` and
+/// `p_alive` NULL rather than failing the refresh.
+async fn models_now(ctx: &SessionContext) -> Result<HashMap<String, Models>> {
+    let now = chrono::DateTime::<chrono::Utc>::from_timestamp_micros(now_micros())
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut models: HashMap<String, Models> = HashMap::new();
+    let rfm = format!("SELECT customer_id, rfm_segment FROM rfm('{now}')");
+    for batch in collect(ctx, &rfm).await? {
+        let (ids, segments) = (texts(&batch, 0)?, texts(&batch, 1)?);
+        for row in 0..batch.num_rows() {
+            models
+                .entry(ids.value(row).to_string())
+                .or_default()
+                .rfm_segment = Some(segments.value(row).to_string());
+        }
+    }
+    let lifecycle = format!("SELECT customer_id, stage FROM lifecycle('{now}')");
+    for batch in collect(ctx, &lifecycle).await? {
+        let (ids, stages) = (texts(&batch, 0)?, texts(&batch, 1)?);
+        for row in 0..batch.num_rows() {
+            models
+                .entry(ids.value(row).to_string())
+                .or_default()
+                .lifecycle_stage = Some(stages.value(row).to_string());
+        }
+    }
+    let clv =
+        format!("SELECT customer_id, clv, p_alive FROM clv({PROFILE_CLV_HORIZON_DAYS}, '{now}')");
+    match collect(ctx, &clv).await {
+        Ok(batches) => {
+            for batch in batches {
+                let ids = texts(&batch, 0)?;
+                let (clv, p_alive) = (floats(&batch, 1)?, floats(&batch, 2)?);
+                for row in 0..batch.num_rows() {
+                    let entry = models.entry(ids.value(row).to_string()).or_default();
+                    entry.clv = clv.is_valid(row).then(|| clv.value(row));
+                    entry.p_alive = p_alive.is_valid(row).then(|| p_alive.value(row));
+                }
+            }
+        }
+        Err(e) if e.class() == ErrorClass::InvalidInput => {
+            tracing::info!("profiles: no clv or p_alive: {e}");
+        }
+        Err(e) => return Err(e),
+    }
+    Ok(models)
+}
+
+/// One customer's models as the last refresh of `profiles` computed them (they rank a customer
+/// among all others, so one profile alone cannot compute them).
+async fn stored_models(ctx: &SessionContext, customer: &str) -> Result<HashMap<String, Models>> {
+    let table = ctx.table(PROFILES).await?;
+    if !table.schema().has_column_with_unqualified_name("p_alive") {
+        // Written before the models were profiled; the next refresh adds them.
+        return Ok(HashMap::new());
+    }
+    let sql = format!(
+        "SELECT rfm_segment, lifecycle_stage, clv, p_alive FROM {PROFILES} \
+         WHERE customer_id = {}",
+        string_literal(customer)
+    );
+    let mut models = HashMap::new();
+    for batch in collect(ctx, &sql).await? {
+        let (segments, stages) = (texts(&batch, 0)?, texts(&batch, 1)?);
+        let (clv, p_alive) = (floats(&batch, 2)?, floats(&batch, 3)?);
+        for row in 0..batch.num_rows() {
+            let text = |a: &StringArray| a.is_valid(row).then(|| a.value(row).to_string());
+            let float = |a: &Float64Array| a.is_valid(row).then(|| a.value(row));
+            models.insert(
+                customer.to_string(),
+                Models {
+                    rfm_segment: text(&segments),
+                    lifecycle_stage: text(&stages),
+                    clv: float(&clv),
+                    p_alive: float(&p_alive),
+                },
+            );
+        }
+    }
+    Ok(models)
+}
+
+fn floats(batch: &RecordBatch, index: usize) -> Result<Float64Array> {
+    let column = cast(batch.column(index), &DataType::Float64)?;
+    Ok(column
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .cloned()
+        .expect("cast to Float64"))
 }
 
 /// Traits from an imported table: every column but the identifier and time columns.
@@ -286,6 +392,7 @@ fn build_batch(
     customers: Vec<(String, Members, i64)>,
     stats: &HashMap<String, Stats>,
     traits: &Traits,
+    models: &HashMap<String, Models>,
 ) -> Result<RecordBatch> {
     let now = now_micros();
     let (mut id, mut trait_text, mut identifiers) = (
@@ -297,7 +404,14 @@ fn build_batch(
         (0..4).map(|_| TimestampMicrosecondBuilder::new()).collect();
     let (mut events, mut purchases) = (Int64Builder::new(), Int64Builder::new());
     let mut revenue = Float64Builder::new();
+    let (mut segment, mut stage) = (StringBuilder::new(), StringBuilder::new());
+    let (mut clv, mut p_alive) = (Float64Builder::new(), Float64Builder::new());
     for (customer, members, _) in customers {
+        let model = models.get(&customer).cloned().unwrap_or_default();
+        segment.append_option(model.rfm_segment);
+        stage.append_option(model.lifecycle_stage);
+        clv.append_option(model.clv);
+        p_alive.append_option(model.p_alive);
         let stat = stats.get(&customer).copied().unwrap_or_default();
         let merged: serde_json::Map<String, serde_json::Value> = traits
             .get(&customer)
@@ -337,6 +451,10 @@ fn build_batch(
         time(),
         Arc::new(revenue.finish()),
         time(),
+        Arc::new(segment.finish()),
+        Arc::new(stage.finish()),
+        Arc::new(clv.finish()),
+        Arc::new(p_alive.finish()),
     ];
     Ok(RecordBatch::try_new(profiles_schema(), columns)?)
 }

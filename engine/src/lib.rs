@@ -28,6 +28,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::dialect::dialect_from_str;
 use tributary_catalog::builtin::{EVENTS, IDENTITIES};
 use tributary_catalog::{Catalog, Storage};
 
@@ -118,7 +120,18 @@ impl Engine {
         if let Some(statement) = statements::parse(sql, dialect.as_ref())? {
             return statements::StatementNode::plan(statement);
         }
-        let statement = state.sql_to_statement(sql, &dialect)?;
+        let mut statement = state.sql_to_statement(sql, &dialect)?;
+        let mut inner = &mut statement;
+        while let DFStatement::Explain(explain) = inner {
+            inner = explain.statement.as_mut();
+        }
+        if let DFStatement::Statement(inner) = inner {
+            let dialect = dialect_from_str(dialect.as_ref()).ok_or_else(|| {
+                Error::InvalidInput(format!("unsupported SQL dialect '{dialect}'"))
+            })?;
+            functions::segment_size::expand(inner, dialect.as_ref())
+                .map_err(statements::sql_error)?;
+        }
         Ok(state.statement_to_plan(statement).await?)
     }
 

@@ -11,8 +11,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::error::Result as DfResult;
 
+use super::args::count_literal;
 use super::clv_summary::summary_fields;
-use super::purchases::{Purchases, count_literal, fits_sql};
+use super::purchases::{Purchases, fits_sql};
 use super::{Call, TableFunction, live};
 
 /// `clv`.

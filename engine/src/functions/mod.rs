@@ -23,6 +23,8 @@ pub mod lifecycle;
 mod purchases;
 pub mod resolve_customer;
 pub mod rfm;
+pub mod segment_preview;
+pub mod segment_size;
 
 use std::fmt;
 use std::sync::{Arc, Weak};
@@ -78,6 +80,7 @@ pub const TABLE_FUNCTIONS: &[TableFunction] = &[
     clv_params::FUNCTION,
     rfm::FUNCTION,
     lifecycle::FUNCTION,
+    segment_preview::FUNCTION,
 ];
 
 /// Registers every function of this module in `state`, over `identity`.

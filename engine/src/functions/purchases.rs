@@ -159,22 +159,3 @@ fn time_literal(name: &str, usage: &str, expr: &Expr) -> DfResult<i64> {
         ),
     }
 }
-
-/// A constant positive whole number argument (a horizon, a number of bins).
-pub(super) fn count_literal(
-    name: &str,
-    what: &str,
-    expr: Option<&Expr>,
-    default: i64,
-) -> DfResult<i64> {
-    let Some(expr) = expr else {
-        return Ok(default);
-    };
-    match expr {
-        Expr::Literal(value, _) => match value.cast_to(&DataType::Int64) {
-            Ok(ScalarValue::Int64(Some(n))) if n > 0 => Ok(n),
-            _ => plan_err!("{name}: {what} must be a positive whole number, got {value}"),
-        },
-        other => plan_err!("{name}: {what} must be a constant, got {other}"),
-    }
-}

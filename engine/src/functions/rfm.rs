@@ -16,7 +16,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::error::Result as DfResult;
 
-use super::purchases::{Purchases, count_literal};
+use super::args::count_literal;
+use super::purchases::Purchases;
 use super::{Call, TableFunction, live};
 
 /// `rfm`.

@@ -1,5 +1,5 @@
 //! Tributary's own SQL statements: the one home for every statement DataFusion does not know
-//! (`CALL` today; `CREATE SEGMENT`, `CREATE USER`, `GRANT`, `SHOW …` as they arrive).
+//! (`CALL`, `EXPLAIN SEGMENT`; `CREATE SEGMENT`, `CREATE USER`, `GRANT`, `SHOW …` as they arrive).
 //!
 //! A statement lives in one file of this module, which gives:
 //! - its [`Syntax`]: the leading keywords that pick it and a parser over sqlparser's [`Parser`]
@@ -12,6 +12,7 @@
 //! Flight SQL edge handle it like any plan), and [`crate::Engine::execute`] runs it.
 
 pub mod call;
+pub mod explain_segment;
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -80,7 +81,7 @@ pub struct Syntax {
 }
 
 /// Every statement of our own, tried in order before DataFusion parses the text.
-pub const SYNTAXES: &[Syntax] = &[call::SYNTAX];
+pub const SYNTAXES: &[Syntax] = &[call::SYNTAX, explain_segment::SYNTAX];
 
 /// Parses `sql` as one of our statements; `None` when it is not one (DataFusion takes it).
 pub fn parse(sql: &str, dialect_name: &str) -> Result<Option<Arc<dyn Statement>>> {

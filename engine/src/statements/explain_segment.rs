@@ -1,0 +1,64 @@
+//! `EXPLAIN SEGMENT '<definition>'`: the SQL a segment definition compiles to (what
+//! `segment_preview` and `segment_size` run now), as one row with one column, `sql`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use super::{Statement, StatementClass, Syntax, sql_error};
+use crate::Engine;
+use crate::error::{Error, Result};
+use crate::functions::segment_preview::segment_sql;
+use crate::sql_text::string_literal;
+
+/// `EXPLAIN SEGMENT '<definition>'`.
+pub const SYNTAX: Syntax = Syntax {
+    leading: &["EXPLAIN", "SEGMENT"],
+    parse,
+};
+
+fn parse(parser: &mut Parser) -> Result<Arc<dyn Statement>> {
+    parser.next_token();
+    parser.next_token();
+    let definition = parser.parse_literal_string().map_err(sql_error)?;
+    // Refuse a bad definition when the statement is planned, not when it is fetched.
+    segment_sql(&definition).map_err(Error::from)?;
+    Ok(Arc::new(ExplainSegment { definition }))
+}
+
+/// A parsed `EXPLAIN SEGMENT`.
+#[derive(Debug)]
+pub struct ExplainSegment {
+    definition: String,
+}
+
+#[async_trait]
+impl Statement for ExplainSegment {
+    fn sql(&self) -> String {
+        format!("EXPLAIN SEGMENT {}", string_literal(&self.definition))
+    }
+
+    fn class(&self) -> StatementClass {
+        StatementClass::Read
+    }
+
+    fn changes_data(&self) -> bool {
+        false
+    }
+
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("sql", DataType::Utf8, false)]))
+    }
+
+    async fn execute(&self, _engine: &Engine, _ctx: &SessionContext) -> Result<Vec<RecordBatch>> {
+        let sql = segment_sql(&self.definition)?;
+        Ok(vec![RecordBatch::try_new(
+            self.schema(),
+            vec![Arc::new(StringArray::from(vec![sql]))],
+        )?])
+    }
+}

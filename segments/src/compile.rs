@@ -1,0 +1,247 @@
+//! A [`Definition`] as one SQL query: the `customer_id` of every member.
+//!
+//! Shape: every customer (`customers`), joined to the profile values its conditions read (one
+//! projection of `profiles`) and to one aggregate of its events holding every behaviour and funnel measure (one scan of the
+//! events, each measure `FILTER`ed to its own events); the condition tree becomes the `WHERE`
+//! clause, each leaf `coalesce(…, false)` so that a missing value is "no" and `not` means
+//! "everyone else". A customer with no matching event has count 0 / sum 0 / NULL time.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::definition::{Behaviour, Condition, Definition, Funnel, Measure, Window};
+use crate::error::{Error, Result};
+use crate::sql;
+use crate::test::{Kind, Test};
+
+/// The relations a segment reads, as SQL a `FROM` takes (a table name or a parenthesized query).
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    /// One row per customer: `customer_id`.
+    pub customers: &'a str,
+    /// The `profiles` table.
+    pub profiles: &'a str,
+    /// Every event with its customer: `customer_id, timestamp, event, properties`.
+    pub events: &'a str,
+}
+
+/// Compiles `definition` over `sources`; relative windows count back from the definition's
+/// `as_of`, or from `now` without one. `segment` resolves a segment reference to its
+/// definition, or None when no segment has that name.
+pub fn compile(
+    definition: &Definition,
+    sources: &Sources<'_>,
+    now: DateTime<Utc>,
+    segment: &dyn Fn(&str) -> Option<Definition>,
+) -> Result<String> {
+    let mut compiler = Compiler {
+        as_of: definition.as_of.unwrap_or(now),
+        measures: Vec::new(),
+        event_filters: Vec::new(),
+        profile_values: Vec::new(),
+        segment,
+        expanding: Vec::new(),
+    };
+    let condition = compiler.condition(&definition.condition, "$")?;
+    let as_of = sql::timestamp(compiler.as_of);
+    let mut sql = format!("SELECT c.customer_id FROM {} c", sources.customers);
+    if !compiler.profile_values.is_empty() {
+        sql.push_str(&format!(
+            " LEFT JOIN (SELECT customer_id, {} FROM {}) p ON p.customer_id = c.customer_id",
+            compiler.profile_values.join(", "),
+            sources.profiles
+        ));
+    }
+    if !compiler.measures.is_empty() {
+        sql.push_str(&format!(
+            " LEFT JOIN (SELECT customer_id, {measures} FROM {events} e \
+             WHERE e.timestamp <= {as_of} AND ({filters}) GROUP BY customer_id) b \
+             ON b.customer_id = c.customer_id",
+            measures = compiler.measures.join(", "),
+            events = sources.events,
+            filters = compiler.event_filters.join(" OR "),
+        ));
+    }
+    sql.push_str(&format!(" WHERE {condition}"));
+    Ok(sql)
+}
+
+struct Compiler<'a> {
+    as_of: DateTime<Utc>,
+    /// `aggregate AS m<i>` over the events, one per behaviour or funnel leaf.
+    measures: Vec<String>,
+    /// The events each measure reads; the scan keeps those matching any.
+    event_filters: Vec<String>,
+    /// `expression AS v<i>` over `profiles`, one per trait or field leaf.
+    profile_values: Vec<String>,
+    segment: &'a dyn Fn(&str) -> Option<Definition>,
+    /// The segments being expanded, to refuse cycles.
+    expanding: Vec<String>,
+}
+
+impl Compiler<'_> {
+    fn condition(&mut self, condition: &Condition, path: &str) -> Result<String> {
+        Ok(match condition {
+            Condition::All(list) | Condition::Any(list) => {
+                let all = matches!(condition, Condition::All(_));
+                let key = if all { "all" } else { "any" };
+                if list.is_empty() {
+                    return Ok(sql::boolean(all));
+                }
+                let parts = list
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| self.condition(c, &format!("{path}.{key}[{i}]")))
+                    .collect::<Result<Vec<_>>>()?;
+                format!("({})", parts.join(if all { " AND " } else { " OR " }))
+            }
+            Condition::Not(inner) => {
+                format!("(NOT {})", self.condition(inner, &format!("{path}.not"))?)
+            }
+            Condition::Trait { key, test } => {
+                let value = self.profile_value(json_value("traits", key, test));
+                leaf(&test.sql(&value, self.as_of))
+            }
+            Condition::Field { field, test } => {
+                let value = self.profile_value(field.column.to_string());
+                leaf(&test.sql(&value, self.as_of))
+            }
+            Condition::Behaviour(behaviour) => self.behaviour(behaviour),
+            Condition::Funnel(funnel) => self.funnel(funnel),
+            Condition::Segment { name, member } => {
+                let Some(definition) = (self.segment)(name) else {
+                    return Err(Error::at(path, format!("unknown segment '{name}'")));
+                };
+                if self.expanding.contains(name) {
+                    return Err(Error::at(
+                        path,
+                        format!(
+                            "segment '{name}' refers to itself: {} -> {name}",
+                            self.expanding.join(" -> ")
+                        ),
+                    ));
+                }
+                self.expanding.push(name.clone());
+                let inner = self.condition(&definition.condition, path)?;
+                self.expanding.pop();
+                if *member {
+                    inner
+                } else {
+                    format!("(NOT {inner})")
+                }
+            }
+        })
+    }
+
+    /// The events of `window` (always those at or before `as_of`).
+    fn window(&self, window: Window) -> String {
+        match window {
+            Window::Always => "TRUE".to_string(),
+            Window::WithinDays(days) => format!(
+                "e.timestamp > {}",
+                sql::timestamp(self.as_of - Duration::days(i64::from(days)))
+            ),
+            Window::Between(from, to) => format!(
+                "e.timestamp BETWEEN {} AND {}",
+                sql::timestamp(from),
+                sql::timestamp(to)
+            ),
+        }
+    }
+
+    /// Adds a value read from the profile; its column name.
+    fn profile_value(&mut self, expression: String) -> String {
+        let name = format!("v{}", self.profile_values.len());
+        self.profile_values.push(format!("{expression} AS {name}"));
+        format!("p.{name}")
+    }
+
+    /// Adds a measure over `events`; its column name.
+    fn measure(&mut self, aggregate: String, events: String) -> String {
+        let name = format!("m{}", self.measures.len());
+        self.measures.push(format!("{aggregate} AS {name}"));
+        self.event_filters.push(events);
+        format!("b.{name}")
+    }
+
+    fn behaviour(&mut self, behaviour: &Behaviour) -> String {
+        let mut events = vec![
+            format!("e.event = {}", sql::text(&behaviour.event)),
+            self.window(behaviour.window),
+        ];
+        for filter in &behaviour.filters {
+            let value = json_value("e.properties", &filter.property, &filter.test);
+            events.push(leaf(&filter.test.sql(&value, self.as_of)));
+        }
+        let events = format!("({})", events.join(" AND "));
+        let number =
+            |property: &str| format!("json_get_float(e.properties, {})", sql::text(property));
+        let (aggregate, zero) = match &behaviour.measure {
+            Measure::Count => ("count(*)".to_string(), true),
+            Measure::Sum(p) => (format!("sum({})", number(p)), true),
+            Measure::Avg(p) => (format!("avg({})", number(p)), false),
+            Measure::Min(p) => (format!("min({})", number(p)), false),
+            Measure::Max(p) => (format!("max({})", number(p)), false),
+            Measure::FirstTime => ("min(e.timestamp)".to_string(), false),
+            Measure::LastTime => ("max(e.timestamp)".to_string(), false),
+            Measure::DistinctDays => {
+                // count(DISTINCT …) takes no FILTER: rows of other events count NULL.
+                let day = format!(
+                    "count(DISTINCT CASE WHEN {events} THEN date_trunc('day', e.timestamp) END)"
+                );
+                let column = self.measure(day, events);
+                return leaf(
+                    &behaviour
+                        .test
+                        .sql(&format!("coalesce({column}, 0)"), self.as_of),
+                );
+            }
+        };
+        let column = self.measure(format!("{aggregate} FILTER (WHERE {events})"), events);
+        let value = if zero {
+            format!("coalesce({column}, 0)")
+        } else {
+            column
+        };
+        leaf(&behaviour.test.sql(&value, self.as_of))
+    }
+
+    fn funnel(&mut self, funnel: &Funnel) -> String {
+        let window = self.window(funnel.window);
+        let steps: Vec<String> = funnel
+            .steps
+            .iter()
+            .map(|step| format!("({window} AND e.event = {})", sql::text(step)))
+            .collect();
+        let aggregate = format!(
+            "window_funnel({}, e.timestamp, {})",
+            funnel.window_seconds,
+            steps.join(", ")
+        );
+        let column = self.measure(aggregate, format!("({})", steps.join(" OR ")));
+        leaf(
+            &funnel
+                .test
+                .sql(&format!("coalesce({column}, 0)"), self.as_of),
+        )
+    }
+}
+
+/// A leaf condition, false where SQL would say NULL.
+fn leaf(condition: &str) -> String {
+    format!("coalesce({condition}, false)")
+}
+
+/// The value at `key` of the JSON text column `json`, read as the type `test` compares.
+fn json_value(json: &str, key: &str, test: &Test) -> String {
+    let key = sql::text(key);
+    match (test, test.kind()) {
+        (Test::AnniversaryWithinDays(_), _) => {
+            format!("TRY_CAST(json_get_str({json}, {key}) AS DATE)")
+        }
+        (_, None) => format!("json_as_text({json}, {key})"),
+        (_, Some(Kind::Number)) => format!("json_get_float({json}, {key})"),
+        (_, Some(Kind::Text)) => format!("json_get_str({json}, {key})"),
+        (_, Some(Kind::Bool)) => format!("json_get_bool({json}, {key})"),
+        (_, Some(Kind::Time)) => format!("TRY_CAST(json_get_str({json}, {key}) AS TIMESTAMP)"),
+    }
+}

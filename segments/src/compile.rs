@@ -121,8 +121,14 @@ impl Compiler<'_> {
                     ));
                 }
                 self.expanding.push(name.clone());
-                let inner = self.condition(&definition.condition, path)?;
+                let inner = self.condition(&definition.condition, path);
+                let depth = self.expanding.len();
                 self.expanding.pop();
+                // A problem inside a stored segment is reported where the user refers to it.
+                let inner = inner.map_err(|e| match depth {
+                    1 => Error::at(path, format!("in segment '{name}': {}", e.message)),
+                    _ => e,
+                })?;
                 if *member {
                     inner
                 } else {
@@ -243,5 +249,90 @@ fn json_value(json: &str, key: &str, test: &Test) -> String {
         (_, Some(Kind::Text)) => format!("json_get_str({json}, {key})"),
         (_, Some(Kind::Bool)) => format!("json_get_bool({json}, {key})"),
         (_, Some(Kind::Time)) => format!("TRY_CAST(json_get_str({json}, {key}) AS TIMESTAMP)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ops::ControlFlow;
+
+    use proptest::prelude::*;
+    use sqlparser::ast::{Expr, Value, visit_expressions};
+    use sqlparser::dialect::GenericDialect;
+    use sqlparser::parser::Parser;
+
+    use super::*;
+    use crate::definition::parse;
+
+    const SOURCES: Sources<'static> = Sources {
+        customers: "customers",
+        profiles: "profiles",
+        events: "events",
+    };
+
+    fn sql_of(definition: &serde_json::Value) -> String {
+        let definition = parse(&definition.to_string()).expect("a valid definition");
+        compile(&definition, &SOURCES, Utc::now(), &|_| None).expect("compiles")
+    }
+
+    /// The literals of `sql`, parsed back: it must be exactly one statement.
+    fn literals(sql: &str) -> (Vec<String>, Vec<String>) {
+        let statements = Parser::parse_sql(&GenericDialect {}, sql).expect("parses back");
+        assert_eq!(statements.len(), 1, "{sql}");
+        let (mut texts, mut numbers) = (Vec::new(), Vec::new());
+        let _ = visit_expressions(&statements, |expr| {
+            if let Expr::Value(value) = expr {
+                match &value.value {
+                    Value::SingleQuotedString(s) => texts.push(s.clone()),
+                    Value::Number(n, _) => numbers.push(n.clone()),
+                    _ => {}
+                }
+            }
+            ControlFlow::<()>::Continue(())
+        });
+        (texts, numbers)
+    }
+
+    proptest! {
+        #[test]
+        fn hostile_text_stays_one_literal(value in ".*", key in ".+") {
+            let sql = sql_of(&serde_json::json!({"all": [
+                {"trait": key, "op": "=", "value": value},
+                {"event": key, "where": [{"property": key, "op": "contains", "value": value}],
+                 "op": ">=", "value": 1}
+            ]}));
+            let (texts, _) = literals(&sql);
+            // A text that reads as an RFC 3339 time is compared as a time, written by us.
+            if chrono::DateTime::parse_from_rfc3339(&value).is_err() {
+                prop_assert!(texts.contains(&value), "{sql}");
+            }
+            prop_assert!(texts.contains(&key), "{sql}");
+        }
+
+        #[test]
+        fn numbers_come_back_exactly(value in proptest::num::f64::NORMAL | proptest::num::f64::SUBNORMAL | proptest::num::f64::ZERO) {
+            let sql = sql_of(&serde_json::json!({"trait": "a", "op": "<", "value": value}));
+            let (_, numbers) = literals(&sql);
+            let back: Vec<f64> = numbers.iter().map(|n| n.parse().unwrap()).collect();
+            prop_assert!(back.contains(&value.abs()), "{sql}");
+        }
+    }
+
+    #[test]
+    fn segment_references_expand_and_cycles_are_refused() {
+        let vip = parse(r#"{"trait": "tier", "op": "=", "value": "gold"}"#).unwrap();
+        let looping = parse(r#"{"any": [{"segment": "b"}]}"#).unwrap();
+        let lookup = |name: &str| match name {
+            "vip" => Some(vip.clone()),
+            "a" | "b" => Some(looping.clone()),
+            _ => None,
+        };
+        let outer = parse(r#"{"segment": "vip", "member": false}"#).unwrap();
+        let sql = compile(&outer, &SOURCES, Utc::now(), &lookup).unwrap();
+        assert!(sql.contains("(NOT coalesce(p.v0 = 'gold', false))"), "{sql}");
+        let cycle = parse(r#"{"all": [{"segment": "a"}]}"#).unwrap();
+        let error = compile(&cycle, &SOURCES, Utc::now(), &lookup).unwrap_err();
+        assert_eq!(error.path, "$.all[0]");
+        assert!(error.message.contains("refers to itself"), "{error}");
     }
 }

@@ -1,0 +1,235 @@
+"""Segment definitions against an independent evaluation: random definitions (combinators,
+traits, profile fields, behaviour with windows, filters and every measure) are answered by
+`segment_preview` through Flight SQL and by a plain Python reading of docs/segments.md over the
+same data, exported from the server (identity_map, profiles, events). The sets must be equal."""
+
+import datetime as dt
+import json
+import random
+
+import pyarrow as pa
+import pytest
+
+AS_OF = dt.datetime(2026, 3, 31, tzinfo=dt.timezone.utc)
+CITIES = ["Shanghai", "Beijing", "Shenzhen", "O'Hara"]
+EVENTS = ["purchase", "product_view", "add_to_cart"]
+
+
+def rows(conn, sql):
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetch_arrow_table().to_pylist()
+
+
+def generated_events(rng):
+    """60 customers: identify traits (some missing), and events around AS_OF — some after it."""
+    start = AS_OF - dt.timedelta(days=200)
+    events = []
+    for c in range(60):
+        traits = {}
+        if rng.random() < 0.8:
+            traits["city"] = rng.choice(CITIES)
+        if rng.random() < 0.7:
+            traits["age"] = rng.randint(18, 70)
+        if rng.random() < 0.5:
+            traits["tier"] = rng.choice(["gold", "silver"])
+        traits["sms_opt_in"] = rng.random() < 0.5
+        events.append(("identify", None, f"u{c}", start, traits))
+        for _ in range(rng.randint(0, 12)):
+            at = start + dt.timedelta(seconds=rng.randint(0, 230 * 86400))
+            name = rng.choice(EVENTS)
+            properties = {"channel": rng.choice(["app", "web"])}
+            if name == "purchase" and rng.random() < 0.9:
+                properties["revenue"] = rng.randint(1, 300)
+            events.append(("track", name, f"u{c}", at, properties))
+    return events
+
+
+@pytest.fixture
+def shop(server, connect):
+    rng = random.Random(20261127)
+    events = generated_events(rng)
+    table = pa.table({
+        "message_id": pa.array([f"m{i}" for i in range(len(events))]),
+        "type": pa.array([e[0] for e in events]),
+        "event": pa.array([e[1] for e in events], pa.string()),
+        "anonymous_id": pa.array([f"a-{e[2]}" for e in events]),
+        "user_id": pa.array([e[2] for e in events]),
+        "timestamp": pa.array([e[3] for e in events], pa.timestamp("us", tz="UTC")),
+        "event_date": pa.array([e[3].date() for e in events], pa.date32()),
+        "properties": pa.array([json.dumps(e[4]) for e in events]),
+    })
+    conn = connect(server)
+    with conn.cursor() as cur:
+        cur.adbc_ingest("events", table, mode="append")
+        cur.execute("CALL refresh_profiles()")
+        cur.fetchall()
+    customers = {r["customer_id"] for r in rows(conn, "SELECT customer_id FROM identity_map")}
+    by_user = {r["id_value"]: r["customer_id"] for r in rows(
+        conn, "SELECT id_value, customer_id FROM identity_map WHERE id_type = 'user_id'")}
+    profiles = {r["customer_id"]: r for r in rows(conn, "SELECT * FROM profiles")}
+    for profile in profiles.values():
+        profile["traits"] = json.loads(profile["traits"] or "{}")
+    exported = rows(conn, "SELECT user_id, timestamp, event, properties FROM events")
+    history = {c: [] for c in customers}
+    for e in exported:
+        history[by_user[e["user_id"]]].append(
+            (e["timestamp"], e["event"], json.loads(e["properties"])))
+    return conn, customers, profiles, history
+
+
+# ---- A plain reading of the definition language ----
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def typed(value, example):
+    """The subject's value read as the type of the definition's value (None when it is not)."""
+    if value is None:
+        return None
+    if is_number(example):
+        return float(value) if is_number(value) else None
+    if isinstance(example, bool):
+        return value if isinstance(value, bool) else None
+    return value if isinstance(value, str) else None
+
+
+def check(test, value):
+    op, expected = test["op"], test.get("value")
+    if op == "exists":
+        return value is not None
+    if op == "not_exists":
+        return value is None
+    example = expected[0] if isinstance(expected, list) and expected else expected
+    value = typed(value, example)
+    if value is None:
+        return False
+    if op in ("in", "not_in"):
+        return (value in expected) == (op == "in")
+    if op == "contains":
+        return expected in value
+    if op == "starts_with":
+        return value.startswith(expected)
+    if op == "between":
+        return expected[0] <= value <= expected[1]
+    return {"=": value == expected, "!=": value != expected, "<": value < expected,
+            "<=": value <= expected, ">": value > expected, ">=": value >= expected}[op]
+
+
+def in_window(condition, at):
+    if at > AS_OF:
+        return False
+    if "within_days" in condition:
+        return at > AS_OF - dt.timedelta(days=condition["within_days"])
+    return True
+
+
+def behaviour(condition, events):
+    chosen = [(at, props) for at, name, props in events
+              if name == condition["event"] and in_window(condition, at)
+              and all(check(f, props.get(f["property"])) for f in condition.get("where", []))]
+    measure = condition.get("measure", "count")
+    revenues = [float(p["revenue"]) for _, p in chosen if is_number(p.get("revenue"))]
+    if measure == "count":
+        return len(chosen)
+    if measure == "sum:revenue":
+        return sum(revenues)
+    if measure == "max:revenue":
+        return max(revenues) if revenues else None
+    if measure == "distinct_days":
+        return len({at.date() for at, _ in chosen})
+    if measure == "last_time":
+        return max((at for at, _ in chosen), default=None)
+    raise AssertionError(measure)
+
+
+def holds(condition, customer, profiles, history):
+    if "all" in condition:
+        return all(holds(c, customer, profiles, history) for c in condition["all"])
+    if "any" in condition:
+        return any(holds(c, customer, profiles, history) for c in condition["any"])
+    if "not" in condition:
+        return not holds(condition["not"], customer, profiles, history)
+    profile = profiles.get(customer, {"traits": {}})
+    if "trait" in condition:
+        return check(condition, profile["traits"].get(condition["trait"]))
+    if "field" in condition:
+        return check(condition, profile.get(condition["field"]))
+    value = behaviour(condition, history[customer])
+    if condition.get("measure") == "last_time":
+        if value is None:
+            return False
+        expected = dt.datetime.fromisoformat(condition["value"].replace("Z", "+00:00"))
+        return {">=": value >= expected, "<": value < expected}[condition["op"]]
+    return check(condition, value)
+
+
+# ---- Random definitions ----
+
+def random_leaf(rng):
+    kind = rng.choice(["city", "age", "tier", "opt", "field", "behaviour", "behaviour"])
+    if kind == "city":
+        op = rng.choice(["=", "!=", "in", "not_in", "starts_with", "contains"])
+        value = {"in": CITIES[:2], "not_in": [rng.choice(CITIES)], "starts_with": "Sh",
+                 "contains": "'"}.get(op, rng.choice(CITIES))
+        return {"trait": "city", "op": op, "value": value}
+    if kind == "age":
+        op = rng.choice(["<", ">=", "between", "exists"])
+        if op == "exists":
+            return {"trait": "age", "op": "exists"}
+        value = [25, 45] if op == "between" else rng.randint(20, 60)
+        return {"trait": "age", "op": op, "value": value}
+    if kind == "tier":
+        return rng.choice([{"trait": "tier", "op": "not_exists"},
+                           {"trait": "tier", "op": "=", "value": "gold"}])
+    if kind == "opt":
+        return {"trait": "sms_opt_in", "op": "=", "value": rng.random() < 0.5}
+    if kind == "field":
+        return rng.choice([{"field": "purchase_count", "op": ">=", "value": rng.randint(0, 4)},
+                           {"field": "total_revenue", "op": ">", "value": rng.randint(0, 600)}])
+    condition = {"event": rng.choice(EVENTS)}
+    measure = rng.choice(["count", "sum:revenue", "max:revenue", "distinct_days", "last_time"])
+    condition["measure"] = measure
+    if measure == "last_time":
+        day = AS_OF - dt.timedelta(days=rng.randint(1, 120))
+        condition.update(op=rng.choice([">=", "<"]), value=day.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    else:
+        condition.update(op=rng.choice([">=", "=", "<"]), value=rng.randint(0, 3 if measure in (
+            "count", "distinct_days") else 300))
+    if rng.random() < 0.6:
+        condition["within_days"] = rng.choice([7, 30, 90])
+    if rng.random() < 0.4:
+        condition["where"] = [{"property": "channel", "op": "=", "value": rng.choice(["app", "web"])}]
+    return condition
+
+
+def random_condition(rng, depth=0):
+    if depth < 3 and rng.random() < 0.5:
+        kind = rng.choice(["all", "any", "not"])
+        if kind == "not":
+            return {"not": random_condition(rng, depth + 1)}
+        return {kind: [random_condition(rng, depth + 1) for _ in range(rng.randint(1, 3))]}
+    return random_leaf(rng)
+
+
+def sql_text(text):
+    return "'" + text.replace("'", "''") + "'"
+
+
+def test_random_definitions_match_an_independent_evaluation(shop):
+    conn, customers, profiles, history = shop
+    rng = random.Random(7)
+    sizes = []
+    for _ in range(120):
+        definition = {"as_of": "2026-03-31T00:00:00Z", **random_condition(rng)}
+        text = json.dumps(definition)
+        ours = {r["customer_id"] for r in rows(
+            conn, f"SELECT customer_id FROM segment_preview({sql_text(text)})")}
+        theirs = {c for c in customers if holds(definition, c, profiles, history)}
+        assert ours == theirs, text
+        [size] = rows(conn, f"SELECT segment_size({sql_text(text)}) AS n")
+        assert size["n"] == len(theirs), text
+        sizes.append(len(theirs))
+    # The definitions are not all trivially empty or full.
+    assert len(set(sizes)) > 10 and 0 < sum(sizes) < 120 * len(customers)

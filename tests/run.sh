@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
 VENV="${TRIBUTARY_VENV:-$HOME/.cache/tributary-venv}"
 NODE_DIR="${TRIBUTARY_NODE_DIR:-$HOME/.cache/tributary-node}"
-PY_PACKAGES=(pyarrow adbc-driver-flightsql adbc-driver-manager deltalake polars pytest "moto[server]" boto3 chdb duckdb segment-analytics-python lifetimes)
+PY_PACKAGES=(pyarrow adbc-driver-flightsql adbc-driver-manager deltalake polars pytest "moto[server]" boto3 chdb duckdb segment-analytics-python lifetimes jsonschema)
 
 echo "== house rules: cargo fmt --check, clippy -D warnings, no module cycles"
 cargo fmt --all --check

@@ -233,3 +233,33 @@ def test_random_definitions_match_an_independent_evaluation(shop):
         sizes.append(len(theirs))
     # The definitions are not all trivially empty or full.
     assert len(set(sizes)) > 10 and 0 < sum(sizes) < 120 * len(customers)
+
+
+def documented_schema():
+    """The JSON Schema of docs/segments.md."""
+    import pathlib
+
+    text = (pathlib.Path(__file__).parents[2] / "docs" / "segments.md").read_text()
+    return json.loads(text.split("## JSON Schema")[1].split("```json")[1].split("```")[0])
+
+
+def test_the_documented_schema_agrees_with_the_server(server, connect):
+    jsonschema = pytest.importorskip("jsonschema")
+    validator = jsonschema.Draft202012Validator(documented_schema())
+    rng = random.Random(11)
+    for _ in range(200):
+        definition = {"as_of": "2026-03-31T00:00:00Z", **random_condition(rng)}
+        assert validator.is_valid(definition), validator.iter_errors(definition)
+    conn = connect(server)
+    refused = [
+        {"trait": "city", "op": "~", "value": 1},
+        {"trait": "city", "op": "=", "value": 1, "colour": "red"},
+        {"funnel": [], "window_seconds": 60, "op": ">=", "value": 1},
+        {"event": "purchase", "op": ">=", "value": 1, "within_days": 0},
+        {"model": "shoe_size", "op": ">", "value": 1},
+        {"all": [{"trait": "a", "op": "exists", "value": 1}]},
+    ]
+    for definition in refused:
+        assert not validator.is_valid(definition), definition
+        with pytest.raises(Exception, match="segment definition"):
+            rows(conn, f"SELECT segment_size({sql_text(json.dumps(definition))})")

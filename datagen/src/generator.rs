@@ -27,6 +27,7 @@ use tributary_catalog::builtin::{EventRow, EventsBuilder};
 
 use crate::error::{Error, Result};
 use crate::purchase_history::purchase_history;
+use crate::traits::customer_traits;
 
 /// Rows buffered before a batch is written.
 const BATCH_ROWS: usize = 65_536;
@@ -439,6 +440,7 @@ pub fn generate(
             }
         }
 
+        let traits = customer_traits(config.seed, customer);
         let sessions = rng.random_range(8..=22);
         for _ in 0..sessions {
             let device = &devices[rng.random_range(0..devices.len())];
@@ -475,7 +477,7 @@ pub fn generate(
                     session_user,
                     ts,
                     source,
-                    "{}",
+                    &traits,
                     &context,
                 );
             }

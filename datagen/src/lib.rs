@@ -9,6 +9,7 @@
 mod error;
 pub mod generator;
 pub mod purchase_history;
+pub mod traits;
 
 pub use error::{Error, Result};
 pub use generator::{GenerateConfig, GenerateSummary, generate};

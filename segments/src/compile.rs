@@ -329,7 +329,10 @@ mod tests {
         };
         let outer = parse(r#"{"segment": "vip", "member": false}"#).unwrap();
         let sql = compile(&outer, &SOURCES, Utc::now(), &lookup).unwrap();
-        assert!(sql.contains("(NOT coalesce(p.v0 = 'gold', false))"), "{sql}");
+        assert!(
+            sql.contains("(NOT coalesce(p.v0 = 'gold', false))"),
+            "{sql}"
+        );
         let cycle = parse(r#"{"all": [{"segment": "a"}]}"#).unwrap();
         let error = compile(&cycle, &SOURCES, Utc::now(), &lookup).unwrap_err();
         assert_eq!(error.path, "$.all[0]");

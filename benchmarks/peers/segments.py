@@ -1,0 +1,144 @@
+"""The segment benchmark: `segment_size` of a 3-condition and a 6-condition nested definition,
+over Flight SQL (ADBC), p50/p99 of N runs each, next to the same segments as hand-written SQL in
+DuckDB on the same data in the same run: the profiles, and the events already stitched to
+customers (their export is not timed).
+
+Data: `tributary generate --history-days 730` (identify events carry traits: city, tier,
+birthday, consent...), imported with identities; profiles refreshed once (traits, value models).
+
+Run it with benchmarks/run.sh segments [--customers N] [--runs N] (see docs/benchmarks.md)."""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+
+import duckdb
+from adbc_driver_flightsql import dbapi
+from tributary_server import start_server
+
+AS_OF = "2026-04-01T00:00:00Z"
+
+THREE = {"as_of": AS_OF, "all": [
+    {"trait": "city", "op": "=", "value": "Shanghai"},
+    {"event": "purchase", "measure": "count", "op": ">=", "value": 3, "within_days": 90},
+    {"model": "rfm_segment", "op": "in", "value": ["Champions", "Loyal", "Potential Loyalist"]},
+]}
+
+SIX = {"as_of": AS_OF, "all": [
+    {"trait": "member_tier", "op": "in", "value": ["gold", "platinum"]},
+    {"any": [{"trait": "city", "op": "=", "value": "Beijing"},
+             {"trait": "age", "op": "between", "value": [25, 40]}]},
+    {"not": {"event": "purchase", "op": ">=", "value": 1, "within_days": 30}},
+    {"field": "total_revenue", "op": ">", "value": 100},
+    {"event": "product_view", "op": ">=", "value": 2, "within_days": 90},
+]}
+
+# The same segments in DuckDB SQL over `profiles` and `events` (customer_id, timestamp, event).
+DUCKDB_THREE = f"""
+WITH b AS (SELECT customer_id, count(*) AS n FROM events
+           WHERE event = 'purchase' AND timestamp <= TIMESTAMPTZ '{AS_OF}'
+             AND timestamp > TIMESTAMPTZ '{AS_OF}' - INTERVAL 90 DAY GROUP BY customer_id)
+SELECT count(*) FROM profiles p LEFT JOIN b USING (customer_id)
+WHERE json_extract_string(p.traits, '$.city') = 'Shanghai' AND coalesce(b.n, 0) >= 3
+  AND p.rfm_segment IN ('Champions', 'Loyal', 'Potential Loyalist')
+"""
+
+DUCKDB_SIX = f"""
+WITH b AS (SELECT customer_id,
+             count(*) FILTER (WHERE event = 'purchase'
+                              AND timestamp > TIMESTAMPTZ '{AS_OF}' - INTERVAL 30 DAY) AS recent,
+             count(*) FILTER (WHERE event = 'product_view'
+                              AND timestamp > TIMESTAMPTZ '{AS_OF}' - INTERVAL 90 DAY) AS views
+           FROM events WHERE timestamp <= TIMESTAMPTZ '{AS_OF}'
+             AND event IN ('purchase', 'product_view') GROUP BY customer_id)
+SELECT count(*) FROM profiles p LEFT JOIN b USING (customer_id)
+WHERE json_extract_string(p.traits, '$.member_tier') IN ('gold', 'platinum')
+  AND (json_extract_string(p.traits, '$.city') = 'Beijing'
+       OR TRY_CAST(json_extract(p.traits, '$.age') AS DOUBLE) BETWEEN 25 AND 40)
+  AND coalesce(b.recent, 0) < 1
+  AND p.total_revenue > 100 AND coalesce(b.views, 0) >= 2
+"""
+
+
+def latencies(call, runs):
+    times, answer = [], None
+    for _ in range(runs):
+        start = time.perf_counter()
+        answer = call()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    p99 = times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
+    return statistics.median(times), p99, answer
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tributary", required=True, help="path of the tributary binary")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--work-dir", default=None)
+    args = parser.parse_args()
+    work = args.work_dir or tempfile.mkdtemp(prefix="tributary-segments-")
+    sample = os.path.join(work, "sample")
+    subprocess.run([args.tributary, "generate", "--customers", str(args.customers),
+                    "--history-days", "730", "--out", sample], check=True)
+    data = tempfile.mkdtemp(prefix="data-", dir=work)
+    process, addresses = start_server(args.tributary, data)
+    try:
+        for table in ["identities", "events"]:
+            subprocess.run([args.tributary, "import", os.path.join(sample, f"{table}.parquet"),
+                            "--table", table, "--server", addresses["flight"]], check=True)
+        conn = dbapi.connect(f"grpc://{addresses['flight']}", autocommit=True)
+        cur = conn.cursor()
+        start = time.perf_counter()
+        cur.execute("CALL refresh_profiles()")
+        cur.fetchall()
+        print(f"profiles refreshed (traits and value models) in {time.perf_counter() - start:.1f} s")
+
+        # DuckDB gets the profiles and the stitched events (not timed).
+        cur.execute("SELECT customer_id, traits, total_revenue, rfm_segment FROM profiles")
+        profiles = cur.fetch_arrow_table()
+        cur.execute("""
+            SELECT coalesce(u.customer_id, a.customer_id) AS customer_id, e.timestamp, e.event
+            FROM events e
+            LEFT JOIN identity_map u ON u.id_type = 'user_id' AND u.id_value = e.user_id
+            LEFT JOIN identity_map a ON a.id_type = 'anonymous_id' AND a.id_value = e.anonymous_id
+            WHERE e.event IN ('purchase', 'product_view')""")
+        events = cur.fetch_arrow_table()
+        duck = duckdb.connect()
+        duck.execute("SET TimeZone = 'UTC'")
+        duck.register("profiles_arrow", profiles)
+        duck.register("events_arrow", events)
+        duck.execute("CREATE TABLE profiles AS SELECT * FROM profiles_arrow")
+        duck.execute("CREATE TABLE events AS SELECT * FROM events_arrow")
+
+        def ours(definition):
+            text = json.dumps(definition).replace("'", "''")
+            cur.execute(f"SELECT segment_size('{text}') AS n")
+            return cur.fetch_arrow_table().column(0)[0].as_py()
+
+        print(f"{args.customers} generated customers, {profiles.num_rows} profiles, "
+              f"{events.num_rows} purchase and product_view events; {args.runs} runs each")
+        print(f"{'segment_size':28} {'p50':>9} {'p99':>9} {'DuckDB p50':>11} {'p99':>9} "
+              f"{'ratio p50':>9}  size")
+        for name, definition, peer_sql in [("3 conditions", THREE, DUCKDB_THREE),
+                                           ("6 conditions, nested", SIX, DUCKDB_SIX)]:
+            p50, p99, size = latencies(lambda: ours(definition), args.runs)
+            d50, d99, d_size = latencies(lambda: duck.execute(peer_sql).fetchone()[0], args.runs)
+            print(f"{name:28} {p50 * 1000:7.1f}ms {p99 * 1000:7.1f}ms {d50 * 1000:9.1f}ms "
+                  f"{d99 * 1000:7.1f}ms {p50 / d50:8.2f}x  {size}/{d_size}")
+            if size != d_size:
+                print(f"  the sizes differ: {size} (Tributary) vs {d_size} (DuckDB)")
+        cur.close()
+        conn.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()

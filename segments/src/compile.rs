@@ -5,6 +5,9 @@
 //! events, each measure `FILTER`ed to its own events); the condition tree becomes the `WHERE`
 //! clause, each leaf `coalesce(…, false)` so that a missing value is "no" and `not` means
 //! "everyone else". A customer with no matching event has count 0 / sum 0 / NULL time.
+//!
+//! [`explain`] compiles the same joins for one customer, with each condition's value and answer
+//! as columns: "why is this person (not) in it?".
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -33,36 +36,114 @@ pub fn compile(
     now: DateTime<Utc>,
     segment: &dyn Fn(&str) -> Option<Definition>,
 ) -> Result<String> {
-    let mut compiler = Compiler {
-        as_of: definition.as_of.unwrap_or(now),
-        measures: Vec::new(),
-        event_filters: Vec::new(),
-        profile_values: Vec::new(),
-        segment,
-        expanding: Vec::new(),
-    };
+    let mut compiler = Compiler::new(definition, now, segment);
     let condition = compiler.condition(&definition.condition, "$")?;
-    let as_of = sql::timestamp(compiler.as_of);
-    let mut sql = format!("SELECT c.customer_id FROM {} c", sources.customers);
-    if !compiler.profile_values.is_empty() {
-        sql.push_str(&format!(
-            " LEFT JOIN (SELECT customer_id, {} FROM {}) p ON p.customer_id = c.customer_id",
-            compiler.profile_values.join(", "),
-            sources.profiles
-        ));
+    Ok(format!(
+        "SELECT c.customer_id FROM {} WHERE {condition}",
+        compiler.joins(sources)
+    ))
+}
+
+/// One condition of a definition, as [`explain`] answers for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explained {
+    /// Its JSON path (`$` is the whole definition).
+    pub path: String,
+    /// The column of the customer's value (`value_<i>`, text), for a condition that reads one.
+    pub value: Option<String>,
+    /// The column of its answer for the customer (`holds_<i>`, boolean).
+    pub holds: String,
+}
+
+/// The SQL answering, for the customer `customer_id`, one row: the value and the answer of
+/// every condition of `definition` (the columns of each [`Explained`], in the order the
+/// conditions appear); no row when the customer is unknown. A referenced segment is one
+/// condition.
+pub fn explain(
+    definition: &Definition,
+    sources: &Sources<'_>,
+    now: DateTime<Utc>,
+    segment: &dyn Fn(&str) -> Option<Definition>,
+    customer_id: &str,
+) -> Result<(String, Vec<Explained>)> {
+    let mut compiler = Compiler::new(definition, now, segment);
+    compiler.condition(&definition.condition, "$")?;
+    let mut columns = Vec::new();
+    let mut explained = Vec::new();
+    for (i, node) in compiler.nodes.iter().enumerate() {
+        let value = node.value.as_ref().map(|value| {
+            columns.push(format!("CAST({value} AS VARCHAR) AS value_{i}"));
+            format!("value_{i}")
+        });
+        columns.push(format!("{} AS holds_{i}", node.holds));
+        explained.push(Explained {
+            path: node.path.clone(),
+            value,
+            holds: format!("holds_{i}"),
+        });
     }
-    if !compiler.measures.is_empty() {
-        sql.push_str(&format!(
-            " LEFT JOIN (SELECT customer_id, {measures} FROM {events} e \
-             WHERE e.timestamp <= {as_of} AND ({filters}) GROUP BY customer_id) b \
-             ON b.customer_id = c.customer_id",
-            measures = compiler.measures.join(", "),
-            events = sources.events,
-            filters = compiler.event_filters.join(" OR "),
-        ));
+    let sql = format!(
+        "SELECT {} FROM {} WHERE c.customer_id = {}",
+        columns.join(", "),
+        compiler.joins(sources),
+        sql::text(customer_id)
+    );
+    Ok((sql, explained))
+}
+
+/// A condition compiled: where it is, the SQL of its value (leaves) and of its answer.
+struct Node {
+    path: String,
+    value: Option<String>,
+    holds: String,
+}
+
+impl<'a> Compiler<'a> {
+    fn new(
+        definition: &Definition,
+        now: DateTime<Utc>,
+        segment: &'a dyn Fn(&str) -> Option<Definition>,
+    ) -> Self {
+        Compiler {
+            as_of: definition.as_of.unwrap_or(now),
+            measures: Vec::new(),
+            event_filters: Vec::new(),
+            profile_values: Vec::new(),
+            event_values: Vec::new(),
+            segment,
+            expanding: Vec::new(),
+            nodes: Vec::new(),
+        }
     }
-    sql.push_str(&format!(" WHERE {condition}"));
-    Ok(sql)
+
+    /// Every customer, with the profile values and event measures the conditions read.
+    fn joins(&self, sources: &Sources<'_>) -> String {
+        let as_of = sql::timestamp(self.as_of);
+        let mut sql = format!("{} c", sources.customers);
+        if !self.profile_values.is_empty() {
+            sql.push_str(&format!(
+                " LEFT JOIN (SELECT customer_id, {} FROM {}) p ON p.customer_id = c.customer_id",
+                self.profile_values.join(", "),
+                sources.profiles
+            ));
+        }
+        if !self.measures.is_empty() {
+            let mut columns = vec!["customer_id", "timestamp", "event"]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>();
+            columns.extend(self.event_values.iter().cloned());
+            let events = format!("(SELECT {} FROM {})", columns.join(", "), sources.events);
+            sql.push_str(&format!(
+                " LEFT JOIN (SELECT customer_id, {measures} FROM {events} e \
+                 WHERE e.timestamp <= {as_of} AND ({filters}) GROUP BY customer_id) b \
+                 ON b.customer_id = c.customer_id",
+                measures = self.measures.join(", "),
+                filters = self.event_filters.join(" OR "),
+            ));
+        }
+        sql
+    }
 }
 
 struct Compiler<'a> {
@@ -73,37 +154,67 @@ struct Compiler<'a> {
     event_filters: Vec<String>,
     /// `expression AS v<i>` over `profiles`, one per trait or field leaf.
     profile_values: Vec<String>,
+    /// `expression AS x<i>` over the events' properties, read by measures and filters. (Read
+    /// in a projection of their own: DataFusion 55's `push_down_leaf_projections` fails on a
+    /// JSON function over a joined column inside an aggregate when the query is filtered.)
+    event_values: Vec<String>,
     segment: &'a dyn Fn(&str) -> Option<Definition>,
     /// The segments being expanded, to refuse cycles.
     expanding: Vec<String>,
+    /// The conditions of the definition itself (not those inside referenced segments).
+    nodes: Vec<Node>,
 }
 
 impl Compiler<'_> {
+    /// The SQL of `condition`'s answer, recording it as a node when it is the definition's own.
     fn condition(&mut self, condition: &Condition, path: &str) -> Result<String> {
+        let index = self.nodes.len();
+        let own = self.expanding.is_empty();
+        if own {
+            self.nodes.push(Node {
+                path: path.to_string(),
+                value: None,
+                holds: String::new(),
+            });
+        }
+        let (value, holds) = self.answer(condition, path)?;
+        if own {
+            self.nodes[index].value = value;
+            self.nodes[index].holds = holds.clone();
+        }
+        Ok(holds)
+    }
+
+    /// The SQL of `condition`'s value (for a leaf) and answer.
+    fn answer(&mut self, condition: &Condition, path: &str) -> Result<(Option<String>, String)> {
         Ok(match condition {
             Condition::All(list) | Condition::Any(list) => {
                 let all = matches!(condition, Condition::All(_));
                 let key = if all { "all" } else { "any" };
                 if list.is_empty() {
-                    return Ok(sql::boolean(all));
+                    return Ok((None, sql::boolean(all)));
                 }
                 let parts = list
                     .iter()
                     .enumerate()
                     .map(|(i, c)| self.condition(c, &format!("{path}.{key}[{i}]")))
                     .collect::<Result<Vec<_>>>()?;
-                format!("({})", parts.join(if all { " AND " } else { " OR " }))
+                (
+                    None,
+                    format!("({})", parts.join(if all { " AND " } else { " OR " })),
+                )
             }
-            Condition::Not(inner) => {
-                format!("(NOT {})", self.condition(inner, &format!("{path}.not"))?)
-            }
+            Condition::Not(inner) => (
+                None,
+                format!("(NOT {})", self.condition(inner, &format!("{path}.not"))?),
+            ),
             Condition::Trait { key, test } => {
                 let value = self.profile_value(json_value("traits", key, test));
-                leaf(&test.sql(&value, self.as_of))
+                self.leaf(value, test)
             }
             Condition::Field { field, test } => {
                 let value = self.profile_value(field.column.to_string());
-                leaf(&test.sql(&value, self.as_of))
+                self.leaf(value, test)
             }
             Condition::Behaviour(behaviour) => self.behaviour(behaviour),
             Condition::Funnel(funnel) => self.funnel(funnel),
@@ -129,11 +240,12 @@ impl Compiler<'_> {
                     1 => Error::at(path, format!("in segment '{name}': {}", e.message)),
                     _ => e,
                 })?;
-                if *member {
+                let holds = if *member {
                     inner
                 } else {
                     format!("(NOT {inner})")
-                }
+                };
+                (None, holds)
             }
         })
     }
@@ -161,6 +273,13 @@ impl Compiler<'_> {
         format!("p.{name}")
     }
 
+    /// Adds a value read from each event's properties; its column name.
+    fn event_value(&mut self, expression: String) -> String {
+        let name = format!("x{}", self.event_values.len());
+        self.event_values.push(format!("{expression} AS {name}"));
+        format!("e.{name}")
+    }
+
     /// Adds a measure over `events`; its column name.
     fn measure(&mut self, aggregate: String, events: String) -> String {
         let name = format!("m{}", self.measures.len());
@@ -169,18 +288,28 @@ impl Compiler<'_> {
         format!("b.{name}")
     }
 
-    fn behaviour(&mut self, behaviour: &Behaviour) -> String {
+    /// A leaf: its value, and `test` of it (false where SQL would say NULL).
+    fn leaf(&self, value: String, test: &Test) -> (Option<String>, String) {
+        let holds = leaf(&test.sql(&value, self.as_of));
+        (Some(value), holds)
+    }
+
+    fn behaviour(&mut self, behaviour: &Behaviour) -> (Option<String>, String) {
         let mut events = vec![
             format!("e.event = {}", sql::text(&behaviour.event)),
             self.window(behaviour.window),
         ];
         for filter in &behaviour.filters {
-            let value = json_value("e.properties", &filter.property, &filter.test);
+            let value = self.event_value(json_value("properties", &filter.property, &filter.test));
             events.push(leaf(&filter.test.sql(&value, self.as_of)));
         }
         let events = format!("({})", events.join(" AND "));
-        let number =
-            |property: &str| format!("json_get_float(e.properties, {})", sql::text(property));
+        let mut number = |property: &str| {
+            self.event_value(format!(
+                "json_get_float(properties, {})",
+                sql::text(property)
+            ))
+        };
         let (aggregate, zero) = match &behaviour.measure {
             Measure::Count => ("count(*)".to_string(), true),
             Measure::Sum(p) => (format!("sum({})", number(p)), true),
@@ -195,11 +324,7 @@ impl Compiler<'_> {
                     "count(DISTINCT CASE WHEN {events} THEN date_trunc('day', e.timestamp) END)"
                 );
                 let column = self.measure(day, events);
-                return leaf(
-                    &behaviour
-                        .test
-                        .sql(&format!("coalesce({column}, 0)"), self.as_of),
-                );
+                return self.leaf(format!("coalesce({column}, 0)"), &behaviour.test);
             }
         };
         let column = self.measure(format!("{aggregate} FILTER (WHERE {events})"), events);
@@ -208,10 +333,10 @@ impl Compiler<'_> {
         } else {
             column
         };
-        leaf(&behaviour.test.sql(&value, self.as_of))
+        self.leaf(value, &behaviour.test)
     }
 
-    fn funnel(&mut self, funnel: &Funnel) -> String {
+    fn funnel(&mut self, funnel: &Funnel) -> (Option<String>, String) {
         let window = self.window(funnel.window);
         let steps: Vec<String> = funnel
             .steps
@@ -224,11 +349,7 @@ impl Compiler<'_> {
             steps.join(", ")
         );
         let column = self.measure(aggregate, format!("({})", steps.join(" OR ")));
-        leaf(
-            &funnel
-                .test
-                .sql(&format!("coalesce({column}, 0)"), self.as_of),
-        )
+        self.leaf(format!("coalesce({column}, 0)"), &funnel.test)
     }
 }
 

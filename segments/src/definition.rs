@@ -210,6 +210,26 @@ pub fn parse(text: &str) -> Result<Definition> {
     Ok(Definition { as_of, condition })
 }
 
+/// The JSON of the condition at `path` (a path of this crate's errors and explanations, `$` the
+/// whole definition) in the definition `text`.
+pub fn condition_json(text: &str, path: &str) -> Option<Value> {
+    let mut value: Value = serde_json::from_str(text).ok()?;
+    let mut rest = path.strip_prefix('$')?;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('.') {
+            let end = after.find(['.', '[']).unwrap_or(after.len());
+            value = value.get(&after[..end])?.clone();
+            rest = &after[end..];
+        } else {
+            let after = rest.strip_prefix('[')?;
+            let end = after.find(']')?;
+            value = value.get(after[..end].parse::<usize>().ok()?)?.clone();
+            rest = &after[end + 1..];
+        }
+    }
+    Some(value)
+}
+
 /// The keys that say what kind of condition an object is.
 const KINDS: &[&str] = &[
     "all", "any", "not", "trait", "field", "model", "event", "funnel", "segment",
@@ -628,6 +648,21 @@ mod tests {
             assert_eq!(e.path, path, "{text}: {e}");
             assert!(e.message.contains(message), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn conditions_are_found_by_path() {
+        let text = r#"{"all": [{"trait": "a", "op": "exists"}, {"not": {"any": [{"field": "clv", "op": ">", "value": 1}]}}]}"#;
+        let found = condition_json(text, "$.all[1].not.any[0]").unwrap();
+        assert_eq!(found["field"], "clv");
+        assert_eq!(
+            condition_json(text, "$").unwrap()["all"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(condition_json(text, "$.all[7]").is_none());
     }
 
     #[test]

@@ -11,9 +11,10 @@ mod error;
 mod sql;
 mod test;
 
-pub use compile::{Sources, compile};
+pub use compile::{Explained, Sources, compile, explain};
 pub use definition::{
-    Behaviour, Condition, Definition, Funnel, Measure, ProfileField, PropertyTest, Window, parse,
+    Behaviour, Condition, Definition, Funnel, Measure, ProfileField, PropertyTest, Window,
+    condition_json, parse,
 };
 pub use error::{Error, Result};
 pub use test::{Compare, Kind, Scalar, Test};

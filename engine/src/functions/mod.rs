@@ -19,6 +19,7 @@ pub mod customer_profile;
 mod edges;
 pub mod explain_identity;
 pub mod explain_merge;
+pub mod explain_segment;
 pub mod lifecycle;
 mod purchases;
 pub mod resolve_customer;
@@ -81,6 +82,7 @@ pub const TABLE_FUNCTIONS: &[TableFunction] = &[
     rfm::FUNCTION,
     lifecycle::FUNCTION,
     segment_preview::FUNCTION,
+    explain_segment::FUNCTION,
 ];
 
 /// Registers every function of this module in `state`, over `identity`.

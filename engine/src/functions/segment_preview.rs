@@ -11,7 +11,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::plan_err;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use tributary_catalog::builtin::PROFILES;
-use tributary_segments::{Sources, compile, parse};
+use tributary_segments::{Definition, Sources, compile, parse};
 
 use super::args::{count_literal, text_args};
 use super::{Call, SqlTable, TableFunction, live};
@@ -61,18 +61,31 @@ fn segment_preview(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
 /// The SQL selecting the `customer_id` of every member of `definition` (JSON text) now, over the
 /// calling tenant's customers (`identity_map`), `profiles` and events.
 pub(crate) fn segment_sql(definition: &str) -> DfResult<String> {
-    let definition = parse(definition).map_err(|e| DataFusionError::Plan(e.to_string()))?;
+    let definition = parse(definition).map_err(segment_error)?;
+    with_sources(|sources| compile(&definition, sources, Utc::now(), &no_stored_segment))
+        .map_err(segment_error)
+}
+
+/// Runs `f` with the tenant's relations as a segment reads them.
+pub(super) fn with_sources<T>(f: impl FnOnce(&Sources<'_>) -> T) -> T {
     let customers = format!("(SELECT DISTINCT customer_id FROM {IDENTITY_MAP})");
     let events = format!(
         "({})",
         resolved_events("TRUE", "e.timestamp, e.event, e.properties", "TRUE")
     );
-    let sources = Sources {
+    f(&Sources {
         customers: &customers,
         profiles: PROFILES,
         events: &events,
-    };
-    // No segment is stored yet (CREATE SEGMENT), so a reference names an unknown segment.
-    compile(&definition, &sources, Utc::now(), &|_| None)
-        .map_err(|e| DataFusionError::Plan(e.to_string()))
+    })
+}
+
+/// No segment is stored yet (`CREATE SEGMENT` is to come), so a reference names an unknown one.
+pub(super) fn no_stored_segment(_name: &str) -> Option<Definition> {
+    None
+}
+
+/// A definition's problem, as a planning error (the user's input).
+pub(super) fn segment_error(error: tributary_segments::Error) -> DataFusionError {
+    DataFusionError::Plan(error.to_string())
 }

@@ -16,6 +16,10 @@ pub const IDENTITIES: &str = "identities";
 pub const PROFILES: &str = "profiles";
 /// Name of the log of merges, splits and refused merges of customers.
 pub const IDENTITY_CHANGES: &str = "identity_changes";
+/// Name of the stored segment definitions.
+pub const SEGMENTS: &str = "segments";
+/// Name of the segments' membership history.
+pub const SEGMENT_MEMBERS: &str = "segment_members";
 
 /// A built-in table: its name, columns and Delta partition columns.
 #[derive(Debug, Clone)]
@@ -202,6 +206,30 @@ pub fn identity_changes_schema() -> SchemaRef {
     ]))
 }
 
+/// `segments`: one row per stored segment.
+pub fn segments_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        text("name", false),
+        text("definition", false),
+        text("sql", false),
+        text("schedule", false),
+        Field::new("size", DataType::Int64, true),
+        time("created_at", false),
+        time("refreshed_at", true),
+    ]))
+}
+
+/// `segment_members`: who entered and left each segment, when (`exited_at` NULL while a member;
+/// a customer who leaves and comes back has a new row).
+pub fn segment_members_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        text("segment", false),
+        text("customer_id", false),
+        time("entered_at", false),
+        time("exited_at", true),
+    ]))
+}
+
 /// Every built-in table, in creation order.
 pub fn built_in_tables() -> Vec<BuiltInTable> {
     vec![
@@ -225,16 +253,41 @@ pub fn built_in_tables() -> Vec<BuiltInTable> {
             schema: identity_changes_schema(),
             partition_columns: &[],
         },
+        BuiltInTable {
+            name: SEGMENTS,
+            schema: segments_schema(),
+            partition_columns: &[],
+        },
+        BuiltInTable {
+            name: SEGMENT_MEMBERS,
+            schema: segment_members_schema(),
+            partition_columns: &[],
+        },
     ]
 }
 
 /// True for the names of built-in tables.
 pub fn is_built_in(name: &str) -> bool {
-    [EVENTS, IDENTITIES, PROFILES, IDENTITY_CHANGES].contains(&name)
+    [
+        EVENTS,
+        IDENTITIES,
+        PROFILES,
+        IDENTITY_CHANGES,
+        SEGMENTS,
+        SEGMENT_MEMBERS,
+    ]
+    .contains(&name)
 }
 
 /// True for tables whose columns a replacing write keeps: the built-in tables data is collected
 /// into. `profiles` is derived, and each refresh replaces it with its columns.
 pub fn has_fixed_columns(name: &str) -> bool {
-    [EVENTS, IDENTITIES, IDENTITY_CHANGES].contains(&name)
+    [
+        EVENTS,
+        IDENTITIES,
+        IDENTITY_CHANGES,
+        SEGMENTS,
+        SEGMENT_MEMBERS,
+    ]
+    .contains(&name)
 }

@@ -13,6 +13,7 @@ pub mod dml;
 mod error;
 pub mod functions;
 pub mod identity;
+pub mod segments;
 pub mod session;
 pub mod sql_text;
 pub mod statements;

@@ -17,6 +17,25 @@ pub struct Definition {
     pub condition: Condition,
 }
 
+impl Definition {
+    /// The names of the segments it refers to.
+    pub fn references(&self) -> Vec<&str> {
+        fn walk<'a>(condition: &'a Condition, names: &mut Vec<&'a str>) {
+            match condition {
+                Condition::All(list) | Condition::Any(list) => {
+                    list.iter().for_each(|c| walk(c, names));
+                }
+                Condition::Not(inner) => walk(inner, names),
+                Condition::Segment { name, .. } => names.push(name),
+                _ => {}
+            }
+        }
+        let mut names = Vec::new();
+        walk(&self.condition, &mut names);
+        names
+    }
+}
+
 /// One condition of a definition.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Condition {

@@ -7,19 +7,18 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::plan_err;
 use datafusion::error::Result as DfResult;
 use datafusion::physical_plan::ExecutionPlan;
-use tributary_segments::{Explained, condition_json, explain, parse};
+use tributary_segments::{Explained, condition_json, parse};
 
 use super::args::{customer_arg, text_args};
-use super::segment_preview::{no_stored_segment, segment_error, with_sources};
-use super::{Call, Compute, ComputedExec, LiveTable, Scan, TableFunction, live};
+use super::{Call, Compute, ComputedExec, LiveTable, Scan, TableFunction, external, live};
 use crate::identity::records::as_utf8;
+use crate::segments::{explain_sql, segment_error, stored};
 
 /// `explain_segment`.
 pub const FUNCTION: TableFunction = TableFunction {
@@ -37,7 +36,7 @@ fn explain_segment(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
     let [text] = text_args(call.name, USAGE, std::slice::from_ref(first))?
         .try_into()
         .expect("one argument");
-    let definition = parse(&text).map_err(segment_error)?;
+    parse(&text).map_err(segment_error)?;
     let customer = Call {
         name: call.name,
         tenant: call.tenant,
@@ -48,16 +47,6 @@ fn explain_segment(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
     let Some(customer) = customer else {
         return plan_err!("{}: no customer has that identifier", call.name);
     };
-    let (sql, conditions) = with_sources(|sources| {
-        explain(
-            &definition,
-            sources,
-            Utc::now(),
-            &no_stored_segment,
-            &customer.to_string(),
-        )
-    })
-    .map_err(segment_error)?;
     let schema = Arc::new(Schema::new(vec![
         Field::new("path", DataType::Utf8, false),
         Field::new("condition", DataType::Utf8, false),
@@ -68,8 +57,7 @@ fn explain_segment(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
         schema,
         ExplainTable {
             text,
-            sql,
-            conditions,
+            customer: customer.to_string(),
         },
     ))
 }
@@ -78,13 +66,17 @@ fn explain_segment(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
 #[derive(Debug, Clone)]
 struct ExplainTable {
     text: String,
-    sql: String,
-    conditions: Vec<Explained>,
+    customer: String,
 }
 
 impl ExplainTable {
     /// One row per condition, from the one row of `sql` (none for an unknown customer).
-    fn rows(&self, schema: SchemaRef, answer: &[RecordBatch]) -> DfResult<RecordBatch> {
+    fn rows(
+        &self,
+        schema: SchemaRef,
+        conditions: &[Explained],
+        answer: &[RecordBatch],
+    ) -> DfResult<RecordBatch> {
         let Some(row) = answer.iter().find(|b| b.num_rows() > 0) else {
             return Ok(RecordBatch::new_empty(schema));
         };
@@ -93,11 +85,13 @@ impl ExplainTable {
                 .cloned()
                 .ok_or_else(|| datafusion::error::DataFusionError::Internal(format!("no {name}")))
         };
-        let (mut paths, mut conditions, mut values, mut holds) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for explained in &self.conditions {
+        let mut paths: Vec<String> = Vec::new();
+        let mut texts: Vec<String> = Vec::new();
+        let mut values: Vec<Option<String>> = Vec::new();
+        let mut holds: Vec<bool> = Vec::new();
+        for explained in conditions {
             paths.push(explained.path.clone());
-            conditions.push(
+            texts.push(
                 condition_json(&self.text, &explained.path)
                     .map(|c| c.to_string())
                     .unwrap_or_default(),
@@ -121,7 +115,7 @@ impl ExplainTable {
             schema,
             vec![
                 Arc::new(StringArray::from(paths)),
-                Arc::new(StringArray::from(conditions)),
+                Arc::new(StringArray::from(texts)),
                 Arc::new(StringArray::from(values)),
                 Arc::new(BooleanArray::from(holds)),
             ],
@@ -143,8 +137,11 @@ impl LiveTable for ExplainTable {
                 projection.clone(),
             );
             Box::pin(async move {
-                let answer = ctx.sql(&table.sql).await?.collect().await?;
-                let rows = table.rows(full, &answer)?;
+                let stored = stored(&ctx).await.map_err(external)?;
+                let (sql, conditions) =
+                    explain_sql(&table.text, &stored, &table.customer).map_err(segment_error)?;
+                let answer = ctx.sql(&sql).await?.collect().await?;
+                let rows = table.rows(full, &conditions, &answer)?;
                 Ok(vec![match projection {
                     Some(columns) => rows.project(&columns)?,
                     None => rows,

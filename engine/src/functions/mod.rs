@@ -127,6 +127,11 @@ impl TableFunctionImpl for Registered {
     }
 }
 
+/// An engine error inside a DataFusion computation.
+pub(crate) fn external(error: crate::error::Error) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
 /// The service, while the engine that owns it is open.
 pub(crate) fn upgrade(identity: &Weak<IdentityService>) -> DfResult<Arc<IdentityService>> {
     identity

@@ -1,22 +1,22 @@
 //! `segment_preview(definition [, limit])`: the customers a segment definition selects now —
 //! `customer_id` rows in order, at most `limit` (all without). The definition is the JSON of
-//! docs/segments.md; `tributary_segments` checks it and compiles it to the SQL this runs, which
-//! `EXPLAIN SEGMENT` shows and `segment_size(definition)` counts.
+//! docs/segments.md, checked when the query is planned; it is compiled (its references to stored
+//! segments resolved) when the query runs, to the SQL `EXPLAIN SEGMENT` shows and
+//! `segment_size(definition)` counts.
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::plan_err;
-use datafusion::error::{DataFusionError, Result as DfResult};
-use tributary_catalog::builtin::PROFILES;
-use tributary_segments::{Definition, Sources, compile, parse};
+use datafusion::error::Result as DfResult;
+use datafusion::physical_plan::ExecutionPlan;
+use tributary_segments::parse;
 
 use super::args::{count_literal, text_args};
-use super::{Call, SqlTable, TableFunction, live};
-use crate::identity::map::IDENTITY_MAP;
-use crate::identity::profiles::resolved_events;
+use super::{Call, Compute, ComputedExec, LiveTable, Scan, TableFunction, external, live};
+use crate::segments::{members_sql, segment_error, stored};
 
 /// `segment_preview`.
 pub const FUNCTION: TableFunction = TableFunction {
@@ -36,56 +36,50 @@ fn segment_preview(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
     let [definition] = text_args(call.name, USAGE, std::slice::from_ref(first))?
         .try_into()
         .expect("one argument");
-    let mut sql = format!(
-        "SELECT customer_id FROM ({}) ORDER BY customer_id",
-        segment_sql(&definition)?
-    );
-    if call.args.len() == 2 {
-        let limit = count_literal(call.name, "limit", call.args.get(1), 0)?;
-        sql.push_str(&format!(" LIMIT {limit}"));
-    }
+    parse(&definition).map_err(segment_error)?;
+    let limit = match call.args.get(1) {
+        Some(_) => Some(count_literal(call.name, "limit", call.args.get(1), 0)?),
+        None => None,
+    };
     let schema = Arc::new(Schema::new(vec![Field::new(
         "customer_id",
         DataType::Utf8,
         false,
     )]));
-    Ok(live(
-        schema,
-        SqlTable {
-            inputs: Vec::new(),
-            sql,
-        },
-    ))
+    Ok(live(schema, Members { definition, limit }))
 }
 
-/// The SQL selecting the `customer_id` of every member of `definition` (JSON text) now, over the
-/// calling tenant's customers (`identity_map`), `profiles` and events.
-pub(crate) fn segment_sql(definition: &str) -> DfResult<String> {
-    let definition = parse(definition).map_err(segment_error)?;
-    with_sources(|sources| compile(&definition, sources, Utc::now(), &no_stored_segment))
-        .map_err(segment_error)
+/// The members of a definition, computed when scanned.
+#[derive(Debug, Clone)]
+struct Members {
+    definition: String,
+    limit: Option<i64>,
 }
 
-/// Runs `f` with the tenant's relations as a segment reads them.
-pub(super) fn with_sources<T>(f: impl FnOnce(&Sources<'_>) -> T) -> T {
-    let customers = format!("(SELECT DISTINCT customer_id FROM {IDENTITY_MAP})");
-    let events = format!(
-        "({})",
-        resolved_events("TRUE", "e.timestamp, e.event, e.properties", "TRUE")
-    );
-    f(&Sources {
-        customers: &customers,
-        profiles: PROFILES,
-        events: &events,
-    })
-}
-
-/// No segment is stored yet (`CREATE SEGMENT` is to come), so a reference names an unknown one.
-pub(super) fn no_stored_segment(_name: &str) -> Option<Definition> {
-    None
-}
-
-/// A definition's problem, as a planning error (the user's input).
-pub(super) fn segment_error(error: tributary_segments::Error) -> DataFusionError {
-    DataFusionError::Plan(error.to_string())
+#[async_trait]
+impl LiveTable for Members {
+    async fn plan(&self, scan: Scan<'_>) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = scan.projected_schema()?;
+        let (members, ctx, columns) = (self.clone(), scan.ctx.clone(), scan.columns());
+        let compute: Compute = Arc::new(move || {
+            let (members, ctx, columns) = (members.clone(), ctx.clone(), columns.clone());
+            Box::pin(async move {
+                let stored = stored(&ctx).await.map_err(external)?;
+                let sql = members_sql(&members.definition, &stored).map_err(segment_error)?;
+                let mut frame = ctx
+                    .sql(&sql)
+                    .await?
+                    .sort_by(vec![datafusion::prelude::col("customer_id")])?;
+                if let Some(limit) = members.limit {
+                    frame = frame.limit(0, Some(limit as usize))?;
+                }
+                frame.select(columns)?.collect().await
+            })
+        });
+        Ok(Arc::new(ComputedExec::new(
+            "segment_preview",
+            schema,
+            compute,
+        )))
+    }
 }

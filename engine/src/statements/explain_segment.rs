@@ -12,7 +12,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use super::{Statement, StatementClass, Syntax, sql_error};
 use crate::Engine;
 use crate::error::{Error, Result};
-use crate::functions::segment_preview::segment_sql;
+use crate::segments::{members_sql, stored};
 use crate::sql_text::string_literal;
 
 /// `EXPLAIN SEGMENT '<definition>'`.
@@ -26,7 +26,7 @@ fn parse(parser: &mut Parser) -> Result<Arc<dyn Statement>> {
     parser.next_token();
     let definition = parser.parse_literal_string().map_err(sql_error)?;
     // Refuse a bad definition when the statement is planned, not when it is fetched.
-    segment_sql(&definition).map_err(Error::from)?;
+    tributary_segments::parse(&definition).map_err(|e| Error::InvalidInput(e.to_string()))?;
     Ok(Arc::new(ExplainSegment { definition }))
 }
 
@@ -54,8 +54,10 @@ impl Statement for ExplainSegment {
         Arc::new(Schema::new(vec![Field::new("sql", DataType::Utf8, false)]))
     }
 
-    async fn execute(&self, _engine: &Engine, _ctx: &SessionContext) -> Result<Vec<RecordBatch>> {
-        let sql = segment_sql(&self.definition)?;
+    async fn execute(&self, _engine: &Engine, ctx: &SessionContext) -> Result<Vec<RecordBatch>> {
+        let stored = stored(ctx).await?;
+        let sql = members_sql(&self.definition, &stored)
+            .map_err(|e| Error::InvalidInput(e.to_string()))?;
         Ok(vec![RecordBatch::try_new(
             self.schema(),
             vec![Arc::new(StringArray::from(vec![sql]))],

@@ -1,5 +1,6 @@
 //! Tributary's own SQL statements: the one home for every statement DataFusion does not know
-//! (`CALL`, `EXPLAIN SEGMENT`; `CREATE SEGMENT`, `CREATE USER`, `GRANT`, `SHOW …` as they arrive).
+//! (`CALL`, `EXPLAIN SEGMENT`, `CREATE`/`REFRESH`/`DROP SEGMENT`, `SHOW SEGMENTS`; `CREATE USER`,
+//! `GRANT`, `SHOW …` as they arrive).
 //!
 //! A statement lives in one file of this module, which gives:
 //! - its [`Syntax`]: the leading keywords that pick it and a parser over sqlparser's [`Parser`]
@@ -13,6 +14,7 @@
 
 pub mod call;
 pub mod explain_segment;
+pub mod segment;
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -81,7 +83,14 @@ pub struct Syntax {
 }
 
 /// Every statement of our own, tried in order before DataFusion parses the text.
-pub const SYNTAXES: &[Syntax] = &[call::SYNTAX, explain_segment::SYNTAX];
+pub const SYNTAXES: &[Syntax] = &[
+    call::SYNTAX,
+    explain_segment::SYNTAX,
+    segment::CREATE,
+    segment::REFRESH,
+    segment::DROP,
+    segment::SHOW,
+];
 
 /// Parses `sql` as one of our statements; `None` when it is not one (DataFusion takes it).
 pub fn parse(sql: &str, dialect_name: &str) -> Result<Option<Arc<dyn Statement>>> {

@@ -1,0 +1,402 @@
+//! Segments of a tenant: definitions compiled over its relations (`tributary_segments`), stored
+//! segments (`CREATE SEGMENT`, in the built-in table `segments`) and their membership history
+//! (`REFRESH SEGMENT`, in `segment_members`: who entered and who left, when).
+//!
+//! A refresh computes the members now, compares them with the open memberships and writes the
+//! whole `segment_members` table back in one Delta commit: a customer who left gets its
+//! `exited_at`, one who entered a new row. `segments.size` and `refreshed_at` are written right
+//! after, in a second commit (a crash between leaves them one refresh behind; the memberships
+//! are exact). Writes of one process are serialized; several servers writing segments of one
+//! tenant are not supported yet.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, LazyLock};
+
+use chrono::Utc;
+use datafusion::arrow::array::{
+    Array, ArrayRef, Int64Array, Int64Builder, RecordBatch, StringBuilder,
+    TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::SessionContext;
+use tributary_catalog::builtin::{
+    PROFILES, SEGMENT_MEMBERS, SEGMENTS, segment_members_schema, segments_schema,
+};
+use tributary_segments::{Definition, Explained, Sources, compile, explain, parse};
+
+use crate::Engine;
+use crate::error::{Error, Result};
+use crate::identity::map::IDENTITY_MAP;
+use crate::identity::profiles::resolved_events;
+use crate::identity::records::{as_micros, as_utf8};
+use crate::write::{IfTableMissing, WriteMode, now_micros};
+
+/// Serializes the writes of stored segments (each rewrites a whole table).
+static WRITES: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
+
+/// The only schedule stored segments have so far: refreshed by `REFRESH SEGMENT`.
+pub const MANUAL: &str = "manual";
+
+/// Runs `f` with the tenant's relations as a segment reads them: every customer of
+/// `identity_map`, `profiles`, and the events with their customer.
+pub fn with_sources<T>(f: impl FnOnce(&Sources<'_>) -> T) -> T {
+    let customers = format!("(SELECT DISTINCT customer_id FROM {IDENTITY_MAP})");
+    let events = format!(
+        "({})",
+        resolved_events("TRUE", "e.timestamp, e.event, e.properties", "TRUE")
+    );
+    f(&Sources {
+        customers: &customers,
+        profiles: PROFILES,
+        events: &events,
+    })
+}
+
+/// A definition's problem, as a planning error (the user's input).
+pub fn segment_error(error: tributary_segments::Error) -> DataFusionError {
+    DataFusionError::Plan(error.to_string())
+}
+
+/// One stored segment.
+#[derive(Debug, Clone)]
+pub struct StoredSegment {
+    /// Its definition (JSON text).
+    pub definition: String,
+    /// The SQL it compiled to when created.
+    pub sql: String,
+    /// When it is refreshed.
+    pub schedule: String,
+    /// Members after the last refresh.
+    pub size: Option<i64>,
+    /// Microseconds since the epoch.
+    pub created_at: i64,
+    /// Microseconds since the epoch.
+    pub refreshed_at: Option<i64>,
+}
+
+/// The tenant's stored segments by name.
+pub async fn stored(ctx: &SessionContext) -> Result<BTreeMap<String, StoredSegment>> {
+    let batches = ctx
+        .sql(&format!("SELECT * FROM {SEGMENTS}"))
+        .await?
+        .collect()
+        .await?;
+    let mut segments = BTreeMap::new();
+    for batch in batches {
+        let text = |i: usize| as_utf8(batch.column(i));
+        let (names, definitions, sqls, schedules) = (text(0)?, text(1)?, text(2)?, text(3)?);
+        let sizes = cast(batch.column(4), &DataType::Int64)?;
+        let sizes = sizes.as_any().downcast_ref::<Int64Array>().cloned();
+        let (created, refreshed) = (as_micros(batch.column(5))?, as_micros(batch.column(6))?);
+        for row in 0..batch.num_rows() {
+            segments.insert(
+                names.value(row).to_string(),
+                StoredSegment {
+                    definition: definitions.value(row).to_string(),
+                    sql: sqls.value(row).to_string(),
+                    schedule: schedules.value(row).to_string(),
+                    size: sizes
+                        .as_ref()
+                        .filter(|s| s.is_valid(row))
+                        .map(|s| s.value(row)),
+                    created_at: created.value(row),
+                    refreshed_at: refreshed.is_valid(row).then(|| refreshed.value(row)),
+                },
+            );
+        }
+    }
+    Ok(segments)
+}
+
+/// The SQL selecting the members of the definition `text` now, its references to other
+/// segments resolved among `stored`.
+pub fn members_sql(
+    text: &str,
+    stored: &BTreeMap<String, StoredSegment>,
+) -> std::result::Result<String, tributary_segments::Error> {
+    compiled(text, stored, |definition, sources, lookup| {
+        compile(definition, sources, Utc::now(), lookup)
+    })
+}
+
+/// The SQL explaining the definition `text` for `customer_id` ([`tributary_segments::explain`]).
+pub fn explain_sql(
+    text: &str,
+    stored: &BTreeMap<String, StoredSegment>,
+    customer_id: &str,
+) -> std::result::Result<(String, Vec<Explained>), tributary_segments::Error> {
+    compiled(text, stored, |definition, sources, lookup| {
+        explain(definition, sources, Utc::now(), lookup, customer_id)
+    })
+}
+
+type Lookup<'a> = dyn Fn(&str) -> Option<Definition> + 'a;
+
+/// Runs a compilation of the definition `text` over the tenant's relations, with its
+/// references resolved among `stored`.
+fn compiled<T>(
+    text: &str,
+    stored: &BTreeMap<String, StoredSegment>,
+    run: impl FnOnce(
+        &Definition,
+        &Sources<'_>,
+        &Lookup<'_>,
+    ) -> std::result::Result<T, tributary_segments::Error>,
+) -> std::result::Result<T, tributary_segments::Error> {
+    let definition = parse(text)?;
+    let lookup = |name: &str| -> Option<Definition> {
+        stored.get(name).and_then(|s| parse(&s.definition).ok())
+    };
+    with_sources(|sources| run(&definition, sources, &lookup))
+}
+
+/// `CREATE SEGMENT name AS 'definition'`: stores it and computes its first members (all
+/// entered); returns how many.
+pub async fn create(engine: &Engine, ctx: &SessionContext, name: &str, text: &str) -> Result<u64> {
+    let _write = WRITES.lock().await;
+    let mut segments = stored(ctx).await?;
+    if segments.contains_key(name) {
+        return Err(Error::AlreadyExists(format!(
+            "segment '{name}' already exists"
+        )));
+    }
+    let now = now_micros();
+    let mut segment = StoredSegment {
+        definition: text.to_string(),
+        sql: String::new(),
+        schedule: MANUAL.to_string(),
+        size: None,
+        created_at: now,
+        refreshed_at: None,
+    };
+    // Stored before it compiles, so that a reference back to it is seen as the cycle it is.
+    segments.insert(name.to_string(), segment.clone());
+    segment.sql = members_sql(text, &segments).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    segments.insert(name.to_string(), segment);
+    write_segments(engine, ctx, &segments).await?;
+    refresh_locked(engine, ctx, name).await
+}
+
+/// `REFRESH SEGMENT name`: records who entered and who left; returns how many did.
+pub async fn refresh(engine: &Engine, ctx: &SessionContext, name: &str) -> Result<u64> {
+    let _write = WRITES.lock().await;
+    refresh_locked(engine, ctx, name).await
+}
+
+async fn refresh_locked(engine: &Engine, ctx: &SessionContext, name: &str) -> Result<u64> {
+    let mut segments = stored(ctx).await?;
+    let Some(segment) = segments.get(name) else {
+        return Err(unknown(name));
+    };
+    let sql = members_sql(&segment.definition, &segments)
+        .map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let now = now_micros();
+    let mut members: HashSet<String> = HashSet::new();
+    for batch in ctx.sql(&sql).await?.collect().await? {
+        let ids = as_utf8(batch.column(0))?;
+        members.extend((0..batch.num_rows()).map(|row| ids.value(row).to_string()));
+    }
+    let history = history(ctx, "TRUE").await?;
+    let mut rows = MemberRows::default();
+    let mut still_in: HashSet<&str> = HashSet::new();
+    let mut changes = 0u64;
+    for membership in &history {
+        let customer = membership.customer.as_str();
+        let mut exited_at = membership.exited_at;
+        if exited_at.is_none() && membership.segment == name {
+            if members.contains(customer) {
+                still_in.insert(customer);
+            } else {
+                exited_at = Some(now);
+                changes += 1;
+            }
+        }
+        rows.push(
+            &membership.segment,
+            customer,
+            membership.entered_at,
+            exited_at,
+        );
+    }
+    let mut newcomers: Vec<&String> = members
+        .iter()
+        .filter(|c| !still_in.contains(c.as_str()))
+        .collect();
+    newcomers.sort();
+    for customer in newcomers {
+        rows.push(name, customer, now, None);
+        changes += 1;
+    }
+    let writer = engine.writer();
+    let tenant = tenant_of(ctx);
+    writer
+        .write(
+            &tenant,
+            SEGMENT_MEMBERS,
+            vec![rows.finish()?],
+            IfTableMissing::Fail,
+            WriteMode::Replace,
+        )
+        .await?;
+    if let Some(segment) = segments.get_mut(name) {
+        segment.size = Some(members.len() as i64);
+        segment.refreshed_at = Some(now);
+    }
+    write_segments(engine, ctx, &segments).await?;
+    Ok(changes)
+}
+
+/// `DROP SEGMENT name`: removes it and its history; refused while another segment refers to it.
+pub async fn drop(engine: &Engine, ctx: &SessionContext, name: &str) -> Result<u64> {
+    let _write = WRITES.lock().await;
+    let mut segments = stored(ctx).await?;
+    if segments.remove(name).is_none() {
+        return Err(unknown(name));
+    }
+    let mut users: Vec<&String> = segments
+        .iter()
+        .filter(|(_, s)| parse(&s.definition).is_ok_and(|d| d.references().contains(&name)))
+        .map(|(other, _)| other)
+        .collect();
+    if !users.is_empty() {
+        users.sort();
+        return Err(Error::InvalidInput(format!(
+            "segment '{name}' is used by {}; drop or change those first",
+            users
+                .iter()
+                .map(|u| format!("'{u}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let others = format!("segment <> {}", crate::sql_text::string_literal(name));
+    let mut rows = MemberRows::default();
+    for m in history(ctx, &others).await? {
+        rows.push(&m.segment, &m.customer, m.entered_at, m.exited_at);
+    }
+    engine
+        .writer()
+        .write(
+            &tenant_of(ctx),
+            SEGMENT_MEMBERS,
+            vec![rows.finish()?],
+            IfTableMissing::Fail,
+            WriteMode::Replace,
+        )
+        .await?;
+    write_segments(engine, ctx, &segments).await?;
+    Ok(1)
+}
+
+/// One row of `segment_members`.
+struct Membership {
+    segment: String,
+    customer: String,
+    entered_at: i64,
+    exited_at: Option<i64>,
+}
+
+/// The rows of `segment_members` that meet `condition`.
+async fn history(ctx: &SessionContext, condition: &str) -> Result<Vec<Membership>> {
+    let sql = format!("SELECT * FROM {SEGMENT_MEMBERS} WHERE {condition}");
+    let mut rows = Vec::new();
+    for batch in ctx.sql(&sql).await?.collect().await? {
+        let (segments, customers) = (as_utf8(batch.column(0))?, as_utf8(batch.column(1))?);
+        let (entered, exited) = (as_micros(batch.column(2))?, as_micros(batch.column(3))?);
+        rows.extend((0..batch.num_rows()).map(|row| Membership {
+            segment: segments.value(row).to_string(),
+            customer: customers.value(row).to_string(),
+            entered_at: entered.value(row),
+            exited_at: exited.is_valid(row).then(|| exited.value(row)),
+        }));
+    }
+    Ok(rows)
+}
+
+fn unknown(name: &str) -> Error {
+    Error::NotFound(format!("segment '{name}' does not exist"))
+}
+
+fn tenant_of(ctx: &SessionContext) -> String {
+    ctx.state()
+        .config()
+        .options()
+        .catalog
+        .default_catalog
+        .clone()
+}
+
+async fn write_segments(
+    engine: &Engine,
+    ctx: &SessionContext,
+    segments: &BTreeMap<String, StoredSegment>,
+) -> Result<()> {
+    let mut text: [StringBuilder; 4] = Default::default();
+    let mut size = Int64Builder::new();
+    let (mut created, mut refreshed) = (
+        TimestampMicrosecondBuilder::new(),
+        TimestampMicrosecondBuilder::new(),
+    );
+    for (name, segment) in segments {
+        for (builder, value) in
+            text.iter_mut()
+                .zip([name, &segment.definition, &segment.sql, &segment.schedule])
+        {
+            builder.append_value(value);
+        }
+        size.append_option(segment.size);
+        created.append_value(segment.created_at);
+        refreshed.append_option(segment.refreshed_at);
+    }
+    let mut columns: Vec<ArrayRef> = text
+        .iter_mut()
+        .map(|b| Arc::new(b.finish()) as ArrayRef)
+        .collect();
+    columns.push(Arc::new(size.finish()));
+    columns.push(Arc::new(created.finish().with_timezone("UTC")));
+    columns.push(Arc::new(refreshed.finish().with_timezone("UTC")));
+    let batch = RecordBatch::try_new(segments_schema(), columns)?;
+    engine
+        .writer()
+        .write(
+            &tenant_of(ctx),
+            SEGMENTS,
+            vec![batch],
+            IfTableMissing::Fail,
+            WriteMode::Replace,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Rows of `segment_members` being built.
+#[derive(Default)]
+struct MemberRows {
+    segments: StringBuilder,
+    customers: StringBuilder,
+    entered: TimestampMicrosecondBuilder,
+    exited: TimestampMicrosecondBuilder,
+}
+
+impl MemberRows {
+    fn push(&mut self, segment: &str, customer: &str, entered: i64, exited: Option<i64>) {
+        self.segments.append_value(segment);
+        self.customers.append_value(customer);
+        self.entered.append_value(entered);
+        self.exited.append_option(exited);
+    }
+
+    fn finish(mut self) -> Result<RecordBatch> {
+        Ok(RecordBatch::try_new(
+            segment_members_schema(),
+            vec![
+                Arc::new(self.segments.finish()),
+                Arc::new(self.customers.finish()),
+                Arc::new(self.entered.finish().with_timezone("UTC")),
+                Arc::new(self.exited.finish().with_timezone("UTC")),
+            ],
+        )?)
+    }
+}

@@ -10,9 +10,6 @@ the best of N runs of each and the ratios (Tributary / peer; below 1 is faster).
 Run it with benchmarks/run.sh models [--customers N] [--runs N] (see docs/benchmarks.md)."""
 
 import argparse
-import os
-import subprocess
-import tempfile
 import time
 import warnings
 
@@ -20,7 +17,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 from adbc_driver_flightsql import dbapi
-from tributary_server import start_server
+from tributary_server import start_with_history
 
 warnings.filterwarnings("ignore")
 
@@ -98,17 +95,10 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--work-dir", default=None)
     args = parser.parse_args()
-    work = args.work_dir or tempfile.mkdtemp(prefix="tributary-models-")
-    sample = os.path.join(work, "sample")
-    subprocess.run([args.tributary, "generate", "--customers", str(args.customers),
-                    "--history-days", "730", "--out", sample], check=True)
-    data = tempfile.mkdtemp(prefix="data-", dir=work)
-    process, addresses = start_server(args.tributary, data)
+    process, addresses = start_with_history(args.tributary, args.customers, args.work_dir,
+                                            "tributary-models-")
     address = addresses["flight"]
     try:
-        for table in ["identities", "events"]:
-            subprocess.run([args.tributary, "import", os.path.join(sample, f"{table}.parquet"),
-                            "--table", table, "--server", address], check=True)
         conn = dbapi.connect(f"grpc://{address}", autocommit=True)
         cur = conn.cursor()
 

@@ -10,15 +10,12 @@ Run it with benchmarks/run.sh segments [--customers N] [--runs N] (see docs/benc
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import tempfile
 import time
 
 import duckdb
 from adbc_driver_flightsql import dbapi
-from tributary_server import start_server
+from tributary_server import start_with_history
 
 AS_OF = "2026-04-01T00:00:00Z"
 
@@ -82,16 +79,9 @@ def main():
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--work-dir", default=None)
     args = parser.parse_args()
-    work = args.work_dir or tempfile.mkdtemp(prefix="tributary-segments-")
-    sample = os.path.join(work, "sample")
-    subprocess.run([args.tributary, "generate", "--customers", str(args.customers),
-                    "--history-days", "730", "--out", sample], check=True)
-    data = tempfile.mkdtemp(prefix="data-", dir=work)
-    process, addresses = start_server(args.tributary, data)
+    process, addresses = start_with_history(args.tributary, args.customers, args.work_dir,
+                                            "tributary-segments-")
     try:
-        for table in ["identities", "events"]:
-            subprocess.run([args.tributary, "import", os.path.join(sample, f"{table}.parquet"),
-                            "--table", table, "--server", addresses["flight"]], check=True)
         conn = dbapi.connect(f"grpc://{addresses['flight']}", autocommit=True)
         cur = conn.cursor()
         start = time.perf_counter()

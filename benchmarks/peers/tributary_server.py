@@ -25,3 +25,21 @@ def start_server(binary, data, extra=()):
         if len(addresses) == len(PREFIXES):
             return process, addresses
     raise RuntimeError("tributary serve did not start")
+
+
+def start_with_history(binary, customers, work, prefix):
+    """Generates `customers` with a two-year purchase history (`--history-days 730`) under
+    `work` (a new temporary directory named `prefix`… without one), starts the server on a
+    fresh data root and imports identities and events; returns the process and addresses."""
+    import os
+    import tempfile
+
+    work = work or tempfile.mkdtemp(prefix=prefix)
+    sample = os.path.join(work, "sample")
+    subprocess.run([binary, "generate", "--customers", str(customers), "--history-days", "730",
+                    "--out", sample], check=True)
+    process, addresses = start_server(binary, tempfile.mkdtemp(prefix="data-", dir=work))
+    for table in ["identities", "events"]:
+        subprocess.run([binary, "import", os.path.join(sample, f"{table}.parquet"),
+                        "--table", table, "--server", addresses["flight"]], check=True)
+    return process, addresses

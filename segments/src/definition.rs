@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::test::{Kind, Test};
+use crate::test::{Kind, Test, time};
 
 /// A whole definition: its condition and the "now" of its relative windows, when fixed.
 #[derive(Debug, Clone, PartialEq)]
@@ -349,16 +349,11 @@ fn condition(value: &Value, path: &str) -> Result<Condition> {
     }
 }
 
+/// The keys of a condition that measures events: the test and the window.
+const MEASURED: &[&str] = &["op", "value", "within_days", "between"];
+
 fn behaviour(fields: &Fields<'_>) -> Result<Condition> {
-    fields.only(&[
-        "event",
-        "where",
-        "measure",
-        "op",
-        "value",
-        "within_days",
-        "between",
-    ])?;
+    fields.only(&[&["event", "where", "measure"], MEASURED].concat())?;
     let path = fields.path;
     let measure = match fields.object.get("measure") {
         None => Measure::Count,
@@ -430,14 +425,7 @@ fn property_test(value: &Value, path: &str) -> Result<PropertyTest> {
 }
 
 fn funnel(fields: &Fields<'_>) -> Result<Condition> {
-    fields.only(&[
-        "funnel",
-        "window_seconds",
-        "op",
-        "value",
-        "within_days",
-        "between",
-    ])?;
+    fields.only(&[&["funnel", "window_seconds"], MEASURED].concat())?;
     let path = fields.path;
     let steps = fields
         .array("funnel")?
@@ -493,19 +481,6 @@ fn window(fields: &Fields<'_>) -> Result<Window> {
             }
             Ok(Window::Between(from, to))
         }
-    }
-}
-
-/// An RFC 3339 time.
-pub(crate) fn time(value: &Value, path: &str) -> Result<DateTime<Utc>> {
-    match value {
-        Value::String(text) => DateTime::parse_from_rfc3339(text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|_| Error::at(path, format!("'{text}' is not an RFC 3339 time"))),
-        _ => Err(Error::at(
-            path,
-            "must be an RFC 3339 time such as \"2026-01-31T00:00:00Z\"",
-        )),
     }
 }
 

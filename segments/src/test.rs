@@ -5,7 +5,6 @@
 use chrono::{DateTime, Datelike, Days, Utc};
 use serde_json::{Map, Value};
 
-use crate::definition::time;
 use crate::error::{Error, Result};
 use crate::sql;
 
@@ -313,5 +312,18 @@ impl Test {
                 format!("to_char({value}, '%m-%d') IN ({})", dates.join(", "))
             }
         }
+    }
+}
+
+/// An RFC 3339 time.
+pub(crate) fn time(value: &Value, path: &str) -> Result<DateTime<Utc>> {
+    match value {
+        Value::String(text) => DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| Error::at(path, format!("'{text}' is not an RFC 3339 time"))),
+        _ => Err(Error::at(
+            path,
+            "must be an RFC 3339 time such as \"2026-01-31T00:00:00Z\"",
+        )),
     }
 }

@@ -15,6 +15,12 @@ CITIES = ["Shanghai", "Beijing", "Shenzhen", "O'Hara"]
 EVENTS = ["purchase", "product_view", "add_to_cart"]
 
 
+def connect_to(server):
+    from adbc_driver_flightsql import dbapi
+
+    return dbapi.connect(server.uri, autocommit=True)
+
+
 def rows(conn, sql):
     with conn.cursor() as cur:
         cur.execute(sql)
@@ -263,3 +269,48 @@ def test_the_documented_schema_agrees_with_the_server(server, connect):
         assert not validator.is_valid(definition), definition
         with pytest.raises(Exception, match="segment definition"):
             rows(conn, f"SELECT segment_size({sql_text(json.dumps(definition))})")
+
+
+def test_stored_segments_survive_a_crash_and_keep_their_history(shop, server):
+    """CREATE and REFRESH SEGMENT through Flight SQL; after `kill -9` and a restart, the segment,
+    its members and its history are there, and the next refresh records exactly who left."""
+    conn, customers, profiles, history = shop
+    gold = {"trait": "tier", "op": "=", "value": "gold"}
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE SEGMENT gold AS {sql_text(json.dumps(gold))}")
+        entered = cur.fetchall()[0][0]
+    expected = {c for c in customers if holds(gold, c, profiles, history)}
+    assert entered == len(expected) > 0
+    conn.close()
+    server.kill()
+    server.start()
+    conn = connect_to(server)
+    members = {r["customer_id"] for r in rows(
+        conn, "SELECT customer_id FROM segment_members WHERE segment = 'gold' AND exited_at IS NULL")}
+    assert members == expected
+    [segment] = rows(conn, "SELECT name, size, schedule FROM segments")
+    assert segment == {"name": "gold", "size": len(expected), "schedule": "manual"}
+    # Everyone who was gold says they are silver now: all leave at the next refresh.
+    leaving = sorted(expected)[:3]
+    by_customer = {r["customer_id"]: r["id_value"] for r in rows(
+        conn, "SELECT customer_id, id_value FROM identity_map WHERE id_type = 'user_id'")}
+    moved = pa.table({
+        "message_id": pa.array([f"silver-{c}" for c in leaving]),
+        "type": pa.array(["identify"] * len(leaving)),
+        "anonymous_id": pa.array([f"a-{by_customer[c]}" for c in leaving]),
+        "user_id": pa.array([by_customer[c] for c in leaving]),
+        "timestamp": pa.array([dt.datetime(2026, 4, 1, tzinfo=dt.timezone.utc)] * len(leaving),
+                              pa.timestamp("us", tz="UTC")),
+        "event_date": pa.array([dt.date(2026, 4, 1)] * len(leaving), pa.date32()),
+        "properties": pa.array(['{"tier": "silver"}'] * len(leaving)),
+    })
+    with conn.cursor() as cur:
+        cur.adbc_ingest("events", moved, mode="append")
+        cur.execute("CALL refresh_profiles()")
+        cur.fetchall()
+        cur.execute("REFRESH SEGMENT gold")
+        assert cur.fetchall()[0][0] == len(leaving)
+    left = {r["customer_id"] for r in rows(
+        conn, "SELECT customer_id FROM segment_members WHERE segment = 'gold' AND exited_at IS NOT NULL")}
+    assert left == set(leaving)
+    conn.close()

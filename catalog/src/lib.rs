@@ -163,7 +163,9 @@ mod tests {
                 "identities",
                 "identity_changes",
                 "orders",
-                "profiles"
+                "profiles",
+                "segment_members",
+                "segments"
             ]
         );
     }

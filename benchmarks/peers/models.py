@@ -9,7 +9,6 @@ the best of N runs of each and the ratios (Tributary / peer; below 1 is faster).
 
 Run it with benchmarks/run.sh models [--customers N] [--runs N] (see docs/benchmarks.md)."""
 
-import argparse
 import time
 import warnings
 
@@ -17,7 +16,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 from adbc_driver_flightsql import dbapi
-from tributary_server import start_with_history
+from tributary_server import history_benchmark
 
 warnings.filterwarnings("ignore")
 
@@ -89,14 +88,7 @@ def lifetimes_clv(purchases):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tributary", required=True, help="path of the tributary binary")
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--work-dir", default=None)
-    args = parser.parse_args()
-    process, addresses = start_with_history(args.tributary, args.customers, args.work_dir,
-                                            "tributary-models-")
+    args, process, addresses = history_benchmark(__doc__, 3, "tributary-models-")
     address = addresses["flight"]
     try:
         conn = dbapi.connect(f"grpc://{address}", autocommit=True)

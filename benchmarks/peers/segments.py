@@ -8,14 +8,13 @@ birthday, consent...), imported with identities; profiles refreshed once (traits
 
 Run it with benchmarks/run.sh segments [--customers N] [--runs N] (see docs/benchmarks.md)."""
 
-import argparse
 import json
 import statistics
 import time
 
 import duckdb
 from adbc_driver_flightsql import dbapi
-from tributary_server import start_with_history
+from tributary_server import history_benchmark
 
 AS_OF = "2026-04-01T00:00:00Z"
 
@@ -73,14 +72,7 @@ def latencies(call, runs):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tributary", required=True, help="path of the tributary binary")
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--work-dir", default=None)
-    args = parser.parse_args()
-    process, addresses = start_with_history(args.tributary, args.customers, args.work_dir,
-                                            "tributary-segments-")
+    args, process, addresses = history_benchmark(__doc__, 50, "tributary-segments-")
     try:
         conn = dbapi.connect(f"grpc://{addresses['flight']}", autocommit=True)
         cur = conn.cursor()

@@ -43,3 +43,19 @@ def start_with_history(binary, customers, work, prefix):
         subprocess.run([binary, "import", os.path.join(sample, f"{table}.parquet"),
                         "--table", table, "--server", addresses["flight"]], check=True)
     return process, addresses
+
+
+def history_benchmark(doc, runs, prefix):
+    """The command line of a benchmark over a two-year history (`--tributary`, `--customers`,
+    `--runs` defaulting to `runs`, `--work-dir`), and the server started over that history
+    ([`start_with_history`]); returns the arguments, the process and its addresses."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--tributary", required=True, help="path of the tributary binary")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--work-dir", default=None)
+    args = parser.parse_args()
+    process, addresses = start_with_history(args.tributary, args.customers, args.work_dir, prefix)
+    return args, process, addresses

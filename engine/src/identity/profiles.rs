@@ -232,6 +232,9 @@ struct Models {
     p_alive: Option<f64>,
 }
 
+/// Records one text model's answer.
+type SetText = fn(&mut Models, String);
+
 /// How far ahead the profiles' `clv` looks, in days.
 const PROFILE_CLV_HORIZON_DAYS: u32 = 365;
 
@@ -243,24 +246,24 @@ async fn models_now(ctx: &SessionContext) -> Result<HashMap<String, Models>> {
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let mut models: HashMap<String, Models> = HashMap::new();
-    let rfm = format!("SELECT customer_id, rfm_segment FROM rfm('{now}')");
-    for batch in collect(ctx, &rfm).await? {
-        let (ids, segments) = (texts(&batch, 0)?, texts(&batch, 1)?);
-        for row in 0..batch.num_rows() {
-            models
-                .entry(ids.value(row).to_string())
-                .or_default()
-                .rfm_segment = Some(segments.value(row).to_string());
-        }
-    }
-    let lifecycle = format!("SELECT customer_id, stage FROM lifecycle('{now}')");
-    for batch in collect(ctx, &lifecycle).await? {
-        let (ids, stages) = (texts(&batch, 0)?, texts(&batch, 1)?);
-        for row in 0..batch.num_rows() {
-            models
-                .entry(ids.value(row).to_string())
-                .or_default()
-                .lifecycle_stage = Some(stages.value(row).to_string());
+    // Each answers one text per customer: the RFM segment, the lifecycle stage.
+    let texts_per_customer: [(String, SetText); 2] = [
+        (
+            format!("SELECT customer_id, rfm_segment FROM rfm('{now}')"),
+            |models, segment| models.rfm_segment = Some(segment),
+        ),
+        (
+            format!("SELECT customer_id, stage FROM lifecycle('{now}')"),
+            |models, stage| models.lifecycle_stage = Some(stage),
+        ),
+    ];
+    for (sql, set) in texts_per_customer {
+        for batch in collect(ctx, &sql).await? {
+            let (ids, values) = (texts(&batch, 0)?, texts(&batch, 1)?);
+            for row in 0..batch.num_rows() {
+                let entry = models.entry(ids.value(row).to_string()).or_default();
+                set(entry, values.value(row).to_string());
+            }
         }
     }
     let clv =

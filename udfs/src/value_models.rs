@@ -103,6 +103,10 @@ trait Likelihood {
     fn value_and_gradient(&self, log_params: &[f64]) -> (f64, Vec<f64>);
 }
 
+/// A log-parameter beyond this (a parameter past e^30 ≈ 1e13 or below its inverse) is running
+/// off to a boundary where the likelihood has its supremum but no maximum.
+const DIVERGED: f64 = 30.0;
+
 /// Steps a line search tries before it gives up.
 const LINE_SEARCH_STEPS: usize = 60;
 
@@ -114,7 +118,10 @@ const LINE_SEARCH_STEPS: usize = 60;
 /// inverse Hessian estimate is updated only when the step shows positive curvature, and reset
 /// to the identity when it stops giving a descent direction — the safeguards scipy's BFGS (so
 /// `lifetimes`) has. argmin 0.11's BFGS has neither, and its line searches have no iteration
-/// limit: on data that does not identify the model they ran without end.
+/// limit: on data that does not identify the model they ran without end. A step must lower the
+/// cost strictly: at 100k customers the mean gradient's rounding noise is near the tolerance,
+/// and steps that changed nothing once held the search at the minimum until the iteration cap.
+/// Parameters running off towards a boundary ([`DIVERGED`]) end the fit at once.
 fn minimise<L: Likelihood>(likelihood: &L, dimensions: usize) -> Result<Vec<f64>, FitError> {
     let identity = || -> Vec<Vec<f64>> {
         (0..dimensions)
@@ -177,6 +184,14 @@ fn minimise<L: Likelihood>(likelihood: &L, dimensions: usize) -> Result<Vec<f64>
             fresh = false;
         }
         (point, cost, gradient) = (next_point, next_cost, next_gradient);
+        if let Some(p) = point.iter().position(|p| p.abs() > DIVERGED) {
+            return Err(FitError::NotConverged(format!(
+                "parameter {} grows without bound ({:.3e}): the likelihood has no finite \
+                 maximum on this data; a penalizer keeps the parameters finite",
+                p + 1,
+                point[p].exp()
+            )));
+        }
     }
     Err(FitError::NotConverged(format!(
         "gradient {:.3e} after {MAX_ITERATIONS} iterations",
@@ -207,7 +222,10 @@ fn wolfe_step<L: Likelihood>(
             .map(|(x, d)| x + step * d)
             .collect();
         let (candidate_cost, candidate_gradient) = likelihood.value_and_gradient(&candidate);
-        if !candidate_cost.is_finite() || candidate_cost > cost + DECREASE * step * slope {
+        // Strictly lower: near a minimum `DECREASE * step * slope` vanishes beside `cost`, and a
+        // step that changes nothing must not count as progress.
+        let lower = candidate_cost < cost && candidate_cost <= cost + DECREASE * step * slope;
+        if !candidate_cost.is_finite() || !lower {
             high = step;
         } else if dot(direction, &candidate_gradient) < CURVATURE * slope {
             low = step;
@@ -649,6 +667,41 @@ mod tests {
             fit_gamma_gamma(&[(0.0, 5.0)], 0.0),
             Err(FitError::Degenerate(_))
         ));
+    }
+
+    /// A likelihood for the optimiser's own tests, counting its evaluations.
+    struct Counted<F: Fn(&[f64]) -> (f64, Vec<f64>)>(F, std::cell::Cell<usize>);
+
+    impl<F: Fn(&[f64]) -> (f64, Vec<f64>)> Likelihood for Counted<F> {
+        fn value_and_gradient(&self, log_params: &[f64]) -> (f64, Vec<f64>) {
+            self.1.set(self.1.get() + 1);
+            (self.0)(log_params)
+        }
+    }
+
+    #[test]
+    fn rounding_noise_at_the_minimum_ends_the_search() {
+        // Flat to f64 with a gradient just above the tolerance: what a mean over 100k customers
+        // looks like at its minimum. No step lowers the cost, so the fit stops there.
+        let flat = Counted(|_: &[f64]| (-3.82, vec![1.1e-7; 4]), Default::default());
+        let fitted = minimise(&flat, 4).unwrap();
+        assert_eq!(fitted, vec![START.exp(); 4]);
+        assert!(flat.1.get() <= 2 * LINE_SEARCH_STEPS + 1, "{}", flat.1.get());
+    }
+
+    #[test]
+    fn a_supremum_without_a_maximum_is_refused_early() {
+        // 1 / (1 + x²) falls for ever, slowly: the parameter runs off and the fit says so.
+        let falling = Counted(
+            |x: &[f64]| {
+                let square = 1.0 + x[0] * x[0];
+                (1.0 / square, vec![-2.0 * x[0] / (square * square)])
+            },
+            Default::default(),
+        );
+        let error = minimise(&falling, 1).unwrap_err().to_string();
+        assert!(error.contains("grows without bound"), "{error}");
+        assert!(falling.1.get() < 10_000, "{}", falling.1.get());
     }
 
     #[test]

@@ -86,6 +86,12 @@ impl Engine {
         })
     }
 
+    /// Starts refreshing the stored segments that have a schedule ([`segments::scheduler`]);
+    /// abort the task to stop it.
+    pub fn start_segment_scheduler(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(segments::scheduler::run(self.clone()))
+    }
+
     /// Identity resolution.
     pub fn identity(&self) -> &Arc<IdentityService> {
         &self.identity

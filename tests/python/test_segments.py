@@ -6,6 +6,7 @@ same data, exported from the server (identity_map, profiles, events). The sets m
 import datetime as dt
 import json
 import random
+import time
 
 import pyarrow as pa
 import pytest
@@ -314,3 +315,164 @@ def test_stored_segments_survive_a_crash_and_keep_their_history(shop, server):
         conn, "SELECT customer_id FROM segment_members WHERE segment = 'gold' AND exited_at IS NOT NULL")}
     assert left == set(leaving)
     conn.close()
+
+
+def test_scheduled_and_realtime_segments_refresh_themselves(server, connect):
+    """A realtime segment follows each acknowledged event (HTTP collection) by itself, entry and
+    exit; an interval segment catches up on its schedule; a manual one waits for REFRESH."""
+    from collection import post, track
+
+    conn = connect(server)
+    buyers = {"all": [{"event": "purchase", "op": ">=", "value": 1},
+                      {"not": {"event": "refund", "op": ">=", "value": 1}}]}
+    with conn.cursor() as cur:
+        for name, schedule in [("live", "realtime"), ("every_2s", "2 seconds"),
+                               ("by_hand", "manual")]:
+            cur.execute(f"CREATE SEGMENT {name} SCHEDULE '{schedule}' AS "
+                        f"{sql_text(json.dumps(buyers))}")
+            assert cur.fetchall()[0][0] == 0
+
+    def members(segment, where="exited_at IS NULL"):
+        return {r["customer_id"] for r in rows(
+            conn, f"SELECT customer_id FROM segment_members WHERE segment = '{segment}' "
+                  f"AND {where}")}
+
+    def wait_until(test, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not test():
+            assert time.monotonic() < deadline, "the scheduler did not refresh in time"
+            time.sleep(0.1)
+        return time.monotonic()
+
+    sent = time.monotonic()
+    status, _, _ = post(server.http, "/v1/track", track("rt-buy", user="rt-1", event="purchase"))
+    assert status == 200
+    [customer] = {r["customer_id"] for r in rows(
+        conn, "SELECT customer_id FROM identity_map WHERE id_value = 'rt-1'")}
+    entered = wait_until(lambda: members("live") == {customer})
+    wait_until(lambda: members("every_2s") == {customer})
+    print(f"realtime entry after {entered - sent:.2f} s")
+    assert members("by_hand") == set()
+
+    status, _, _ = post(server.http, "/v1/track", track("rt-refund", user="rt-1", event="refund"))
+    assert status == 200
+    wait_until(lambda: members("live", "exited_at IS NOT NULL") == {customer})
+    assert members("live") == set()
+    wait_until(lambda: members("every_2s") == set())
+    sizes = {r["name"]: r["size"] for r in rows(conn, "SELECT name, size FROM segments")}
+    assert sizes == {"live": 0, "every_2s": 0, "by_hand": 0}
+    with conn.cursor() as cur:
+        cur.execute("REFRESH SEGMENT by_hand")
+        assert cur.fetchall()[0][0] == 0
+
+
+def call(base, method, path, body=None, headers=None):
+    """One JSON call to the segment API: (status, parsed answer)."""
+    import urllib.error
+    import urllib.request
+
+    data = body if isinstance(body, bytes) else (
+        None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json",
+                                              **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_the_segment_api_over_http(shop, server):
+    """The builder's endpoints: preview (size and first ids) against the independent
+    evaluation, create / read / list / page members / refresh / delete, and clear errors."""
+    conn, customers, profiles, history = shop
+    base = server.http
+    gold = {"trait": "tier", "op": "=", "value": "gold"}
+    expected = sorted(c for c in customers if holds(gold, c, profiles, history))
+    assert len(expected) > 4
+
+    assert call(base, "POST", "/v1/segments/preview?limit=3", gold) == (
+        200, {"size": len(expected), "customer_ids": expected[:3]})
+    status, answer = call(base, "POST", "/v1/segments/preview",
+                          {"trait": "tier", "op": "~", "value": "x"})
+    assert status == 400 and "$.op" in answer["error"], answer
+    status, answer = call(base, "POST", "/v1/segments/preview", b"{not json")
+    assert status == 400 and "not JSON" in answer["error"]
+    status, answer = call(base, "POST", "/v1/segments/preview?limit=0", gold)
+    assert status == 400 and "limit" in answer["error"]
+
+    status, created = call(base, "POST", "/v1/segments",
+                           {"name": "gold", "definition": gold, "schedule": "60 minutes"})
+    assert status == 201, created
+    assert (created["entered"], created["size"], created["schedule"]) == (
+        len(expected), len(expected), "1 hour")
+    assert created["definition"] == gold
+    status, answer = call(base, "POST", "/v1/segments", {"name": "gold", "definition": gold})
+    assert status == 409 and "already exists" in answer["error"]
+    for bad, message in [({"definition": gold}, "'name'"),
+                         ({"name": "x", "definition": "tier"}, "'definition'"),
+                         ({"name": "x", "definition": gold, "schedule": "hourly"}, "hourly"),
+                         ({"name": "x", "definition": gold, "colour": 1}, "unknown key")]:
+        status, answer = call(base, "POST", "/v1/segments", bad)
+        assert status == 400 and message in answer["error"], (bad, answer)
+
+    status, listed = call(base, "GET", "/v1/segments")
+    assert status == 200 and [s["name"] for s in listed] == ["gold"]
+    assert call(base, "GET", "/v1/segments/gold")[1]["size"] == len(expected)
+    assert call(base, "GET", "/v1/segments/silver")[0] == 404
+    assert [r["name"] for r in rows(conn, "SELECT name FROM segments")] == ["gold"]
+
+    paged, after = [], None
+    while True:
+        query = "limit=2" + (f"&after={after}" if after else "")
+        status, page = call(base, "GET", f"/v1/segments/gold/members?{query}")
+        assert status == 200
+        paged += [m["customer_id"] for m in page["members"]]
+        assert all(m["exited_at"] is None and m["entered_at"] for m in page["members"])
+        after = page["next_after"]
+        if after is None:
+            break
+    assert paged == expected
+    assert call(base, "GET", "/v1/segments/silver/members")[0] == 404
+
+    status, refreshed = call(base, "POST", "/v1/segments/gold/refresh")
+    assert status == 200 and refreshed["changed"] == 0
+    assert call(base, "DELETE", "/v1/segments/gold") == (200, {"dropped": "gold"})
+    assert call(base, "GET", "/v1/segments/gold")[0] == 404
+    assert call(base, "DELETE", "/v1/segments/gold")[0] == 404
+    status, answer = call(base, "GET", "/v1/segments",
+                          headers={"x-tributary-tenant": "nowhere"})
+    assert status == 404 and "nowhere" in answer["error"]
+
+
+def test_the_segment_api_refuses_clients_off_loopback(tmp_path):
+    """Until users and tokens exist, the segment API reads customers for loopback clients only
+    (collection stays open to write keys)."""
+    import socket
+
+    from collection import post, track
+    from conftest import Server
+
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1", 9))
+        own = probe.getsockname()[0]
+    except OSError:
+        own = "127.0.0.1"
+    finally:
+        probe.close()
+    if own.startswith("127."):
+        pytest.skip("this machine has no address off loopback")
+    server = Server(tmp_path / "data", http_addr="0.0.0.0:0")
+    server.start()
+    try:
+        port = server.http_address.rsplit(":", 1)[1]
+        outside = f"http://{own}:{port}"
+        status, answer = call(outside, "GET", "/v1/segments")
+        assert status == 403 and "loopback" in answer["error"]
+        assert call(outside, "POST", "/v1/segments/preview", {"all": []})[0] == 403
+        assert call(f"http://127.0.0.1:{port}", "GET", "/v1/segments") == (200, [])
+        assert post(outside, "/v1/track", track("off-loopback"))[0] == 200
+    finally:
+        server.stop()

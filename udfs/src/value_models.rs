@@ -686,7 +686,11 @@ mod tests {
         let flat = Counted(|_: &[f64]| (-3.82, vec![1.1e-7; 4]), Default::default());
         let fitted = minimise(&flat, 4).unwrap();
         assert_eq!(fitted, vec![START.exp(); 4]);
-        assert!(flat.1.get() <= 2 * LINE_SEARCH_STEPS + 1, "{}", flat.1.get());
+        assert!(
+            flat.1.get() <= 2 * LINE_SEARCH_STEPS + 1,
+            "{}",
+            flat.1.get()
+        );
     }
 
     #[test]

@@ -74,6 +74,11 @@ impl TenantIdentity {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// A counter that every acknowledged write of events or identities moves.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// True when data changed since the last profile refresh; marks it seen.
     pub(crate) fn take_profile_due(&self) -> bool {
         let now = self.changes.load(std::sync::atomic::Ordering::Relaxed);

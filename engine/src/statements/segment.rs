@@ -1,5 +1,5 @@
 //! Stored segments (docs/segments.md):
-//! - `CREATE SEGMENT name [SCHEDULE 'manual'] AS '<definition>'`: stores the segment and records
+//! - `CREATE SEGMENT name [SCHEDULE 'manual' | 'realtime' | '<interval>'] AS '<definition>'`: stores the segment and records
 //!   its first members as entered; answers how many;
 //! - `REFRESH SEGMENT name`: records who entered and who left since the last refresh; answers
 //!   how many did;
@@ -20,7 +20,7 @@ use tributary_catalog::builtin::SEGMENTS;
 use super::{Statement, StatementClass, Syntax, sql_error};
 use crate::Engine;
 use crate::error::{Error, Result};
-use crate::segments::{self, MANUAL};
+use crate::segments::{self, Schedule};
 use crate::sql_text::{identifier, string_literal};
 
 /// `CREATE SEGMENT`.
@@ -54,6 +54,8 @@ pub enum SegmentStatement {
     Create {
         /// Its name.
         name: String,
+        /// When it is refreshed.
+        schedule: Schedule,
         /// Its definition (JSON text).
         definition: String,
     },
@@ -86,21 +88,26 @@ fn parse_create(parser: &mut Parser) -> Result<Arc<dyn Statement>> {
     let name = name(parser)?;
     let is_schedule =
         |token: &Token| matches!(token, Token::Word(w) if w.value.eq_ignore_ascii_case("SCHEDULE"));
+    let mut schedule = Schedule::Manual;
     if is_schedule(&parser.peek_token().token) {
         parser.next_token();
-        let schedule = parser.parse_literal_string().map_err(sql_error)?;
-        if !schedule.eq_ignore_ascii_case(MANUAL) {
-            return Err(Error::InvalidInput(format!(
-                "CREATE SEGMENT {name}: schedule '{schedule}' is not available yet; segments are \
-                 refreshed by REFRESH SEGMENT (SCHEDULE 'manual')"
-            )));
-        }
+        let text = parser.parse_literal_string().map_err(sql_error)?;
+        schedule = Schedule::parse(&text).map_err(|e| match e {
+            Error::InvalidInput(message) => {
+                Error::InvalidInput(format!("CREATE SEGMENT {name}: {message}"))
+            }
+            other => other,
+        })?;
     }
     parser.expect_keyword_is(Keyword::AS).map_err(sql_error)?;
     let definition = parser.parse_literal_string().map_err(sql_error)?;
     // A bad definition is refused now, with its JSON path.
     tributary_segments::parse(&definition).map_err(|e| Error::InvalidInput(e.to_string()))?;
-    Ok(Arc::new(SegmentStatement::Create { name, definition }))
+    Ok(Arc::new(SegmentStatement::Create {
+        name,
+        schedule,
+        definition,
+    }))
 }
 
 fn parse_refresh(parser: &mut Parser) -> Result<Arc<dyn Statement>> {
@@ -128,9 +135,14 @@ const SHOW_SQL: &str = "SELECT name, schedule, size, refreshed_at, definition FR
 impl Statement for SegmentStatement {
     fn sql(&self) -> String {
         match self {
-            Self::Create { name, definition } => format!(
-                "CREATE SEGMENT {} AS {}",
+            Self::Create {
+                name,
+                schedule,
+                definition,
+            } => format!(
+                "CREATE SEGMENT {} SCHEDULE {} AS {}",
                 identifier(name),
+                string_literal(&schedule.to_string()),
                 string_literal(definition)
             ),
             Self::Refresh { name } => format!("REFRESH SEGMENT {}", identifier(name)),
@@ -172,9 +184,11 @@ impl Statement for SegmentStatement {
 
     async fn execute(&self, engine: &Engine, ctx: &SessionContext) -> Result<Vec<RecordBatch>> {
         let count = match self {
-            Self::Create { name, definition } => {
-                segments::create(engine, ctx, name, definition).await?
-            }
+            Self::Create {
+                name,
+                schedule,
+                definition,
+            } => segments::create(engine, ctx, name, *schedule, definition).await?,
             Self::Refresh { name } => segments::refresh(engine, ctx, name).await?,
             Self::Drop { name } => segments::drop(engine, ctx, name).await?,
             Self::Show => {

@@ -129,6 +129,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let storage = Storage::parse(&args.data, &S3Options::from(&args.s3))?;
     let options = args.write.options(&storage);
     let engine = Engine::open_with(storage.clone(), options).await?;
+    let segment_scheduler = engine.start_segment_scheduler();
     let keys = Arc::new(KeyRing::open(storage).await?);
     let (http_listener, http_routes) =
         http::bind(engine.clone(), Arc::clone(&keys), args.http_addr).await?;
@@ -171,7 +172,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                     tracing::warn!("cannot set TCP_NODELAY on an HTTP connection: {e}");
                 }
             }),
-            http_routes,
+            http_routes.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(async {
             let _ = http_stop_rx.await;
@@ -199,6 +200,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             ),
     );
     shutdown_signal().await;
+    segment_scheduler.abort();
     let _ = stop_tx.send(());
     let _ = http_stop_tx.send(());
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, http_serving).await;

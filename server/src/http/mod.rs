@@ -3,9 +3,11 @@
 //! as user name), decompressed if gzipped, checked against Segment's size limits, split into
 //! messages checked one by one ([`segment`]), and written through the engine's durable write
 //! path: the answer comes once the events are in the write-ahead log and visible to queries.
-//! Endpoints, limits and errors are documented in docs/collection.md.
+//! Endpoints, limits and errors are documented in docs/collection.md. The segment builder's
+//! API shares the port ([`segment_api`]).
 
 pub mod segment;
+mod segment_api;
 pub mod write_keys;
 
 use std::io::Read;
@@ -77,6 +79,7 @@ fn router(collector: Collector) -> Router {
         .route("/v1/batch", batch())
         .route("/v1/import", batch())
         .route("/health", get(|| async { "ok" }))
+        .merge(segment_api::routes())
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(collector)
 }

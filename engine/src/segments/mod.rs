@@ -8,6 +8,8 @@
 //! after, in a second commit (a crash between leaves them one refresh behind; the memberships
 //! are exact). Writes of one process are serialized; several servers writing segments of one
 //! tenant are not supported yet.
+//!
+//! Segments with a schedule other than `'manual'` are refreshed by the [`scheduler`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, LazyLock};
@@ -33,11 +35,13 @@ use crate::identity::profiles::resolved_events;
 use crate::identity::records::{as_micros, as_utf8};
 use crate::write::{IfTableMissing, WriteMode, now_micros};
 
+pub mod schedule;
+pub mod scheduler;
+
+pub use schedule::Schedule;
+
 /// Serializes the writes of stored segments (each rewrites a whole table).
 static WRITES: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
-
-/// The only schedule stored segments have so far: refreshed by `REFRESH SEGMENT`.
-pub const MANUAL: &str = "manual";
 
 /// Runs `f` with the tenant's relations as a segment reads them: every customer of
 /// `identity_map`, `profiles`, and the events with their customer.
@@ -152,9 +156,15 @@ fn compiled<T>(
     with_sources(|sources| run(&definition, sources, &lookup))
 }
 
-/// `CREATE SEGMENT name AS 'definition'`: stores it and computes its first members (all
-/// entered); returns how many.
-pub async fn create(engine: &Engine, ctx: &SessionContext, name: &str, text: &str) -> Result<u64> {
+/// `CREATE SEGMENT name [SCHEDULE '…'] AS 'definition'`: stores it and computes its first
+/// members (all entered); returns how many.
+pub async fn create(
+    engine: &Engine,
+    ctx: &SessionContext,
+    name: &str,
+    schedule: Schedule,
+    text: &str,
+) -> Result<u64> {
     let _write = WRITES.lock().await;
     let mut segments = stored(ctx).await?;
     if segments.contains_key(name) {
@@ -166,7 +176,7 @@ pub async fn create(engine: &Engine, ctx: &SessionContext, name: &str, text: &st
     let mut segment = StoredSegment {
         definition: text.to_string(),
         sql: String::new(),
-        schedule: MANUAL.to_string(),
+        schedule: schedule.to_string(),
         size: None,
         created_at: now,
         refreshed_at: None,
@@ -176,16 +186,32 @@ pub async fn create(engine: &Engine, ctx: &SessionContext, name: &str, text: &st
     segment.sql = members_sql(text, &segments).map_err(|e| Error::InvalidInput(e.to_string()))?;
     segments.insert(name.to_string(), segment);
     write_segments(engine, ctx, &segments).await?;
-    refresh_locked(engine, ctx, name).await
+    refresh_locked(engine, ctx, name, true).await
 }
 
 /// `REFRESH SEGMENT name`: records who entered and who left; returns how many did.
 pub async fn refresh(engine: &Engine, ctx: &SessionContext, name: &str) -> Result<u64> {
-    let _write = WRITES.lock().await;
-    refresh_locked(engine, ctx, name).await
+    refresh_when(engine, ctx, name, true).await
 }
 
-async fn refresh_locked(engine: &Engine, ctx: &SessionContext, name: &str) -> Result<u64> {
+/// A refresh; with `record_unchanged` false, one in which nobody entered or left writes
+/// nothing (realtime segments, re-evaluated on every change, would otherwise commit each time).
+pub(crate) async fn refresh_when(
+    engine: &Engine,
+    ctx: &SessionContext,
+    name: &str,
+    record_unchanged: bool,
+) -> Result<u64> {
+    let _write = WRITES.lock().await;
+    refresh_locked(engine, ctx, name, record_unchanged).await
+}
+
+async fn refresh_locked(
+    engine: &Engine,
+    ctx: &SessionContext,
+    name: &str,
+    record_unchanged: bool,
+) -> Result<u64> {
     let mut segments = stored(ctx).await?;
     let Some(segment) = segments.get(name) else {
         return Err(unknown(name));
@@ -229,17 +255,21 @@ async fn refresh_locked(engine: &Engine, ctx: &SessionContext, name: &str) -> Re
         rows.push(name, customer, now, None);
         changes += 1;
     }
-    let writer = engine.writer();
-    let tenant = tenant_of(ctx);
-    writer
-        .write(
-            &tenant,
-            SEGMENT_MEMBERS,
-            vec![rows.finish()?],
-            IfTableMissing::Fail,
-            WriteMode::Replace,
-        )
-        .await?;
+    if changes == 0 && !record_unchanged {
+        return Ok(0);
+    }
+    if changes > 0 {
+        engine
+            .writer()
+            .write(
+                &tenant_of(ctx),
+                SEGMENT_MEMBERS,
+                vec![rows.finish()?],
+                IfTableMissing::Fail,
+                WriteMode::Replace,
+            )
+            .await?;
+    }
     if let Some(segment) = segments.get_mut(name) {
         segment.size = Some(members.len() as i64);
         segment.refreshed_at = Some(now);

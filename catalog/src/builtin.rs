@@ -20,6 +20,12 @@ pub const IDENTITY_CHANGES: &str = "identity_changes";
 pub const SEGMENTS: &str = "segments";
 /// Name of the segments' membership history.
 pub const SEGMENT_MEMBERS: &str = "segment_members";
+/// Name of the places segments are delivered to (webhooks, files).
+pub const DESTINATIONS: &str = "destinations";
+/// Name of the segment → destination pairs being delivered.
+pub const ACTIVATIONS: &str = "activations";
+/// Name of the log of every delivery attempt.
+pub const ACTIVATION_LOG: &str = "activation_log";
 
 /// A built-in table: its name, columns and Delta partition columns.
 #[derive(Debug, Clone)]
@@ -230,6 +236,45 @@ pub fn segment_members_schema() -> SchemaRef {
     ]))
 }
 
+/// `destinations`: one row per destination (`CREATE DESTINATION`); `config` is its JSON.
+pub fn destinations_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        text("name", false),
+        text("type", false),
+        text("config", false),
+        time("created_at", false),
+    ]))
+}
+
+/// `activations`: one row per segment delivered to a destination (`ACTIVATE SEGMENT`); `traits`
+/// and `identifiers` are JSON arrays of the names each member carries.
+pub fn activations_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        text("segment", false),
+        text("destination", false),
+        text("traits", false),
+        text("identifiers", false),
+        time("created_at", false),
+    ]))
+}
+
+/// `activation_log`: one row per delivery attempt. `change_at` is the refresh (or activation)
+/// whose enters and exits the batch carries; `status` is `delivered` or `failed`.
+pub fn activation_log_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        text("destination", false),
+        text("segment", false),
+        text("batch_id", false),
+        time("change_at", false),
+        Field::new("entered", DataType::Int64, false),
+        Field::new("exited", DataType::Int64, false),
+        Field::new("attempts", DataType::Int64, false),
+        text("status", false),
+        text("error", true),
+        time("attempted_at", false),
+    ]))
+}
+
 /// Every built-in table, in creation order.
 pub fn built_in_tables() -> Vec<BuiltInTable> {
     vec![
@@ -263,6 +308,21 @@ pub fn built_in_tables() -> Vec<BuiltInTable> {
             schema: segment_members_schema(),
             partition_columns: &[],
         },
+        BuiltInTable {
+            name: DESTINATIONS,
+            schema: destinations_schema(),
+            partition_columns: &[],
+        },
+        BuiltInTable {
+            name: ACTIVATIONS,
+            schema: activations_schema(),
+            partition_columns: &[],
+        },
+        BuiltInTable {
+            name: ACTIVATION_LOG,
+            schema: activation_log_schema(),
+            partition_columns: &[],
+        },
     ]
 }
 
@@ -275,6 +335,9 @@ pub fn is_built_in(name: &str) -> bool {
         IDENTITY_CHANGES,
         SEGMENTS,
         SEGMENT_MEMBERS,
+        DESTINATIONS,
+        ACTIVATIONS,
+        ACTIVATION_LOG,
     ]
     .contains(&name)
 }
@@ -288,6 +351,9 @@ pub fn has_fixed_columns(name: &str) -> bool {
         IDENTITY_CHANGES,
         SEGMENTS,
         SEGMENT_MEMBERS,
+        DESTINATIONS,
+        ACTIVATIONS,
+        ACTIVATION_LOG,
     ]
     .contains(&name)
 }

@@ -159,6 +159,9 @@ mod tests {
         assert_eq!(
             names,
             [
+                "activation_log",
+                "activations",
+                "destinations",
                 "events",
                 "identities",
                 "identity_changes",

@@ -97,6 +97,16 @@ impl Storage {
         })
     }
 
+    /// Another location reached with this storage's S3 settings (endpoint, credentials) when
+    /// both are on S3: where files are exported to.
+    pub fn sibling(&self, location: &str) -> Result<Self> {
+        let mut other = Self::parse(location, &S3Options::default())?;
+        if matches!(other.root.scheme(), "s3" | "s3a") && !self.options.is_empty() {
+            other.options = self.options.clone();
+        }
+        Ok(other)
+    }
+
     /// An in-memory store, for tests.
     pub fn in_memory() -> Self {
         Self::parse("memory://", &S3Options::default()).expect("memory:// is always valid")

@@ -9,6 +9,7 @@
 //! through the write path ([`write`]). SQL functions that read engine state are in
 //! [`functions`].
 
+pub mod activation;
 pub mod dml;
 mod error;
 pub mod functions;
@@ -90,6 +91,12 @@ impl Engine {
     /// abort the task to stop it.
     pub fn start_segment_scheduler(&self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(segments::scheduler::run(self.clone()))
+    }
+
+    /// Starts delivering activated segments to their destinations ([`activation::deliver`]);
+    /// abort the task to stop it.
+    pub fn start_deliverer(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(activation::deliver::run(self.clone()))
     }
 
     /// Identity resolution.

@@ -103,9 +103,9 @@ trait Likelihood {
     fn value_and_gradient(&self, log_params: &[f64]) -> (f64, Vec<f64>);
 }
 
-/// A log-parameter beyond this (a parameter past e^30 ≈ 1e13 or below its inverse) is running
+/// A log-parameter beyond this (a parameter past e^20 ≈ 5e8 or below its inverse) is running
 /// off to a boundary where the likelihood has its supremum but no maximum.
-const DIVERGED: f64 = 30.0;
+const DIVERGED: f64 = 20.0;
 
 /// Steps a line search tries before it gives up.
 const LINE_SEARCH_STEPS: usize = 60;

@@ -40,6 +40,26 @@ pub mod scheduler;
 
 pub use schedule::Schedule;
 
+/// Counts the writes of memberships (and anything else that may make a delivery due).
+static CHANGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static CHANGED: LazyLock<tokio::sync::Notify> = LazyLock::new(tokio::sync::Notify::new);
+
+/// Records that memberships changed, and wakes the deliverer (`activation::deliver`).
+pub fn note_change() {
+    CHANGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    CHANGED.notify_one();
+}
+
+/// How many changes [`note_change`] has seen in this process.
+pub fn change_count() -> u64 {
+    CHANGES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Waits for the next [`note_change`] (or one that came since the last wait).
+pub async fn changed() {
+    CHANGED.notified().await;
+}
+
 /// Serializes the writes of stored segments (each rewrites a whole table).
 static WRITES: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
 
@@ -259,16 +279,8 @@ async fn refresh_locked(
         return Ok(0);
     }
     if changes > 0 {
-        engine
-            .writer()
-            .write(
-                &tenant_of(ctx),
-                SEGMENT_MEMBERS,
-                vec![rows.finish()?],
-                IfTableMissing::Fail,
-                WriteMode::Replace,
-            )
-            .await?;
+        replace_table(engine, ctx, SEGMENT_MEMBERS, rows.finish()?).await?;
+        note_change();
     }
     if let Some(segment) = segments.get_mut(name) {
         segment.size = Some(members.len() as i64);
@@ -276,6 +288,19 @@ async fn refresh_locked(
     }
     write_segments(engine, ctx, &segments).await?;
     Ok(changes)
+}
+
+/// Removes a customer's memberships of every segment (`CALL forget`): an erased person is in
+/// no segment's history, so is never delivered; answers how many rows went.
+pub async fn erase_customer(engine: &Engine, tenant: &str, customer: &str) -> Result<u64> {
+    let _write = WRITES.lock().await;
+    let condition = format!(
+        "customer_id = {}",
+        crate::sql_text::string_literal(customer)
+    );
+    engine
+        .delete_rows(tenant, SEGMENT_MEMBERS, &condition)
+        .await
 }
 
 /// `DROP SEGMENT name`: removes it and its history; refused while another segment refers to it.
@@ -306,16 +331,8 @@ pub async fn drop(engine: &Engine, ctx: &SessionContext, name: &str) -> Result<u
     for m in history(ctx, &others).await? {
         rows.push(&m.segment, &m.customer, m.entered_at, m.exited_at);
     }
-    engine
-        .writer()
-        .write(
-            &tenant_of(ctx),
-            SEGMENT_MEMBERS,
-            vec![rows.finish()?],
-            IfTableMissing::Fail,
-            WriteMode::Replace,
-        )
-        .await?;
+    replace_table(engine, ctx, SEGMENT_MEMBERS, rows.finish()?).await?;
+    note_change();
     write_segments(engine, ctx, &segments).await?;
     Ok(1)
 }
@@ -349,7 +366,7 @@ fn unknown(name: &str) -> Error {
     Error::NotFound(format!("segment '{name}' does not exist"))
 }
 
-fn tenant_of(ctx: &SessionContext) -> String {
+pub(crate) fn tenant_of(ctx: &SessionContext) -> String {
     ctx.state()
         .config()
         .options()
@@ -387,12 +404,27 @@ async fn write_segments(
     columns.push(Arc::new(size.finish()));
     columns.push(Arc::new(created.finish().with_timezone("UTC")));
     columns.push(Arc::new(refreshed.finish().with_timezone("UTC")));
-    let batch = RecordBatch::try_new(segments_schema(), columns)?;
+    replace_table(
+        engine,
+        ctx,
+        SEGMENTS,
+        RecordBatch::try_new(segments_schema(), columns)?,
+    )
+    .await
+}
+
+/// Replaces a whole built-in table of the session's tenant with `batch` (one Delta commit).
+pub(crate) async fn replace_table(
+    engine: &Engine,
+    ctx: &SessionContext,
+    table: &str,
+    batch: RecordBatch,
+) -> Result<()> {
     engine
         .writer()
         .write(
             &tenant_of(ctx),
-            SEGMENTS,
+            table,
             vec![batch],
             IfTableMissing::Fail,
             WriteMode::Replace,

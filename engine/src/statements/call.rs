@@ -22,7 +22,9 @@ use crate::Engine;
 use crate::dml::count_batch;
 use crate::error::{Error, Result};
 use crate::identity;
+use crate::segments;
 use crate::sql_text::string_literal;
+use tributary_catalog::builtin::SEGMENT_MEMBERS;
 
 /// `CALL …`.
 pub const SYNTAX: Syntax = Syntax {
@@ -128,9 +130,15 @@ impl Statement for Procedure {
         engine.catalog().require_tenant(&tenant)?;
         let rows = match self {
             Self::Forget { id_type, value } => {
-                identity::forget::forget(engine, &tenant, id_type, value)
-                    .await?
-                    .rows()
+                let mut report = identity::forget::forget(engine, &tenant, id_type, value).await?;
+                // Segments sit above identity: their history of the person goes here.
+                if let Some(customer) = &report.customer_id {
+                    let memberships = segments::erase_customer(engine, &tenant, customer).await?;
+                    report
+                        .deleted
+                        .push((SEGMENT_MEMBERS.to_string(), memberships));
+                }
+                report.rows()
             }
             Self::RefreshProfiles => {
                 identity::profiles::refresh_profiles(engine.identity(), &tenant).await?

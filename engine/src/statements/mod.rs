@@ -12,6 +12,7 @@
 //! a [`StatementNode`] (a DataFusion extension node, so EXPLAIN, prepared statements and the
 //! Flight SQL edge handle it like any plan), and [`crate::Engine::execute`] runs it.
 
+pub mod activation;
 pub mod call;
 pub mod explain_segment;
 pub mod segment;
@@ -90,6 +91,12 @@ pub const SYNTAXES: &[Syntax] = &[
     segment::REFRESH,
     segment::DROP,
     segment::SHOW,
+    activation::CREATE_DESTINATION,
+    activation::DROP_DESTINATION,
+    activation::SHOW_DESTINATIONS,
+    activation::ACTIVATE,
+    activation::DEACTIVATE,
+    activation::SHOW_ACTIVATIONS,
 ];
 
 /// Parses `sql` as one of our statements; `None` when it is not one (DataFusion takes it).
@@ -127,6 +134,23 @@ fn starts_with(parser: &Parser, leading: &[&str]) -> bool {
 /// A syntax error, reported as DataFusion reports its own.
 pub fn sql_error(error: ParserError) -> Error {
     DataFusionError::SQL(Box::new(error), None).into()
+}
+
+/// Steps over a statement's leading keywords.
+fn skip_leading(parser: &mut Parser, words: usize) {
+    for _ in 0..words {
+        parser.next_token();
+    }
+}
+
+/// An object name (a segment, a destination): an identifier, quoted or not.
+fn name(parser: &mut Parser) -> Result<String> {
+    Ok(parser.parse_identifier().map_err(sql_error)?.value)
+}
+
+/// True when the next token is the word `word` (any case).
+fn next_is(parser: &Parser, word: &str) -> bool {
+    matches!(&parser.peek_token().token, Token::Word(w) if w.value.eq_ignore_ascii_case(word))
 }
 
 /// The logical plan node of one of our statements.

@@ -14,10 +14,9 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::Token;
 use tributary_catalog::builtin::SEGMENTS;
 
-use super::{Statement, StatementClass, Syntax, sql_error};
+use super::{Statement, StatementClass, Syntax, name, next_is, skip_leading, sql_error};
 use crate::Engine;
 use crate::error::{Error, Result};
 use crate::segments::{self, Schedule};
@@ -73,23 +72,11 @@ pub enum SegmentStatement {
     Show,
 }
 
-fn skip_leading(parser: &mut Parser, words: usize) {
-    for _ in 0..words {
-        parser.next_token();
-    }
-}
-
-fn name(parser: &mut Parser) -> Result<String> {
-    Ok(parser.parse_identifier().map_err(sql_error)?.value)
-}
-
 fn parse_create(parser: &mut Parser) -> Result<Arc<dyn Statement>> {
     skip_leading(parser, 2);
     let name = name(parser)?;
-    let is_schedule =
-        |token: &Token| matches!(token, Token::Word(w) if w.value.eq_ignore_ascii_case("SCHEDULE"));
     let mut schedule = Schedule::Manual;
-    if is_schedule(&parser.peek_token().token) {
+    if next_is(parser, "SCHEDULE") {
         parser.next_token();
         let text = parser.parse_literal_string().map_err(sql_error)?;
         schedule = Schedule::parse(&text).map_err(|e| match e {
@@ -190,7 +177,17 @@ impl Statement for SegmentStatement {
                 definition,
             } => segments::create(engine, ctx, name, *schedule, definition).await?,
             Self::Refresh { name } => segments::refresh(engine, ctx, name).await?,
-            Self::Drop { name } => segments::drop(engine, ctx, name).await?,
+            Self::Drop { name } => {
+                let receivers = crate::activation::destinations_of(ctx, name).await?;
+                if !receivers.is_empty() {
+                    return Err(Error::InvalidInput(format!(
+                        "segment '{name}' is activated to {}; DEACTIVATE SEGMENT {name} FROM … \
+                         first",
+                        receivers.join(", ")
+                    )));
+                }
+                segments::drop(engine, ctx, name).await?
+            }
             Self::Show => {
                 let sql = format!("{SHOW_SQL} {SEGMENTS} ORDER BY name");
                 return Ok(ctx.sql(&sql).await?.collect().await?);

@@ -130,6 +130,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let options = args.write.options(&storage);
     let engine = Engine::open_with(storage.clone(), options).await?;
     let segment_scheduler = engine.start_segment_scheduler();
+    let deliverer = engine.start_deliverer();
     let keys = Arc::new(KeyRing::open(storage).await?);
     let (http_listener, http_routes) =
         http::bind(engine.clone(), Arc::clone(&keys), args.http_addr).await?;
@@ -201,6 +202,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
     shutdown_signal().await;
     segment_scheduler.abort();
+    deliverer.abort();
     let _ = stop_tx.send(());
     let _ = http_stop_tx.send(());
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, http_serving).await;

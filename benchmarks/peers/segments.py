@@ -6,11 +6,16 @@ customers (their export is not timed).
 Data: `tributary generate --history-days 730` (identify events carry traits: city, tier,
 birthday, consent...), imported with identities; profiles refreshed once (traits, value models).
 
+Also: the time of `CREATE SEGMENT` and `REFRESH SEGMENT` of the 3-condition segment, and the
+enter latency of a realtime segment — from an event POSTed to the HTTP collection API to the
+customer's row in `segment_members` (p50/p99 of 20 new customers).
+
 Run it with benchmarks/run.sh segments [--customers N] [--runs N] (see docs/benchmarks.md)."""
 
 import json
 import statistics
 import time
+import urllib.request
 
 import duckdb
 from adbc_driver_flightsql import dbapi
@@ -71,6 +76,52 @@ def latencies(call, runs):
     return statistics.median(times), p99, answer
 
 
+def post_track(http, user, event):
+    body = json.dumps({"type": "track", "event": event, "userId": user,
+                       "messageId": f"bench-{user}"}).encode()
+    request = urllib.request.Request(f"http://{http}/v1/track", data=body, headers={
+        "Content-Type": "application/json", "Authorization": "Basic YmVuY2g6"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+
+
+def refresh_times(cur, definition, runs):
+    """CREATE SEGMENT once, then REFRESH SEGMENT `runs` times (nobody enters or leaves)."""
+    text = json.dumps(definition).replace("'", "''")
+    start = time.perf_counter()
+    cur.execute(f"CREATE SEGMENT bench_refresh AS '{text}'")
+    cur.fetchall()
+    created = time.perf_counter() - start
+
+    def refresh():
+        cur.execute("REFRESH SEGMENT bench_refresh")
+        return cur.fetchall()[0][0]
+
+    p50, p99, _ = latencies(refresh, runs)
+    return created, p50, p99
+
+
+def realtime_latencies(cur, http, customers):
+    """Enter latency of a realtime segment: POST an event for a new customer, then poll
+    segment_members (every 10 ms) until the customer is a member."""
+    cur.execute("""CREATE SEGMENT bench_live SCHEDULE 'realtime' AS
+                   '{"event": "bench_ping", "op": ">=", "value": 1}'""")
+    cur.fetchall()
+    times = []
+    for i in range(customers):
+        start = time.perf_counter()
+        post_track(http, f"bench-live-{i}", "bench_ping")
+        while True:
+            cur.execute("SELECT count(*) FROM segment_members WHERE segment = 'bench_live' "
+                        "AND exited_at IS NULL")
+            if cur.fetchall()[0][0] == i + 1:
+                break
+            time.sleep(0.01)
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, round(0.99 * (len(times) - 1)))]
+
+
 def main():
     args, process, addresses = history_benchmark(__doc__, 50, "tributary-segments-")
     try:
@@ -115,6 +166,12 @@ def main():
                   f"{d99 * 1000:7.1f}ms {p50 / d50:8.2f}x  {size}/{d_size}")
             if size != d_size:
                 print(f"  the sizes differ: {size} (Tributary) vs {d_size} (DuckDB)")
+        created, r50, r99 = refresh_times(cur, THREE, 5)
+        print(f"stored 3-condition segment: CREATE SEGMENT {created * 1000:.0f} ms, "
+              f"REFRESH SEGMENT p50 {r50 * 1000:.0f} ms, p99 {r99 * 1000:.0f} ms (5 runs)")
+        e50, e99 = realtime_latencies(cur, addresses["http"], 20)
+        print(f"realtime segment enter latency (event POSTed -> member): p50 {e50 * 1000:.0f} ms, "
+              f"p99 {e99 * 1000:.0f} ms (20 customers)")
         cur.close()
         conn.close()
     finally:

@@ -218,6 +218,13 @@ impl Compiler<'_> {
             }
             Condition::Behaviour(behaviour) => self.behaviour(behaviour),
             Condition::Funnel(funnel) => self.funnel(funnel),
+            Condition::Query(sql) => (
+                None,
+                format!(
+                    "c.customer_id IN (SELECT q.customer_id FROM ({sql}) AS q \
+                     WHERE q.customer_id IS NOT NULL)"
+                ),
+            ),
             Condition::Segment { name, member } => {
                 let Some(definition) = (self.segment)(name) else {
                     return Err(Error::at(path, format!("unknown segment '{name}'")));

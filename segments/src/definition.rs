@@ -70,6 +70,19 @@ pub enum Condition {
         /// True: a member; false: not a member.
         member: bool,
     },
+    /// The customers a SQL query answers in its `customer_id` column: a segment stored
+    /// `AS SELECT …`. Never read from JSON.
+    Query(String),
+}
+
+impl Definition {
+    /// A segment defined by a SQL query rather than conditions.
+    pub fn query(sql: &str) -> Self {
+        Self {
+            as_of: None,
+            condition: Condition::Query(sql.to_string()),
+        }
+    }
 }
 
 /// A column of `profiles` a condition can test.

@@ -158,6 +158,21 @@ pub fn explain_sql(
 
 type Lookup<'a> = dyn Fn(&str) -> Option<Definition> + 'a;
 
+/// True for a stored definition that is a SQL query (`CREATE SEGMENT … AS SELECT …`) rather
+/// than JSON.
+pub fn is_query(text: &str) -> bool {
+    !text.trim_start().starts_with('{')
+}
+
+/// A stored definition read: JSON conditions, or a SQL query.
+pub fn definition_of(text: &str) -> std::result::Result<Definition, tributary_segments::Error> {
+    if is_query(text) {
+        Ok(Definition::query(text))
+    } else {
+        parse(text)
+    }
+}
+
 /// Runs a compilation of the definition `text` over the tenant's relations, with its
 /// references resolved among `stored`.
 fn compiled<T>(
@@ -169,9 +184,11 @@ fn compiled<T>(
         &Lookup<'_>,
     ) -> std::result::Result<T, tributary_segments::Error>,
 ) -> std::result::Result<T, tributary_segments::Error> {
-    let definition = parse(text)?;
+    let definition = definition_of(text)?;
     let lookup = |name: &str| -> Option<Definition> {
-        stored.get(name).and_then(|s| parse(&s.definition).ok())
+        stored
+            .get(name)
+            .and_then(|s| definition_of(&s.definition).ok())
     };
     with_sources(|sources| run(&definition, sources, &lookup))
 }
@@ -204,6 +221,14 @@ pub async fn create(
     // Stored before it compiles, so that a reference back to it is seen as the cycle it is.
     segments.insert(name.to_string(), segment.clone());
     segment.sql = members_sql(text, &segments).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    // Planned, not run: a query that does not plan (an unknown table, no customer_id column)
+    // is refused before anything is stored.
+    if let Err(e) = ctx.sql(&segment.sql).await {
+        return Err(Error::InvalidInput(format!(
+            "CREATE SEGMENT {name}: the query does not plan (it must answer a customer_id \
+             column): {e}"
+        )));
+    }
     segments.insert(name.to_string(), segment);
     write_segments(engine, ctx, &segments).await?;
     refresh_locked(engine, ctx, name, true).await
@@ -312,7 +337,7 @@ pub async fn drop(engine: &Engine, ctx: &SessionContext, name: &str) -> Result<u
     }
     let mut users: Vec<&String> = segments
         .iter()
-        .filter(|(_, s)| parse(&s.definition).is_ok_and(|d| d.references().contains(&name)))
+        .filter(|(_, s)| definition_of(&s.definition).is_ok_and(|d| d.references().contains(&name)))
         .map(|(other, _)| other)
         .collect();
     if !users.is_empty() {

@@ -14,6 +14,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Token;
 use tributary_catalog::builtin::SEGMENTS;
 
 use super::{Statement, StatementClass, Syntax, name, next_is, skip_leading, sql_error};
@@ -87,9 +88,17 @@ fn parse_create(parser: &mut Parser) -> Result<Arc<dyn Statement>> {
         })?;
     }
     parser.expect_keyword_is(Keyword::AS).map_err(sql_error)?;
-    let definition = parser.parse_literal_string().map_err(sql_error)?;
-    // A bad definition is refused now, with its JSON path.
-    tributary_segments::parse(&definition).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let definition = match parser.peek_token().token {
+        Token::SingleQuotedString(_) => {
+            let definition = parser.parse_literal_string().map_err(sql_error)?;
+            // A bad definition is refused now, with its JSON path.
+            tributary_segments::parse(&definition)
+                .map_err(|e| Error::InvalidInput(e.to_string()))?;
+            definition
+        }
+        // `AS SELECT …`: the analyst's own query, stored as SQL text.
+        _ => parser.parse_query().map_err(sql_error)?.to_string(),
+    };
     Ok(Arc::new(SegmentStatement::Create {
         name,
         schedule,
@@ -130,7 +139,11 @@ impl Statement for SegmentStatement {
                 "CREATE SEGMENT {} SCHEDULE {} AS {}",
                 identifier(name),
                 string_literal(&schedule.to_string()),
-                string_literal(definition)
+                if segments::is_query(definition) {
+                    definition.clone()
+                } else {
+                    string_literal(definition)
+                }
             ),
             Self::Refresh { name } => format!("REFRESH SEGMENT {}", identifier(name)),
             Self::Drop { name } => format!("DROP SEGMENT {}", identifier(name)),

@@ -436,6 +436,12 @@ def test_the_segment_api_over_http(shop, server):
     assert paged == expected
     assert call(base, "GET", "/v1/segments/silver/members")[0] == 404
 
+    # Our reading statements answer over Flight SQL too (planned at GetFlightInfo, run at DoGet).
+    assert [r["name"] for r in rows(conn, "SHOW SEGMENTS")] == ["gold"]
+    [explained] = rows(conn, f"EXPLAIN SEGMENT {sql_text(json.dumps(gold))}")
+    assert "profiles" in explained["sql"]
+    assert rows(conn, "SHOW DESTINATIONS") == [] and rows(conn, "SHOW ACTIVATIONS") == []
+
     status, refreshed = call(base, "POST", "/v1/segments/gold/refresh")
     assert status == 200 and refreshed["changed"] == 0
     assert call(base, "DELETE", "/v1/segments/gold") == (200, {"dropped": "gold"})

@@ -215,10 +215,12 @@ impl Statement for ActivationStatement {
     }
 
     fn class(&self) -> StatementClass {
-        if self.changes_data() {
-            StatementClass::Write
-        } else {
-            StatementClass::Read
+        match self {
+            // A destination sends customers' data out of the database (to any URL, or files on
+            // the server's disks): who may make one is an administrator's decision.
+            Self::CreateDestination { .. } | Self::DropDestination { .. } => StatementClass::Admin,
+            Self::Activate { .. } | Self::Deactivate { .. } => StatementClass::Write,
+            Self::ShowDestinations | Self::ShowActivations => StatementClass::Read,
         }
     }
 
@@ -298,6 +300,17 @@ mod tests {
             bare.sql(),
             r#"ACTIVATE SEGMENT "vip" TO "crm" WITH TRAITS () IDENTIFIERS ("phone", "email")"#
         );
+    }
+
+    #[test]
+    fn destinations_are_an_administrators_business() {
+        let class = |sql: &str| parsed(sql).unwrap().class();
+        let file = r#"CREATE DESTINATION d AS '{"type": "file", "uri": "/tmp/x"}'"#;
+        assert_eq!(class(file), StatementClass::Admin);
+        assert_eq!(class("DROP DESTINATION d"), StatementClass::Admin);
+        assert_eq!(class("ACTIVATE SEGMENT s TO d"), StatementClass::Write);
+        assert_eq!(class("DEACTIVATE SEGMENT s FROM d"), StatementClass::Write);
+        assert_eq!(class("SHOW ACTIVATIONS"), StatementClass::Read);
     }
 
     #[test]

@@ -18,6 +18,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 python3 tests/module_cycles.py
 
 echo "== build (target dir: $CARGO_TARGET_DIR)"
+# The shared target dir keeps every old test binary (up to ~1 GB each) and incremental state;
+# left alone it filled a 250 GB disk. What was not rebuilt for a day goes.
+if [ -d "$CARGO_TARGET_DIR/debug/deps" ]; then
+  find "$CARGO_TARGET_DIR/debug/deps" -maxdepth 1 -type f -perm -u+x -mtime +1 -delete
+  find "$CARGO_TARGET_DIR/debug/incremental" -mindepth 1 -maxdepth 1 -type d -mtime +1 \
+    -exec rm -rf {} + 2>/dev/null || true
+fi
 cargo build --workspace --all-targets --locked
 
 echo "== Rust tests"

@@ -326,34 +326,37 @@ pub fn built_in_tables() -> Vec<BuiltInTable> {
     ]
 }
 
+/// The names of the built-in tables, in creation order (those of [`built_in_tables`]).
+const BUILT_IN_NAMES: [&str; 9] = [
+    EVENTS,
+    IDENTITIES,
+    PROFILES,
+    IDENTITY_CHANGES,
+    SEGMENTS,
+    SEGMENT_MEMBERS,
+    DESTINATIONS,
+    ACTIVATIONS,
+    ACTIVATION_LOG,
+];
+
 /// True for the names of built-in tables.
 pub fn is_built_in(name: &str) -> bool {
-    [
-        EVENTS,
-        IDENTITIES,
-        PROFILES,
-        IDENTITY_CHANGES,
-        SEGMENTS,
-        SEGMENT_MEMBERS,
-        DESTINATIONS,
-        ACTIVATIONS,
-        ACTIVATION_LOG,
-    ]
-    .contains(&name)
+    BUILT_IN_NAMES.contains(&name)
 }
 
 /// True for tables whose columns a replacing write keeps: the built-in tables data is collected
 /// into. `profiles` is derived, and each refresh replaces it with its columns.
 pub fn has_fixed_columns(name: &str) -> bool {
-    [
-        EVENTS,
-        IDENTITIES,
-        IDENTITY_CHANGES,
-        SEGMENTS,
-        SEGMENT_MEMBERS,
-        DESTINATIONS,
-        ACTIVATIONS,
-        ACTIVATION_LOG,
-    ]
-    .contains(&name)
+    is_built_in(name) && name != PROFILES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_name_list_is_the_table_list() {
+        let names: Vec<&str> = built_in_tables().iter().map(|t| t.name).collect();
+        assert_eq!(names, BUILT_IN_NAMES);
+    }
 }

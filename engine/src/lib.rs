@@ -53,6 +53,16 @@ pub struct Engine {
     identity: Arc<IdentityService>,
 }
 
+/// The tenant a session made by [`Engine::session`] reads and writes: its default catalog.
+pub fn tenant_of(ctx: &SessionContext) -> String {
+    ctx.state()
+        .config()
+        .options()
+        .catalog
+        .default_catalog
+        .clone()
+}
+
 impl Engine {
     /// Opens (or initialises) the data root with the default write settings for it.
     pub async fn open(storage: Storage) -> Result<Self> {

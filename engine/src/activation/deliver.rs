@@ -27,9 +27,10 @@ use super::payload::{self, Batch};
 use super::{Activation, Destination, activations, destinations};
 use crate::Engine;
 use crate::error::Result;
-use crate::identity::records::{as_micros, as_utf8};
+use crate::identity::records::{as_int64, as_micros, as_utf8};
 use crate::segments;
 use crate::sql_text::string_literal;
+use crate::tenant_of;
 use crate::write::{IfTableMissing, WriteMode, now_micros};
 
 /// How often the deliverer looks for due retries (new changes wake it at once).
@@ -177,8 +178,8 @@ async fn logged(
     let mut logged = HashMap::new();
     for batch in ctx.sql(&sql).await?.collect().await? {
         let ids = as_utf8(batch.column(0))?;
-        let counts = int64(batch.column(1))?;
-        let delivered = int64(batch.column(2))?;
+        let counts = as_int64(batch.column(1))?;
+        let delivered = as_int64(batch.column(2))?;
         for row in 0..batch.num_rows() {
             logged.insert(
                 ids.value(row).to_string(),
@@ -187,16 +188,6 @@ async fn logged(
         }
     }
     Ok(logged)
-}
-
-fn int64(array: &dyn Array) -> Result<Int64Array> {
-    let cast =
-        datafusion::arrow::compute::cast(array, &datafusion::arrow::datatypes::DataType::Int64)?;
-    Ok(cast
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .cloned()
-        .expect("a cast to Int64 gives an Int64Array"))
 }
 
 /// Every batch of the activation, in change order (delivered ones included).
@@ -340,7 +331,7 @@ async fn log_attempt(
     engine
         .writer()
         .write(
-            &segments::tenant_of(ctx),
+            &tenant_of(ctx),
             ACTIVATION_LOG,
             vec![row],
             IfTableMissing::Fail,

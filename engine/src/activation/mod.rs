@@ -24,7 +24,7 @@ use tributary_catalog::builtin::{
 
 use crate::Engine;
 use crate::error::{Error, Result};
-use crate::identity::records::{as_micros, as_utf8};
+use crate::identity::records::{as_int64, as_micros, as_utf8};
 use crate::segments;
 use crate::sql_text::string_literal;
 use crate::write::now_micros;
@@ -204,15 +204,10 @@ pub async fn activate(
         string_literal(segment)
     );
     let batches = ctx.sql(&sql).await?.collect().await?;
-    Ok(batches
-        .first()
-        .and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::Int64Array>()
-                .map(|c| c.value(0) as u64)
-        })
-        .unwrap_or(0))
+    match batches.iter().find(|b| b.num_rows() > 0) {
+        Some(batch) => Ok(as_int64(batch.column(0))?.value(0) as u64),
+        None => Ok(0),
+    }
 }
 
 /// `DEACTIVATE SEGMENT s FROM d`: nothing more is delivered (the log stays).

@@ -4,7 +4,9 @@
 //!   its user (or anonymous id) to the `email` and `phone` in its traits; an `alias` binds its
 //!   `previousId` (as an `anonymous_id`) to its `userId`; every id an event carries is seen.
 
-use datafusion::arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{
+    Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::error::ArrowError;
@@ -26,6 +28,15 @@ pub(crate) fn as_utf8(array: &dyn Array) -> std::result::Result<StringArray, Arr
         .downcast_ref::<StringArray>()
         .cloned()
         .expect("a cast to Utf8 gives a StringArray"))
+}
+
+/// Any integer array (counts, sizes) as `Int64`.
+pub(crate) fn as_int64(array: &dyn Array) -> std::result::Result<Int64Array, ArrowError> {
+    Ok(cast(array, &DataType::Int64)?
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .cloned()
+        .expect("a cast to Int64 gives an Int64Array"))
 }
 
 /// Any time array as microseconds since the epoch.

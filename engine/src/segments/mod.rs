@@ -16,11 +16,8 @@ use std::sync::{Arc, LazyLock};
 
 use chrono::Utc;
 use datafusion::arrow::array::{
-    Array, ArrayRef, Int64Array, Int64Builder, RecordBatch, StringBuilder,
-    TimestampMicrosecondBuilder,
+    Array, ArrayRef, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::DataType;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use tributary_catalog::builtin::{
@@ -32,7 +29,8 @@ use crate::Engine;
 use crate::error::{Error, Result};
 use crate::identity::map::IDENTITY_MAP;
 use crate::identity::profiles::resolved_events;
-use crate::identity::records::{as_micros, as_utf8};
+use crate::identity::records::{as_int64, as_micros, as_utf8};
+use crate::tenant_of;
 use crate::write::{IfTableMissing, WriteMode, now_micros};
 
 pub mod schedule;
@@ -111,8 +109,7 @@ pub async fn stored(ctx: &SessionContext) -> Result<BTreeMap<String, StoredSegme
     for batch in batches {
         let text = |i: usize| as_utf8(batch.column(i));
         let (names, definitions, sqls, schedules) = (text(0)?, text(1)?, text(2)?, text(3)?);
-        let sizes = cast(batch.column(4), &DataType::Int64)?;
-        let sizes = sizes.as_any().downcast_ref::<Int64Array>().cloned();
+        let sizes = as_int64(batch.column(4))?;
         let (created, refreshed) = (as_micros(batch.column(5))?, as_micros(batch.column(6))?);
         for row in 0..batch.num_rows() {
             segments.insert(
@@ -121,10 +118,7 @@ pub async fn stored(ctx: &SessionContext) -> Result<BTreeMap<String, StoredSegme
                     definition: definitions.value(row).to_string(),
                     sql: sqls.value(row).to_string(),
                     schedule: schedules.value(row).to_string(),
-                    size: sizes
-                        .as_ref()
-                        .filter(|s| s.is_valid(row))
-                        .map(|s| s.value(row)),
+                    size: sizes.is_valid(row).then(|| sizes.value(row)),
                     created_at: created.value(row),
                     refreshed_at: refreshed.is_valid(row).then(|| refreshed.value(row)),
                 },
@@ -389,15 +383,6 @@ async fn history(ctx: &SessionContext, condition: &str) -> Result<Vec<Membership
 
 fn unknown(name: &str) -> Error {
     Error::NotFound(format!("segment '{name}' does not exist"))
-}
-
-pub(crate) fn tenant_of(ctx: &SessionContext) -> String {
-    ctx.state()
-        .config()
-        .options()
-        .catalog
-        .default_catalog
-        .clone()
 }
 
 async fn write_segments(

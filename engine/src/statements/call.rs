@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::identity;
 use crate::segments;
 use crate::sql_text::string_literal;
+use crate::tenant_of;
 use tributary_catalog::builtin::SEGMENT_MEMBERS;
 
 /// `CALL …`.
@@ -120,13 +121,7 @@ impl Statement for Procedure {
     }
 
     async fn execute(&self, engine: &Engine, ctx: &SessionContext) -> Result<Vec<RecordBatch>> {
-        let tenant = ctx
-            .state()
-            .config()
-            .options()
-            .catalog
-            .default_catalog
-            .clone();
+        let tenant = tenant_of(ctx);
         engine.catalog().require_tenant(&tenant)?;
         let rows = match self {
             Self::Forget { id_type, value } => {

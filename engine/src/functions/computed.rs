@@ -27,6 +27,15 @@ use futures::{StreamExt, TryStreamExt, stream};
 pub(crate) type Compute =
     Arc<dyn Fn() -> BoxFuture<'static, DfResult<Vec<RecordBatch>>> + Send + Sync>;
 
+/// `batch` with only the columns a scan asks for (all of them without a projection): for
+/// computations that build whole rows.
+pub(crate) fn projected(batch: RecordBatch, projection: Option<&[usize]>) -> DfResult<RecordBatch> {
+    Ok(match projection {
+        Some(columns) => batch.project(columns)?,
+        None => batch,
+    })
+}
+
 /// One partition of rows with `schema`, computed by `compute` when executed.
 pub(crate) struct ComputedExec {
     name: &'static str,

@@ -6,12 +6,14 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::catalog::TableProvider;
-use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::error::Result as DfResult;
 use datafusion::physical_plan::ExecutionPlan;
 use tributary_catalog::builtin::profiles_schema;
 
 use super::args::customer_scope_arg;
-use super::{Call, Compute, ComputedExec, LiveTable, Scan, TableFunction, live};
+use super::{
+    Call, Compute, ComputedExec, LiveTable, Scan, TableFunction, external, live, projected,
+};
 use crate::identity::profiles::{self, CustomerScope};
 
 /// `customer_profile`.
@@ -42,11 +44,8 @@ impl LiveTable for ProfileTable {
             Box::pin(async move {
                 let batch = profiles::customer_profile(&ctx, &scope)
                     .await
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?;
-                Ok(vec![match projection {
-                    Some(columns) => batch.project(&columns)?,
-                    None => batch,
-                }])
+                    .map_err(external)?;
+                Ok(vec![projected(batch, projection.as_deref())?])
             })
         });
         Ok(Arc::new(ComputedExec::new(

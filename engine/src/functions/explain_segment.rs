@@ -16,7 +16,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use tributary_segments::{Explained, condition_json, parse};
 
 use super::args::{customer_arg, text_args};
-use super::{Call, Compute, ComputedExec, LiveTable, Scan, TableFunction, external, live};
+use super::{
+    Call, Compute, ComputedExec, LiveTable, Scan, TableFunction, external, live, projected,
+};
 use crate::identity::records::as_utf8;
 use crate::segments::{explain_sql, segment_error, stored};
 
@@ -142,10 +144,7 @@ impl LiveTable for ExplainTable {
                     explain_sql(&table.text, &stored, &table.customer).map_err(segment_error)?;
                 let answer = ctx.sql(&sql).await?.collect().await?;
                 let rows = table.rows(full, &conditions, &answer)?;
-                Ok(vec![match projection {
-                    Some(columns) => rows.project(&columns)?,
-                    None => rows,
-                }])
+                Ok(vec![projected(rows, projection.as_deref())?])
             })
         });
         Ok(Arc::new(ComputedExec::new(

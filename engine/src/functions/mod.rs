@@ -43,7 +43,7 @@ use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::logical_expr::{Expr, ScalarUDF, cast, col};
 use datafusion::prelude::SessionContext;
 
-pub(crate) use computed::{Compute, ComputedExec};
+pub(crate) use computed::{Compute, ComputedExec, projected};
 
 use crate::error::Result;
 use crate::identity::IdentityService;

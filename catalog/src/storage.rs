@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Once};
 
 use deltalake::DeltaTableBuilder;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use object_store::memory::InMemory;
 use url::Url;
 
@@ -156,6 +156,30 @@ impl Storage {
         let log_store = self.delta_builder(self.root.clone())?.build_storage()?;
         Ok(log_store.object_store(None))
     }
+
+    /// Reads one of Tributary's own files under `_tributary/` (write keys, users); `None` when
+    /// it does not exist yet.
+    pub async fn read_system_file(&self, name: &str) -> Result<Option<bytes::Bytes>> {
+        let store = self.root_store()?;
+        match store.get(&system_file_path(name)).await {
+            Ok(found) => Ok(Some(found.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Replaces one of Tributary's own files under `_tributary/` (one object put: readers see
+    /// the old or the new contents, never a mix).
+    pub async fn write_system_file(&self, name: &str, contents: Vec<u8>) -> Result<()> {
+        self.root_store()?
+            .put(&system_file_path(name), PutPayload::from(contents))
+            .await?;
+        Ok(())
+    }
+}
+
+fn system_file_path(name: &str) -> object_store::path::Path {
+    object_store::path::Path::from(format!("{}/{name}", crate::SYSTEM_DIRECTORY))
 }
 
 fn local_directory_url(path: &str) -> std::result::Result<Url, String> {

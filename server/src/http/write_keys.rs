@@ -7,8 +7,6 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use tributary_catalog::{DEFAULT_TENANT, SYSTEM_DIRECTORY, Storage};
 
@@ -36,40 +34,24 @@ struct KeyFile {
     keys: Vec<WriteKey>,
 }
 
-fn key_file_path() -> Path {
-    Path::from(format!("{SYSTEM_DIRECTORY}/write_keys.json"))
-}
+const KEY_FILE: &str = "write_keys.json";
 
 /// Reads every write key of a data root.
 pub async fn load(storage: &Storage) -> Result<Vec<WriteKey>> {
-    let store = storage.root_store()?;
-    match store.get(&key_file_path()).await {
-        Ok(found) => {
-            let bytes = found
-                .bytes()
-                .await
-                .map_err(tributary_catalog::Error::from)?;
-            let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::BadInput(format!(
-                    "{SYSTEM_DIRECTORY}/write_keys.json is damaged: {e}"
-                ))
-            })?;
-            Ok(file.keys)
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
-        Err(e) => Err(tributary_catalog::Error::from(e).into()),
-    }
+    let Some(bytes) = storage.read_system_file(KEY_FILE).await? else {
+        return Ok(Vec::new());
+    };
+    let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| {
+        Error::BadInput(format!("{SYSTEM_DIRECTORY}/{KEY_FILE} is damaged: {e}"))
+    })?;
+    Ok(file.keys)
 }
 
 /// Replaces the write keys of a data root.
 pub async fn save(storage: &Storage, keys: Vec<WriteKey>) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(&KeyFile { keys })
         .map_err(|e| Error::BadInput(format!("cannot encode write keys: {e}")))?;
-    storage
-        .root_store()?
-        .put(&key_file_path(), PutPayload::from(bytes))
-        .await
-        .map_err(tributary_catalog::Error::from)?;
+    storage.write_system_file(KEY_FILE, bytes).await?;
     Ok(())
 }
 

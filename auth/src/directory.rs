@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tributary_catalog::{SYSTEM_DIRECTORY, Storage, validate_name};
 
 use crate::access::Access;
+use crate::credential::Credential;
 use crate::error::{Error, Result};
 use crate::password;
 use crate::role::Role;
@@ -94,6 +94,12 @@ impl Directory {
         Ok(self.users().await?.is_empty())
     }
 
+    /// As [`Self::is_open`], reading the users again first: for a client that sends a login,
+    /// which a user made a moment ago by `tributary user add` must answer.
+    pub async fn is_open_now(&self) -> Result<bool> {
+        Ok(self.reload().await?.is_empty())
+    }
+
     /// Checks a user's password. An unknown user and a wrong password get the same answer.
     pub async fn login(&self, name: &str, password: &str) -> Result<Access> {
         let users = self.users().await?;
@@ -174,17 +180,10 @@ impl Directory {
                     .into(),
             ));
         };
-        if let Some(token) = strip_scheme(header, "bearer") {
-            return self.login_with_token(token.trim()).await.map(Some);
+        match Credential::parse(header)? {
+            Credential::Bearer(token) => self.login_with_token(&token).await.map(Some),
+            Credential::Basic { name, password } => self.login(&name, &password).await.map(Some),
         }
-        if let Some(encoded) = strip_scheme(header, "basic") {
-            let (name, password) = decode_basic(encoded.trim())?;
-            return self.login(&name, &password).await.map(Some);
-        }
-        Err(Error::Unauthenticated(
-            "unsupported authorization scheme: send 'Basic <base64 user:password>' or 'Bearer <token>'"
-                .into(),
-        ))
     }
 
     /// Applies a change to the users and stores it (read, change, write: the file as it is
@@ -398,29 +397,6 @@ fn administers(actor: Option<&Access>, tenant: &str) -> Result<()> {
         None => Ok(()),
         Some(actor) => actor.require(tenant, crate::role::StatementClass::Admin),
     }
-}
-
-fn strip_scheme<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
-    let (given, rest) = header.split_once(' ')?;
-    given.eq_ignore_ascii_case(scheme).then_some(rest)
-}
-
-/// `user:password` from base64, padded or not (ADBC's Flight SQL driver leaves the padding off).
-fn decode_basic(encoded: &str) -> Result<(String, String)> {
-    let engine = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-    );
-    let bad = || {
-        Error::Unauthenticated(
-            "malformed basic credentials: expected base64 of user:password".into(),
-        )
-    };
-    let bytes = engine.decode(encoded).map_err(|_| bad())?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (name, password) = text.split_once(':').ok_or_else(bad)?;
-    Ok((name.to_string(), password.to_string()))
 }
 
 async fn hash_off_thread(password: &str) -> Result<String> {

@@ -5,6 +5,7 @@
 //! `tributary user` command all go through [`Directory`].
 
 mod access;
+mod credential;
 mod directory;
 mod error;
 pub mod password;
@@ -12,6 +13,7 @@ mod role;
 mod tokens;
 
 pub use access::Access;
+pub use credential::Credential;
 pub use directory::{Directory, User};
 pub use error::{Error, Result};
 pub use role::{Role, StatementClass};

@@ -19,6 +19,9 @@ pub enum StatementClass {
     Admin,
     /// Makes or drops tenants: only a superuser.
     Superuser,
+    /// Changes users and grants: allowed to reach the [`crate::Directory`], which decides per
+    /// target user and tenant.
+    Users,
 }
 
 /// A user's role on one tenant.
@@ -44,6 +47,7 @@ impl Role {
             StatementClass::Write => self >= Role::Writer,
             StatementClass::Admin => self == Role::Admin,
             StatementClass::Superuser => false,
+            StatementClass::Users => true,
         }
     }
 
@@ -85,6 +89,7 @@ impl fmt::Display for StatementClass {
             StatementClass::Write => "change data",
             StatementClass::Admin => "administer",
             StatementClass::Superuser => "create or drop tenants",
+            StatementClass::Users => "manage users",
         })
     }
 }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Once};
 
 use deltalake::DeltaTableBuilder;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
 
 use crate::error::{Error, Result};

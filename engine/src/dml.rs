@@ -234,6 +234,11 @@ fn resolve(
     if schema.as_ref() != PUBLIC_SCHEMA {
         return Err(tributary_catalog::Error::SchemaNotFound(schema.to_string()).into());
     }
+    // A tenant the session may not see (its catalog list is restricted) is as missing as one
+    // that does not exist.
+    if ctx.state().catalog_list().catalog(&tenant).is_none() {
+        return Err(tributary_catalog::Error::TenantNotFound(tenant.to_string()).into());
+    }
     Ok((catalog.require_tenant(&tenant)?, table.to_string()))
 }
 

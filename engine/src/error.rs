@@ -54,6 +54,18 @@ pub enum Error {
     /// Delta Lake refused or failed a write.
     #[error(transparent)]
     Delta(Box<DeltaTableError>),
+
+    /// A login or a right was refused, or users could not be changed.
+    #[error(transparent)]
+    Auth(#[from] tributary_auth::Error),
+
+    /// The query ran past its time limit.
+    #[error("{0}")]
+    Timeout(String),
+
+    /// The query was cancelled by its client.
+    #[error("{0}")]
+    Cancelled(String),
 }
 
 impl From<DataFusionError> for Error {
@@ -87,6 +99,12 @@ pub enum ErrorClass {
     AlreadyExists,
     /// The session may not do this.
     PermissionDenied,
+    /// No valid login: a missing, wrong, expired or revoked credential.
+    Unauthenticated,
+    /// The query ran past its time limit.
+    Timeout,
+    /// The client cancelled the query.
+    Cancelled,
     /// The server cannot take it now: retry later.
     Overloaded,
     /// Storage or the engine failed: not the user's doing.
@@ -98,7 +116,12 @@ impl ErrorClass {
     pub fn is_user_error(self) -> bool {
         matches!(
             self,
-            Self::InvalidInput | Self::NotFound | Self::AlreadyExists | Self::PermissionDenied
+            Self::InvalidInput
+                | Self::NotFound
+                | Self::AlreadyExists
+                | Self::PermissionDenied
+                | Self::Unauthenticated
+                | Self::Cancelled
         )
     }
 }
@@ -116,6 +139,9 @@ impl Error {
             Self::Catalog(e) => catalog_class(e),
             Self::DataFusion(e) => datafusion_class(e),
             Self::Delta(e) => delta_class(e),
+            Self::Auth(e) => auth_class(e),
+            Self::Timeout(_) => ErrorClass::Timeout,
+            Self::Cancelled(_) => ErrorClass::Cancelled,
         }
     }
 
@@ -123,6 +149,19 @@ impl Error {
     /// of storage or of the engine itself.
     pub fn is_user_error(&self) -> bool {
         self.class().is_user_error()
+    }
+}
+
+fn auth_class(error: &tributary_auth::Error) -> ErrorClass {
+    use tributary_auth::Error as Auth;
+    match error {
+        Auth::Unauthenticated(_) => ErrorClass::Unauthenticated,
+        Auth::PermissionDenied(_) => ErrorClass::PermissionDenied,
+        Auth::InvalidInput(_) => ErrorClass::InvalidInput,
+        Auth::NotFound(_) => ErrorClass::NotFound,
+        Auth::AlreadyExists(_) => ErrorClass::AlreadyExists,
+        Auth::Damaged(_) => ErrorClass::Internal,
+        Auth::Storage(e) => catalog_class(e),
     }
 }
 

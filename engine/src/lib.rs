@@ -32,8 +32,9 @@ use datafusion::physical_plan::memory::MemoryStream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::dialect::dialect_from_str;
+use tributary_auth::{Access, Directory};
 use tributary_catalog::builtin::{EVENTS, IDENTITIES};
-use tributary_catalog::{Catalog, Storage};
+use tributary_catalog::{Catalog, DEFAULT_TENANT, Storage};
 
 use identity::IdentityService;
 use sql_text::identifier;
@@ -51,6 +52,7 @@ pub struct Engine {
     writer: Arc<Writer>,
     template: Arc<SessionState>,
     identity: Arc<IdentityService>,
+    directory: Arc<Directory>,
 }
 
 /// The tenant a session made by [`Engine::session`] reads and writes: its default catalog.
@@ -63,6 +65,17 @@ pub fn tenant_of(ctx: &SessionContext) -> String {
         .clone()
 }
 
+/// The rights of the caller a session was made for by [`Engine::session_as`]; `None` for an
+/// unrestricted session (no users configured, or the engine's own work).
+pub fn access_of(ctx: &SessionContext) -> Option<Arc<Access>> {
+    ctx.state().config().get_extension::<Access>()
+}
+
+/// Refuses a plan the session's caller may not run (nothing for unrestricted sessions).
+fn authorize(ctx: &SessionContext, plan: &LogicalPlan) -> Result<()> {
+    Engine::require(ctx, class_of(plan))
+}
+
 impl Engine {
     /// Opens (or initialises) the data root with the default write settings for it.
     pub async fn open(storage: Storage) -> Result<Self> {
@@ -73,7 +86,8 @@ impl Engine {
     /// Opens the data root; replays the write-ahead log and resolves every tenant's identities.
     pub async fn open_with(storage: Storage, options: WriteOptions) -> Result<Self> {
         let profile_refresh = options.profile_refresh;
-        let catalog = Catalog::open(storage).await?;
+        let catalog = Catalog::open(storage.clone()).await?;
+        let directory = Arc::new(Directory::open(storage).await?);
         let writer = Writer::open(Arc::clone(&catalog), options).await?;
         let identity = IdentityService::new(Arc::clone(&catalog), &writer);
         let template = Arc::new(build_session_state(
@@ -94,6 +108,7 @@ impl Engine {
             writer,
             template,
             identity,
+            directory,
         })
     }
 
@@ -129,11 +144,54 @@ impl Engine {
         &self.catalog
     }
 
-    /// A new session whose default catalog is `tenant`.
+    /// The users, their grants and logins.
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    /// A new session whose default catalog is `tenant`, with every right (the engine's own
+    /// work, and every caller while no user is configured).
     pub fn session(&self, tenant: &str) -> Result<SessionContext> {
         self.catalog.require_tenant(tenant)?;
         let mut state = self.template.as_ref().clone();
         state.config_mut().options_mut().catalog.default_catalog = tenant.to_string();
+        Ok(SessionContext::new_with_state(state))
+    }
+
+    /// A session for a caller: with `access`, in the tenant `asked` (or the caller's default
+    /// one) if granted, seeing only the granted tenants, and every statement checked against
+    /// the caller's role before it is planned; without, as [`Engine::session`] (`asked` or the
+    /// default tenant).
+    pub fn session_as(
+        &self,
+        access: Option<Access>,
+        asked: Option<&str>,
+    ) -> Result<SessionContext> {
+        let Some(access) = access else {
+            return self.session(asked.unwrap_or(DEFAULT_TENANT));
+        };
+        let tenant = access.tenant(asked)?;
+        if self.catalog.tenant(&tenant).is_none() {
+            return Err(Error::NotFound(format!(
+                "tenant '{tenant}' does not exist (it was dropped?)"
+            )));
+        }
+        let mut state = self.template.as_ref().clone();
+        if !access.is_superuser() {
+            let visible = access.grants().keys().cloned().collect();
+            let list = write::overlay::BufferedCatalogList::new(
+                Arc::clone(&self.catalog),
+                Arc::clone(self.writer.buffer()),
+                Some(Arc::downgrade(&self.identity) as Weak<dyn write::overlay::VirtualTables>),
+            )
+            .restricted_to(visible);
+            state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+                .with_catalog_list(Arc::new(list))
+                .build();
+        }
+        let config = state.config_mut();
+        config.options_mut().catalog.default_catalog = tenant;
+        config.set_extension(Arc::new(access));
         Ok(SessionContext::new_with_state(state))
     }
 
@@ -142,7 +200,9 @@ impl Engine {
         let state = ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         if let Some(statement) = statements::parse(sql, dialect.as_ref())? {
-            return statements::StatementNode::plan(statement);
+            let plan = statements::StatementNode::plan(statement)?;
+            authorize(ctx, &plan)?;
+            return Ok(plan);
         }
         let mut statement = state.sql_to_statement(sql, &dialect)?;
         let mut inner = &mut statement;
@@ -156,7 +216,9 @@ impl Engine {
             functions::segment_size::expand(inner, dialect.as_ref())
                 .map_err(statements::sql_error)?;
         }
-        Ok(state.statement_to_plan(statement).await?)
+        let plan = state.statement_to_plan(statement).await?;
+        authorize(ctx, &plan)?;
+        Ok(plan)
     }
 
     /// Plans one SQL statement and binds positional parameters (`$1`, `$2`…) if any are given.
@@ -293,10 +355,23 @@ impl Engine {
 
     /// Plans and runs one statement for `tenant`, collecting the result.
     pub async fn sql(&self, tenant: &str, sql: &str) -> Result<Vec<RecordBatch>> {
-        let ctx = self.session(tenant)?;
-        let plan = self.plan(&ctx, sql).await?;
-        let stream = self.execute(&ctx, plan).await?;
+        self.sql_in(&self.session(tenant)?, sql).await
+    }
+
+    /// Plans and runs one statement in a session, collecting the result.
+    pub async fn sql_in(&self, ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+        let plan = self.plan(ctx, sql).await?;
+        let stream = self.execute(ctx, plan).await?;
         Ok(datafusion::physical_plan::common::collect(stream).await?)
+    }
+
+    /// Refuses what the session's caller may not do in the session's tenant (for work that is
+    /// not a planned statement: ingest, bulk loads).
+    pub fn require(ctx: &SessionContext, class: StatementClass) -> Result<()> {
+        match access_of(ctx) {
+            Some(access) => Ok(access.require(&tenant_of(ctx), class)?),
+            None => Ok(()),
+        }
     }
 
     /// Commits every buffered row (at shutdown).

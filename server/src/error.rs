@@ -97,6 +97,9 @@ pub(crate) fn grpc_code(class: ErrorClass) -> Code {
         ErrorClass::NotFound => Code::NotFound,
         ErrorClass::AlreadyExists => Code::AlreadyExists,
         ErrorClass::PermissionDenied => Code::PermissionDenied,
+        ErrorClass::Unauthenticated => Code::Unauthenticated,
+        ErrorClass::Timeout => Code::DeadlineExceeded,
+        ErrorClass::Cancelled => Code::Cancelled,
         ErrorClass::Overloaded => Code::Unavailable,
         ErrorClass::Internal => Code::Internal,
     }
@@ -109,6 +112,9 @@ pub(crate) fn http_status(class: ErrorClass) -> StatusCode {
         ErrorClass::NotFound => StatusCode::NOT_FOUND,
         ErrorClass::AlreadyExists => StatusCode::CONFLICT,
         ErrorClass::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorClass::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorClass::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorClass::Cancelled => StatusCode::BAD_REQUEST,
         ErrorClass::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -148,6 +154,9 @@ mod tests {
         ErrorClass::NotFound,
         ErrorClass::AlreadyExists,
         ErrorClass::PermissionDenied,
+        ErrorClass::Unauthenticated,
+        ErrorClass::Timeout,
+        ErrorClass::Cancelled,
         ErrorClass::Overloaded,
         ErrorClass::Internal,
     ];

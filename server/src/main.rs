@@ -1,7 +1,7 @@
 //! The `tributary` command: the server and its clients in one binary.
 
 use clap::{Parser, Subcommand};
-use tributary_server::commands::{generate, identity, import, serve, sql, write_key};
+use tributary_server::commands::{generate, identity, import, serve, sql, user, write_key};
 
 /// Tributary: a customer data platform engine — collect, store, unify, analyse, serve.
 #[derive(Debug, Parser)]
@@ -28,6 +28,8 @@ enum Command {
     /// Create, list or revoke the write keys of the HTTP collection API.
     #[command(name = "write-key")]
     WriteKey(write_key::WriteKeyArgs),
+    /// Make and remove users, set passwords, grant roles on tenants.
+    User(user::UserArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
             Command::Forget(args) => identity::forget(args).await,
             Command::Generate(args) => generate::run(args),
             Command::WriteKey(args) => write_key::run(args).await,
+            Command::User(args) => user::run(args).await,
         }
     });
     match result {

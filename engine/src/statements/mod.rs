@@ -1,6 +1,5 @@
 //! Tributary's own SQL statements: the one home for every statement DataFusion does not know
-//! (`CALL`, `EXPLAIN SEGMENT`, `CREATE`/`REFRESH`/`DROP SEGMENT`, `SHOW SEGMENTS`; `CREATE USER`,
-//! `GRANT`, `SHOW …` as they arrive).
+//! (`CALL`, `EXPLAIN SEGMENT`, segments, destinations and activations, users and grants, `USE`).
 //!
 //! A statement lives in one file of this module, which gives:
 //! - its [`Syntax`]: the leading keywords that pick it and a parser over sqlparser's [`Parser`]
@@ -16,6 +15,7 @@ pub mod activation;
 pub mod call;
 pub mod explain_segment;
 pub mod segment;
+pub mod users;
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -38,17 +38,7 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use crate::Engine;
 use crate::error::{Error, Result};
 
-/// What a statement needs to be allowed: the role check of a session maps a class to the roles
-/// that may run it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum StatementClass {
-    /// Reads data or metadata (queries, `SHOW`, `EXPLAIN`).
-    Read,
-    /// Changes a tenant's data (DML, table DDL, ingest, procedures, segments).
-    Write,
-    /// Changes who may do what, or which tenants exist (users, grants, tenants).
-    Admin,
-}
+pub use tributary_auth::StatementClass;
 
 /// One of Tributary's own statements, parsed and ready to run.
 #[async_trait]
@@ -97,6 +87,14 @@ pub const SYNTAXES: &[Syntax] = &[
     activation::ACTIVATE,
     activation::DEACTIVATE,
     activation::SHOW_ACTIVATIONS,
+    users::CREATE_USER,
+    users::DROP_USER,
+    users::ALTER_USER,
+    users::GRANT,
+    users::REVOKE,
+    users::SHOW_USERS,
+    users::SHOW_GRANTS,
+    users::USE,
 ];
 
 /// Parses `sql` as one of our statements; `None` when it is not one (DataFusion takes it).
@@ -233,14 +231,14 @@ pub fn statement_of(plan: &LogicalPlan) -> Option<&Arc<dyn Statement>> {
 }
 
 /// What any plan needs to be allowed: ours say so themselves; DataFusion's DML and table DDL
-/// write, making or dropping a tenant is admin, everything else reads.
+/// write, making or dropping a tenant is for a superuser, everything else reads.
 pub fn class_of(plan: &LogicalPlan) -> StatementClass {
     if let Some(statement) = statement_of(plan) {
         return statement.class();
     }
     match plan {
         LogicalPlan::Ddl(DdlStatement::CreateCatalog(_) | DdlStatement::DropCatalogSchema(_)) => {
-            StatementClass::Admin
+            StatementClass::Superuser
         }
         LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_) => StatementClass::Write,
         // EXPLAIN ANALYZE runs what it explains.

@@ -36,6 +36,9 @@ pub struct BufferedCatalogList {
     catalog: Arc<Catalog>,
     buffer: Arc<WriteBuffer>,
     virtual_tables: Option<Weak<dyn VirtualTables>>,
+    /// The tenants a restricted session may see (`None`: all): the others do not exist for it,
+    /// in any name form, `information_schema` included.
+    visible: Option<Arc<std::collections::BTreeSet<String>>>,
 }
 
 impl BufferedCatalogList {
@@ -50,7 +53,18 @@ impl BufferedCatalogList {
             catalog,
             buffer,
             virtual_tables,
+            visible: None,
         }
+    }
+
+    /// The same tenants, restricted to `visible`.
+    pub fn restricted_to(mut self, visible: std::collections::BTreeSet<String>) -> Self {
+        self.visible = Some(Arc::new(visible));
+        self
+    }
+
+    fn is_visible(&self, tenant: &str) -> bool {
+        self.visible.as_ref().is_none_or(|v| v.contains(tenant))
     }
 }
 
@@ -68,10 +82,15 @@ impl CatalogProviderList for BufferedCatalogList {
     }
 
     fn catalog_names(&self) -> Vec<String> {
-        self.catalog.tenant_names()
+        let mut names = self.catalog.tenant_names();
+        names.retain(|name| self.is_visible(name));
+        names
     }
 
     fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        if !self.is_visible(name) {
+            return None;
+        }
         let tenant = self.catalog.tenant(name)?;
         Some(Arc::new(BufferedCatalog {
             schema: Arc::new(BufferedSchema {

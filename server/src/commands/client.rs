@@ -34,16 +34,30 @@ pub struct ConnectArgs {
     )]
     pub server: String,
 
-    /// Tenant to run as.
-    #[arg(long, env = "TRIBUTARY_TENANT", default_value = "default")]
-    pub tenant: String,
+    /// Tenant to run in [default: the user's; `default` on a server without users].
+    #[arg(long, env = "TRIBUTARY_TENANT")]
+    pub tenant: Option<String>,
+
+    /// Log in as this user (the password is asked, or read from TRIBUTARY_PASSWORD).
+    #[arg(long, env = "TRIBUTARY_USER")]
+    pub user: Option<String>,
+
+    /// Log in with a token from an earlier login instead.
+    #[arg(
+        long,
+        env = "TRIBUTARY_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "user"
+    )]
+    pub token: Option<String>,
 }
 
 /// A connection to a Tributary server.
 #[derive(Debug, Clone)]
 pub struct Client {
     inner: FlightServiceClient<Channel>,
-    tenant: String,
+    tenant: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl Client {
@@ -66,19 +80,58 @@ impl Client {
         let inner = FlightServiceClient::new(channel)
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
-        Ok(Self {
+        let tenant = args
+            .tenant
+            .as_deref()
+            .map(|t| {
+                t.parse()
+                    .map_err(|_| Error::BadInput(format!("invalid tenant name '{t}'")))
+            })
+            .transpose()?;
+        let mut client = Self {
             inner,
-            tenant: args.tenant.clone(),
-        })
+            tenant,
+            authorization: None,
+        };
+        if let Some(token) = &args.token {
+            client.authorization = Some(header_value(&format!("Bearer {token}"))?);
+        } else if let Some(user) = &args.user {
+            let password = crate::commands::user::read_password(user, false)?;
+            client.log_in(user, &password).await?;
+        }
+        Ok(client)
+    }
+
+    /// The Flight SQL handshake with basic credentials; later calls carry the token it returns.
+    async fn log_in(&mut self, user: &str, password: &str) -> Result<()> {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let mut request = tonic::Request::new(futures::stream::iter([
+            arrow_flight::HandshakeRequest::default(),
+        ]));
+        request
+            .metadata_mut()
+            .insert("authorization", header_value(&format!("Basic {basic}"))?);
+        let response = self.inner.handshake(request).await?;
+        self.authorization = response.metadata().get("authorization").cloned();
+        if self.authorization.is_none() {
+            return Err(Error::BadInput(
+                "the server answered the login without a token (it has no users?)".into(),
+            ));
+        }
+        Ok(())
     }
 
     fn request<T>(&self, message: T) -> Result<tonic::Request<T>> {
         let mut request = tonic::Request::new(message);
-        let tenant = self
-            .tenant
-            .parse()
-            .map_err(|_| Error::BadInput(format!("invalid tenant name '{}'", self.tenant)))?;
-        request.metadata_mut().insert(TENANT_HEADER, tenant);
+        if let Some(tenant) = &self.tenant {
+            request.metadata_mut().insert(TENANT_HEADER, tenant.clone());
+        }
+        if let Some(authorization) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
         Ok(request)
     }
 
@@ -122,7 +175,11 @@ impl Client {
             }),
             table: table.to_string(),
             schema: None,
-            catalog: Some(self.tenant.clone()),
+            catalog: self
+                .tenant
+                .as_ref()
+                .and_then(|t| t.to_str().ok())
+                .map(str::to_string),
             temporary: false,
             transaction_id: None,
             options: Default::default(),
@@ -142,4 +199,9 @@ impl Client {
         }
         Ok(rows)
     }
+}
+
+fn header_value(text: &str) -> Result<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> {
+    text.parse()
+        .map_err(|_| Error::BadInput("a credential that is not text".into()))
 }

@@ -47,6 +47,10 @@ pub struct ServeArgs {
     #[arg(long, env = "TRIBUTARY_TABLE_TYPE_LABEL", default_value = "TABLE")]
     pub table_type_label: String,
 
+    /// How long (seconds) a login token from the Flight SQL handshake works.
+    #[arg(long, env = "TRIBUTARY_TOKEN_LIFETIME_SECS", default_value_t = 12 * 3600)]
+    pub token_lifetime_secs: u64,
+
     /// S3-compatible store settings.
     #[command(flatten)]
     pub s3: S3Args,
@@ -129,6 +133,24 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let storage = Storage::parse(&args.data, &S3Options::from(&args.s3))?;
     let options = args.write.options(&storage);
     let engine = Engine::open_with(storage.clone(), options).await?;
+    let open = engine
+        .directory()
+        .is_open()
+        .await
+        .map_err(tributary_engine::Error::from)?;
+    if open {
+        if let Some(public) = [args.flight_addr, args.http_addr]
+            .into_iter()
+            .find(|a| !a.ip().is_loopback())
+        {
+            return Err(Error::BadInput(format!(
+                "refusing to listen on {public} with no users: anyone reaching it could read \
+                 and change every tenant. Make a superuser first (`tributary user add NAME \
+                 --superuser --data {}`), or listen on 127.0.0.1",
+                args.data
+            )));
+        }
+    }
     let segment_scheduler = engine.start_segment_scheduler();
     let deliverer = engine.start_deliverer();
     let keys = Arc::new(KeyRing::open(storage).await?);
@@ -146,6 +168,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         engine.clone(),
         FlightOptions {
             table_type_label: args.table_type_label,
+            token_lifetime: Duration::from_secs(args.token_lifetime_secs.max(1)),
         },
     );
     let server = FlightServiceServer::new(service)
@@ -156,6 +179,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         "Tributary Flight SQL listening on {addr} (data: {})",
         args.data
     );
+    if open {
+        println!(
+            "No users configured: every local client has every right (make one with \
+             `tributary user add NAME --superuser`)"
+        );
+    }
     if keys.is_open() {
         println!(
             "No write keys configured: any write key sends events to tenant '{DEFAULT_TENANT}' \

@@ -3,31 +3,22 @@
 //! second.
 
 use clap::{Args, Subcommand};
-use tributary_catalog::{Catalog, DEFAULT_TENANT, S3Options, Storage};
+use tributary_catalog::{Catalog, DEFAULT_TENANT};
 
-use crate::commands::serve::S3Args;
+use crate::commands::DataRootArgs;
 use crate::error::{Error, Result};
 use crate::http::write_keys::{self, WriteKey};
 
 /// Options of `tributary write-key`.
 #[derive(Debug, Args)]
 pub struct WriteKeyArgs {
-    /// The data root the server uses: a directory, file://…, s3://bucket/prefix.
-    #[arg(
-        long,
-        env = "TRIBUTARY_DATA",
-        default_value = "./tributary-data",
-        global = true
-    )]
-    pub data: String,
+    /// The data root.
+    #[command(flatten)]
+    pub root: DataRootArgs,
 
     /// What to do with write keys.
     #[command(subcommand)]
     pub action: WriteKeyAction,
-
-    /// S3-compatible store settings.
-    #[command(flatten)]
-    pub s3: S3Args,
 }
 
 /// What to do with write keys.
@@ -53,7 +44,7 @@ pub enum WriteKeyAction {
 
 /// Runs `tributary write-key`.
 pub async fn run(args: WriteKeyArgs) -> Result<()> {
-    let storage = Storage::parse(&args.data, &S3Options::from(&args.s3))?;
+    let storage = args.root.storage()?;
     let mut keys = write_keys::load(&storage).await?;
     match args.action {
         WriteKeyAction::Create { tenant, source } => {

@@ -1,5 +1,6 @@
 //! Arrow Flight SQL: how BI tools, ADBC, JDBC and `tributary sql` talk to Tributary.
 
+mod auth;
 mod edge;
 mod handle;
 mod metadata;

@@ -1,5 +1,7 @@
-//! The Flight SQL service: arrow-flight's `FlightSqlService` over the engine. Each call runs
-//! for one tenant, named by the `x-tributary-tenant` header (default: `default`).
+//! The Flight SQL service: arrow-flight's `FlightSqlService` over the engine. Every call is
+//! authenticated ([`super::auth`]) and runs for one tenant: the one named by the
+//! `x-tributary-tenant` header if the caller may see it, else the caller's (`USE`, their grant;
+//! `default` on a server without users).
 
 use std::sync::Arc;
 
@@ -18,17 +20,17 @@ use arrow_flight::sql::{
     TableExistsOption, TableNotExistOption, TicketStatementQuery,
 };
 use arrow_flight::{
-    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
-    SchemaAsIpc, Ticket,
+    FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, IpcMessage, SchemaAsIpc, Ticket,
 };
 use datafusion::prelude::SessionContext;
-use futures::Stream;
-use std::pin::Pin;
 use tonic::{Request, Response, Status, Streaming};
-use tributary_catalog::{DEFAULT_TENANT, PUBLIC_SCHEMA};
-use tributary_engine::{Engine, IfTableMissing, WriteMode, count_schema, is_write};
+use tributary_catalog::PUBLIC_SCHEMA;
+use tributary_engine::{
+    Engine, IfTableMissing, StatementClass, WriteMode, access_of, count_schema, is_write, tenant_of,
+};
 
 use crate::error::status_of;
+use crate::flight::auth::{HandshakeStream, caller, handshake};
 use crate::flight::edge::{client_schema, with_column_metadata};
 use crate::flight::handle::Handle;
 use crate::flight::metadata::{
@@ -42,18 +44,21 @@ use crate::flight::statements::{
 /// The header that names the tenant a call runs for.
 pub const TENANT_HEADER: &str = "x-tributary-tenant";
 
-/// How the server describes itself to clients.
+/// How the server describes itself to clients, and how long logins last.
 #[derive(Debug, Clone)]
 pub struct FlightOptions {
     /// Table type reported for Tributary tables: `TABLE` (JDBC, the default) or `BASE TABLE`
     /// (some ODBC clients, Power BI).
     pub table_type_label: String,
+    /// How long a token from the handshake works.
+    pub token_lifetime: std::time::Duration,
 }
 
 impl Default for FlightOptions {
     fn default() -> Self {
         Self {
             table_type_label: "TABLE".into(),
+            token_lifetime: tributary_auth::TOKEN_LIFETIME_DEFAULT,
         }
     }
 }
@@ -71,25 +76,52 @@ impl TributaryFlightSql {
         Self { engine, options }
     }
 
-    fn session<T>(&self, request: &Request<T>) -> Result<SessionContext, Status> {
-        let tenant = request
+    /// The session of a call, in the tenant of its header (or the caller's).
+    async fn session<T>(&self, request: &Request<T>) -> Result<SessionContext, Status> {
+        self.session_in(request, None).await
+    }
+
+    /// The session of a call in `tenant` (when the call names one in its command), else as
+    /// [`Self::session`].
+    async fn session_in<T>(
+        &self,
+        request: &Request<T>,
+        tenant: Option<&str>,
+    ) -> Result<SessionContext, Status> {
+        let access = caller(self.engine.directory(), request).await?;
+        let header = request
             .metadata()
             .get(TENANT_HEADER)
             .map(|v| {
                 v.to_str()
                     .map_err(|_| Status::invalid_argument(format!("{TENANT_HEADER} is not text")))
             })
-            .transpose()?
-            .unwrap_or(DEFAULT_TENANT);
-        self.engine.session(tenant).map_err(status_of)
+            .transpose()?;
+        self.engine
+            .session_as(access, tenant.or(header))
+            .map_err(status_of)
     }
 
-    fn metadata_info(
+    /// A session in which the caller may change data (ingest, bulk loads).
+    async fn writing_session<T>(
+        &self,
+        request: &Request<T>,
+        tenant: Option<&str>,
+    ) -> Result<SessionContext, Status> {
+        let ctx = self.session_in(request, tenant).await?;
+        Engine::require(&ctx, StatementClass::Write).map_err(status_of)?;
+        Ok(ctx)
+    }
+
+    /// The `FlightInfo` of a metadata command (for a caller who may log in).
+    async fn metadata_info(
         &self,
         command: &impl arrow_flight::sql::ProstMessageExt,
         schema: &SchemaRef,
-        descriptor: FlightDescriptor,
+        request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
+        self.session(&request).await?;
+        let descriptor = request.into_inner();
         let info = FlightInfo::new()
             .try_with_schema(schema)
             .map_err(|e| Status::internal(e.to_string()))?
@@ -166,24 +198,21 @@ fn schema_bytes(schema: &arrow::datatypes::Schema) -> Result<bytes::Bytes, Statu
     Ok(bytes)
 }
 
-type HandshakeStream = Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl FlightSqlService for TributaryFlightSql {
     type FlightService = Self;
 
-    /// Accepts every client: authentication is not configured on this server.
+    /// User and password in, bearer token out ([`super::auth::handshake`]).
     async fn do_handshake(
         &self,
-        _request: Request<Streaming<HandshakeRequest>>,
+        request: Request<Streaming<HandshakeRequest>>,
     ) -> Result<Response<HandshakeStream>, Status> {
-        let response = HandshakeResponse {
-            protocol_version: 0,
-            payload: Default::default(),
-        };
-        Ok(Response::new(Box::pin(futures::stream::iter([Ok(
-            response,
-        )]))))
+        handshake(
+            self.engine.directory(),
+            self.options.token_lifetime,
+            request,
+        )
+        .await
     }
 
     async fn get_flight_info_statement(
@@ -191,7 +220,7 @@ impl FlightSqlService for TributaryFlightSql {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ctx = self.session(&request)?;
+        let ctx = self.session(&request).await?;
         let info = flight_info(
             &self.engine,
             &ctx,
@@ -207,7 +236,7 @@ impl FlightSqlService for TributaryFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let ctx = self.session(&request)?;
+        let ctx = self.session(&request).await?;
         let handle = Handle::decode(&query.prepared_statement_handle)?;
         let info = flight_info(&self.engine, &ctx, handle, request.into_inner()).await?;
         Ok(Response::new(info))
@@ -218,7 +247,7 @@ impl FlightSqlService for TributaryFlightSql {
         ticket: TicketStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let ctx = self.session(&request)?;
+        let ctx = self.session(&request).await?;
         let stream = do_get(&self.engine, &ctx, ticket_handle(&ticket)?).await?;
         Ok(Response::new(stream))
     }
@@ -228,7 +257,7 @@ impl FlightSqlService for TributaryFlightSql {
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let ctx = self.session(&request)?;
+        let ctx = self.session(&request).await?;
         let handle = Handle::decode(&query.prepared_statement_handle)?;
         Ok(Response::new(do_get(&self.engine, &ctx, handle).await?))
     }
@@ -238,7 +267,7 @@ impl FlightSqlService for TributaryFlightSql {
         query: ActionCreatePreparedStatementRequest,
         request: Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let ctx = self.session(&request)?;
+        let ctx = self.session(&request).await?;
         let plan = self
             .engine
             .plan(&ctx, &query.query)
@@ -308,7 +337,7 @@ impl FlightSqlService for TributaryFlightSql {
         query: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let ctx = self.session(&request)?;
+        let ctx = self.session(&request).await?;
         let Handle::Query { sql, parameters } = Handle::decode(&query.prepared_statement_handle)?
         else {
             return Err(Status::invalid_argument("not an update handle"));
@@ -322,7 +351,7 @@ impl FlightSqlService for TributaryFlightSql {
         command: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let ctx = self.session(&request)?;
+        let ctx = self.session(&request).await?;
         execute_update(&self.engine, &ctx, &command.query, None).await
     }
 
@@ -336,7 +365,7 @@ impl FlightSqlService for TributaryFlightSql {
         Response<<Self as arrow_flight::flight_service_server::FlightService>::DoPutStream>,
         Status,
     > {
-        let ctx = self.session(&request)?;
+        let authenticated = self.session(&request).await?;
         let mut stream = request.into_inner();
         let descriptor = std::pin::Pin::new(&mut stream)
             .peek()
@@ -354,9 +383,8 @@ impl FlightSqlService for TributaryFlightSql {
                 )));
             }
         };
-        let default_tenant = ctx.state().config_options().catalog.default_catalog.clone();
         let (tenant, table) = match path.as_slice() {
-            [table] => (default_tenant, table.clone()),
+            [table] => (tenant_of(&authenticated), table.clone()),
             [tenant, table] => (tenant.clone(), table.clone()),
             _ => {
                 return Err(Status::invalid_argument(format!(
@@ -364,6 +392,14 @@ impl FlightSqlService for TributaryFlightSql {
                 )));
             }
         };
+        let ctx = self
+            .engine
+            .session_as(
+                access_of(&authenticated).map(|a| a.as_ref().clone()),
+                Some(&tenant),
+            )
+            .map_err(status_of)?;
+        Engine::require(&ctx, StatementClass::Write).map_err(status_of)?;
         let batches = read_batches(stream).await?;
         let receipt = self
             .engine
@@ -391,7 +427,9 @@ impl FlightSqlService for TributaryFlightSql {
         command: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let ctx = self.session(&request)?;
+        let ctx = self
+            .writing_session(&request, command.catalog.as_deref())
+            .await?;
         if command
             .schema
             .as_deref()
@@ -407,10 +445,7 @@ impl FlightSqlService for TributaryFlightSql {
                 "temporary tables are not supported",
             ));
         }
-        let tenant = command
-            .catalog
-            .clone()
-            .unwrap_or_else(|| ctx.state().config_options().catalog.default_catalog.clone());
+        let tenant = tenant_of(&ctx);
         let options = command.table_definition_options.unwrap_or_default();
         let if_missing = match options.if_not_exist() {
             TableNotExistOption::Fail => IfTableMissing::Fail,
@@ -457,7 +492,7 @@ impl FlightSqlService for TributaryFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        self.metadata_info(&query, &schema, request.into_inner())
+        self.metadata_info(&query, &schema, request).await
     }
 
     async fn do_get_catalogs(
@@ -465,7 +500,7 @@ impl FlightSqlService for TributaryFlightSql {
         query: CommandGetCatalogs,
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let ctx = self.session(&request)?;
+        let ctx = self.session(&request).await?;
         let mut builder: GetCatalogsBuilder = query.into_builder();
         for name in ctx.catalog_names() {
             builder.append(name);
@@ -479,7 +514,7 @@ impl FlightSqlService for TributaryFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        self.metadata_info(&query, &schema, request.into_inner())
+        self.metadata_info(&query, &schema, request).await
     }
 
     async fn do_get_schemas(
@@ -487,7 +522,7 @@ impl FlightSqlService for TributaryFlightSql {
         query: CommandGetDbSchemas,
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let ctx = self.session(&request)?;
+        let ctx = self.session(&request).await?;
         let mut builder: GetDbSchemasBuilder = query.into_builder();
         for catalog_name in ctx.catalog_names() {
             if let Some(catalog) = ctx.catalog(&catalog_name) {
@@ -505,7 +540,7 @@ impl FlightSqlService for TributaryFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        self.metadata_info(&query, &schema, request.into_inner())
+        self.metadata_info(&query, &schema, request).await
     }
 
     async fn do_get_tables(
@@ -513,7 +548,7 @@ impl FlightSqlService for TributaryFlightSql {
         query: CommandGetTables,
         request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
-        let ctx = self.session(&request)?;
+        let ctx = self.session(&request).await?;
         let catalog_filter = query.catalog.clone();
         let mut builder: GetTablesBuilder = query.into_builder();
         for (catalog, schema, table, table_type, columns) in
@@ -532,14 +567,15 @@ impl FlightSqlService for TributaryFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        self.metadata_info(&query, &schema, request.into_inner())
+        self.metadata_info(&query, &schema, request).await
     }
 
     async fn do_get_table_types(
         &self,
         query: CommandGetTableTypes,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        self.session(&request).await?;
         let mut builder = query.into_builder();
         let mut types = vec![
             self.options.table_type_label.clone(),
@@ -559,14 +595,15 @@ impl FlightSqlService for TributaryFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder(&SQL_INFO).schema();
-        self.metadata_info(&query, &schema, request.into_inner())
+        self.metadata_info(&query, &schema, request).await
     }
 
     async fn do_get_sql_info(
         &self,
         query: CommandGetSqlInfo,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        self.session(&request).await?;
         Ok(Response::new(single_batch(
             query.into_builder(&SQL_INFO).build(),
         )?))
@@ -578,14 +615,15 @@ impl FlightSqlService for TributaryFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder(&XDBC_TYPE_INFO).schema();
-        self.metadata_info(&query, &schema, request.into_inner())
+        self.metadata_info(&query, &schema, request).await
     }
 
     async fn do_get_xdbc_type_info(
         &self,
         query: CommandGetXdbcTypeInfo,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        self.session(&request).await?;
         Ok(Response::new(single_batch(
             query.into_builder(&XDBC_TYPE_INFO).build(),
         )?))
@@ -596,14 +634,16 @@ impl FlightSqlService for TributaryFlightSql {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(&query, &primary_keys_schema(), request.into_inner())
+        self.metadata_info(&query, &primary_keys_schema(), request)
+            .await
     }
 
     async fn do_get_primary_keys(
         &self,
         _query: CommandGetPrimaryKeys,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        self.session(&request).await?;
         Ok(Response::new(single_batch(Ok::<_, Status>(empty(
             primary_keys_schema(),
         )))?))
@@ -614,14 +654,16 @@ impl FlightSqlService for TributaryFlightSql {
         query: CommandGetExportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(&query, &foreign_keys_schema(), request.into_inner())
+        self.metadata_info(&query, &foreign_keys_schema(), request)
+            .await
     }
 
     async fn do_get_exported_keys(
         &self,
         _query: CommandGetExportedKeys,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        self.session(&request).await?;
         Ok(Response::new(single_batch(Ok::<_, Status>(empty(
             foreign_keys_schema(),
         )))?))
@@ -632,14 +674,16 @@ impl FlightSqlService for TributaryFlightSql {
         query: CommandGetImportedKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(&query, &foreign_keys_schema(), request.into_inner())
+        self.metadata_info(&query, &foreign_keys_schema(), request)
+            .await
     }
 
     async fn do_get_imported_keys(
         &self,
         _query: CommandGetImportedKeys,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        self.session(&request).await?;
         Ok(Response::new(single_batch(Ok::<_, Status>(empty(
             foreign_keys_schema(),
         )))?))
@@ -650,14 +694,16 @@ impl FlightSqlService for TributaryFlightSql {
         query: CommandGetCrossReference,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        self.metadata_info(&query, &foreign_keys_schema(), request.into_inner())
+        self.metadata_info(&query, &foreign_keys_schema(), request)
+            .await
     }
 
     async fn do_get_cross_reference(
         &self,
         _query: CommandGetCrossReference,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<FlightDataStream>, Status> {
+        self.session(&request).await?;
         Ok(Response::new(single_batch(Ok::<_, Status>(empty(
             foreign_keys_schema(),
         )))?))

@@ -79,7 +79,7 @@ fn router(collector: Collector) -> Router {
         .route("/v1/batch", batch())
         .route("/v1/import", batch())
         .route("/health", get(|| async { "ok" }))
-        .merge(segment_api::routes())
+        .merge(segment_api::routes(collector.clone()))
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(collector)
 }

@@ -3,14 +3,16 @@
 //!
 //! Each call runs the SQL a Flight SQL client would send (`segment_preview`, `CREATE SEGMENT`,
 //! `segments`, `segment_members`), with user values as quoted literals, in the tenant named by
-//! the `x-tributary-tenant` header (default `default`); answers and errors are JSON. Until users
-//! and tokens exist, only loopback clients are answered: these calls read customers and change
-//! segments, which a write key must not allow.
+//! the `x-tributary-tenant` header (default: the caller's); answers and errors are JSON. These
+//! calls read customers and change segments, which a write key must not allow: they take the
+//! logins of Flight SQL (`Authorization: Bearer <token>` or `Basic`), with the same roles; while
+//! no user exists, only loopback clients are answered.
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +22,6 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use tributary_catalog::DEFAULT_TENANT;
 use tributary_engine::sql_text::{identifier, string_literal};
 
 use super::{Collector, Refusal, bad_request};
@@ -32,29 +33,33 @@ const MEMBERS_DEFAULT: usize = 1000;
 const PREVIEW_DEFAULT: usize = 100;
 const LIMIT_MAX: usize = 100_000;
 
-/// The routes, refused to clients that are not on loopback.
-pub(super) fn routes() -> Router<Collector> {
+/// The routes; while no user exists, refused to clients that are not on loopback.
+pub(super) fn routes(collector: Collector) -> Router<Collector> {
     Router::new()
         .route("/v1/segments/preview", post(preview))
         .route("/v1/segments", get(list).post(create))
         .route("/v1/segments/{name}", get(show).delete(remove))
         .route("/v1/segments/{name}/refresh", post(refresh))
         .route("/v1/segments/{name}/members", get(members))
-        .route_layer(middleware::from_fn(loopback_only))
+        .route_layer(middleware::from_fn_with_state(collector, loopback_only))
 }
 
 async fn loopback_only(
+    State(c): State<Collector>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
 ) -> Response {
-    if client.ip().is_loopback() {
+    let open = match c.engine.directory().is_open().await {
+        Ok(open) => open,
+        Err(e) => return Refusal::from(tributary_engine::Error::from(e)).into_response(),
+    };
+    if !open || client.ip().is_loopback() {
         return next.run(request).await;
     }
     Refusal(
         StatusCode::FORBIDDEN,
-        "the segment API answers loopback clients only until users and tokens are configured"
-            .into(),
+        "the segment API answers loopback clients only until users are configured".into(),
     )
     .into_response()
 }
@@ -65,19 +70,30 @@ fn ok(value: Value) -> Answer {
     Ok((StatusCode::OK, axum::Json(value)))
 }
 
-fn tenant(headers: &HeaderMap) -> Result<String, Refusal> {
-    match headers.get(TENANT_HEADER) {
-        None => Ok(DEFAULT_TENANT.to_string()),
-        Some(value) => value
-            .to_str()
-            .map(str::to_string)
-            .map_err(|_| bad_request(format!("{TENANT_HEADER} is not text"))),
-    }
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, Refusal> {
+    headers
+        .get(name)
+        .map(|value| {
+            value
+                .to_str()
+                .map_err(|_| bad_request(format!("the {name} header is not text")))
+        })
+        .transpose()
 }
 
-/// Runs one statement in the caller's tenant.
+/// Runs one statement as the caller, in their tenant.
 async fn run(c: &Collector, headers: &HeaderMap, sql: &str) -> Result<Vec<RecordBatch>, Refusal> {
-    Ok(c.engine.sql(&tenant(headers)?, sql).await?)
+    let authorization = header(headers, AUTHORIZATION.as_str())?;
+    let access = c
+        .engine
+        .directory()
+        .authenticate(authorization)
+        .await
+        .map_err(tributary_engine::Error::from)?;
+    let ctx = c
+        .engine
+        .session_as(access, header(headers, TENANT_HEADER)?)?;
+    Ok(c.engine.sql_in(&ctx, sql).await?)
 }
 
 /// A JSON body that must be an object.

@@ -41,9 +41,8 @@ pub async fn load(storage: &Storage) -> Result<Vec<WriteKey>> {
     let Some(bytes) = storage.read_system_file(KEY_FILE).await? else {
         return Ok(Vec::new());
     };
-    let file: KeyFile = serde_json::from_slice(&bytes).map_err(|e| {
-        Error::BadInput(format!("{SYSTEM_DIRECTORY}/{KEY_FILE} is damaged: {e}"))
-    })?;
+    let file: KeyFile = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::BadInput(format!("{SYSTEM_DIRECTORY}/{KEY_FILE} is damaged: {e}")))?;
     Ok(file.keys)
 }
 

@@ -53,6 +53,8 @@ pub struct Engine {
     template: Arc<SessionState>,
     identity: Arc<IdentityService>,
     directory: Arc<Directory>,
+    /// Memory one session (one query) may use; `None`: the template's unbounded pool.
+    query_memory_bytes: Option<usize>,
 }
 
 /// The tenant a session made by [`Engine::session`] reads and writes: its default catalog.
@@ -109,7 +111,37 @@ impl Engine {
             template,
             identity,
             directory,
+            query_memory_bytes: None,
         })
+    }
+
+    /// Bounds the memory of each query: operators that can spill (sorts, aggregations, joins)
+    /// spill to disk past it, others fail with "Resources exhausted".
+    pub fn with_query_memory_limit(mut self, bytes: Option<usize>) -> Self {
+        self.query_memory_bytes = bytes;
+        self
+    }
+
+    /// The template state, with its own memory pool when queries have a memory limit.
+    fn session_state(&self) -> Result<SessionState> {
+        let state = self.template.as_ref().clone();
+        let Some(bytes) = self.query_memory_bytes else {
+            return Ok(state);
+        };
+        let pool = datafusion::execution::memory_pool::TrackConsumersPool::new(
+            datafusion::execution::memory_pool::FairSpillPool::new(bytes),
+            std::num::NonZeroUsize::new(5).expect("5 is not zero"),
+        );
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
+            state.runtime_env(),
+        )
+        .with_memory_pool(Arc::new(pool))
+        .build_arc()?;
+        Ok(
+            datafusion::execution::SessionStateBuilder::new_from_existing(state)
+                .with_runtime_env(runtime)
+                .build(),
+        )
     }
 
     /// Starts refreshing the stored segments that have a schedule ([`segments::scheduler`]);
@@ -153,7 +185,7 @@ impl Engine {
     /// work, and every caller while no user is configured).
     pub fn session(&self, tenant: &str) -> Result<SessionContext> {
         self.catalog.require_tenant(tenant)?;
-        let mut state = self.template.as_ref().clone();
+        let mut state = self.session_state()?;
         state.config_mut().options_mut().catalog.default_catalog = tenant.to_string();
         Ok(SessionContext::new_with_state(state))
     }
@@ -176,7 +208,7 @@ impl Engine {
                 "tenant '{tenant}' does not exist (it was dropped?)"
             )));
         }
-        let mut state = self.template.as_ref().clone();
+        let mut state = self.session_state()?;
         if !access.is_superuser() {
             let visible = access.grants().keys().cloned().collect();
             let list = write::overlay::BufferedCatalogList::new(
@@ -215,6 +247,7 @@ impl Engine {
             })?;
             functions::segment_size::expand(inner, dialect.as_ref())
                 .map_err(statements::sql_error)?;
+            sql_text::number_placeholders(inner);
         }
         let plan = state.statement_to_plan(statement).await?;
         authorize(ctx, &plan)?;

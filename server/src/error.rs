@@ -114,7 +114,8 @@ pub(crate) fn http_status(class: ErrorClass) -> StatusCode {
         ErrorClass::PermissionDenied => StatusCode::FORBIDDEN,
         ErrorClass::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorClass::Timeout => StatusCode::GATEWAY_TIMEOUT,
-        ErrorClass::Cancelled => StatusCode::BAD_REQUEST,
+        // 499 "client closed request": the caller cancelled it.
+        ErrorClass::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         ErrorClass::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -149,7 +150,7 @@ pub(crate) fn status_of_datafusion(error: datafusion::error::DataFusionError) ->
 mod tests {
     use super::*;
 
-    const EVERY_CLASS: [ErrorClass; 6] = [
+    const EVERY_CLASS: [ErrorClass; 9] = [
         ErrorClass::InvalidInput,
         ErrorClass::NotFound,
         ErrorClass::AlreadyExists,

@@ -15,7 +15,7 @@ use tributary_catalog::{DEFAULT_TENANT, S3Options, Storage};
 use tributary_engine::{Engine, WriteOptions};
 
 use crate::error::{Error, Result};
-use crate::flight::{FlightOptions, TributaryFlightSql};
+use crate::flight::{FlightOptions, QueryLimits, TributaryFlightSql};
 use crate::http::{self, write_keys::KeyRing};
 
 /// How long running calls may take to finish after a shutdown signal.
@@ -46,6 +46,19 @@ pub struct ServeArgs {
     /// Table type reported to clients: "TABLE" (JDBC) or "BASE TABLE" (ODBC, Power BI).
     #[arg(long, env = "TRIBUTARY_TABLE_TYPE_LABEL", default_value = "TABLE")]
     pub table_type_label: String,
+
+    /// Longest a query or statement may run (seconds; 0: no limit).
+    #[arg(long, env = "TRIBUTARY_QUERY_TIMEOUT_SECS", default_value_t = 300)]
+    pub query_timeout_secs: u64,
+
+    /// Memory one query may use (MiB; 0: no limit). Sorts, aggregations and joins spill to
+    /// disk past it; other work fails with "Resources exhausted".
+    #[arg(long, env = "TRIBUTARY_QUERY_MEMORY_MB", default_value_t = 0)]
+    pub query_memory_mb: usize,
+
+    /// Queries one user may run at once over Flight SQL.
+    #[arg(long, env = "TRIBUTARY_MAX_QUERIES_PER_USER", default_value_t = 16)]
+    pub max_queries_per_user: usize,
 
     /// How long (seconds) a login token from the Flight SQL handshake works.
     #[arg(long, env = "TRIBUTARY_TOKEN_LIFETIME_SECS", default_value_t = 12 * 3600)]
@@ -132,7 +145,11 @@ impl From<&S3Args> for S3Options {
 pub async fn run(args: ServeArgs) -> Result<()> {
     let storage = Storage::parse(&args.data, &S3Options::from(&args.s3))?;
     let options = args.write.options(&storage);
-    let engine = Engine::open_with(storage.clone(), options).await?;
+    let engine = Engine::open_with(storage.clone(), options)
+        .await?
+        .with_query_memory_limit(
+            (args.query_memory_mb > 0).then(|| args.query_memory_mb * 1024 * 1024),
+        );
     let open = engine
         .directory()
         .is_open()
@@ -169,8 +186,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         FlightOptions {
             table_type_label: args.table_type_label,
             token_lifetime: Duration::from_secs(args.token_lifetime_secs.max(1)),
+            limits: QueryLimits {
+                timeout: (args.query_timeout_secs > 0)
+                    .then(|| Duration::from_secs(args.query_timeout_secs)),
+                per_user: args.max_queries_per_user.max(1),
+            },
         },
     );
+    let flight_monitor = service.clone();
     let server = FlightServiceServer::new(service)
         .max_decoding_message_size(MESSAGE_BYTES_MAX)
         .max_encoding_message_size(MESSAGE_BYTES_MAX);
@@ -235,13 +258,28 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let _ = stop_tx.send(());
     let _ = http_stop_tx.send(());
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, http_serving).await;
-    // In-flight calls get a grace period; idle client connections do not hold the exit.
-    match tokio::time::timeout(SHUTDOWN_GRACE, serving).await {
-        Ok(Ok(result)) => result?,
-        Ok(Err(join_error)) => {
-            return Err(Error::BadInput(format!("server task failed: {join_error}")));
+    // Running queries get a grace period; idle client connections do not hold the exit (tonic's
+    // graceful stop would wait for every connection to close).
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    let mut serving = serving;
+    loop {
+        if serving.is_finished() {
+            match (&mut serving).await {
+                Ok(result) => result?,
+                Err(join_error) => {
+                    return Err(Error::BadInput(format!("server task failed: {join_error}")));
+                }
+            }
+            break;
         }
-        Err(_elapsed) => tracing::warn!("calls still running after the grace period; exiting"),
+        if flight_monitor.running_queries() == 0 {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!("queries still running after the grace period; exiting");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Not needed for durability (the log has every acknowledged row), but a clean stop leaves
     // nothing to replay.

@@ -7,6 +7,8 @@
 //! - Query: `u32` SQL length (little endian), SQL (UTF-8), then the parameters as an Arrow IPC
 //!   stream (absent if none are bound).
 //! - Written: `u64` row count of a write that has run.
+//! - Run: a `u128` query id (little endian), then a whole Query handle: the ticket of one
+//!   `GetFlightInfo`, so that `CancelFlightInfo` names that run and no other.
 
 use arrow::array::RecordBatch;
 use arrow::ipc::reader::StreamReader;
@@ -17,6 +19,7 @@ use tonic::Status;
 const MAGIC: &[u8; 4] = b"TRB1";
 const KIND_QUERY: u8 = 1;
 const KIND_WRITTEN: u8 = 2;
+const KIND_RUN: u8 = 3;
 
 /// What a ticket or handle stands for.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +31,8 @@ pub(crate) enum Handle {
     },
     /// A write that already ran, and how many rows it changed.
     Written { count: u64 },
+    /// One run of a query, under an id that cancelling names.
+    Run { id: u128, query: Box<Handle> },
 }
 
 impl Handle {
@@ -60,6 +65,11 @@ impl Handle {
                 out.push(KIND_WRITTEN);
                 out.extend_from_slice(&count.to_le_bytes());
             }
+            Self::Run { id, query } => {
+                out.push(KIND_RUN);
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&query.encode()?);
+            }
         }
         Ok(out.into())
     }
@@ -88,6 +98,21 @@ impl Handle {
                     count: u64::from_le_bytes(count),
                 })
             }
+            KIND_RUN => {
+                let (id, query) = rest.split_at_checked(16).ok_or_else(invalid)?;
+                let id = u128::from_le_bytes(id.try_into().map_err(|_| invalid())?);
+                // Only a query runs: never decode nested runs (no recursion on crafted input).
+                if query.get(MAGIC.len()) != Some(&KIND_QUERY) {
+                    return Err(invalid());
+                }
+                match Self::decode(query)? {
+                    query @ Self::Query { .. } => Ok(Self::Run {
+                        id,
+                        query: Box::new(query),
+                    }),
+                    _ => Err(invalid()),
+                }
+            }
             _ => Err(invalid()),
         }
     }
@@ -113,6 +138,10 @@ mod tests {
                 parameters: Some(params),
             },
             Handle::Written { count: 42 },
+            Handle::Run {
+                id: u128::MAX - 7,
+                query: Box::new(Handle::query("SELECT 2")),
+            },
         ] {
             assert_eq!(Handle::decode(&handle.encode().unwrap()).unwrap(), handle);
         }
@@ -126,6 +155,8 @@ mod tests {
             b"TRB1\x01\xff\xff\xff\xff",
             b"XXXX\x01",
             b"TRB1\x09",
+            b"TRB1\x03\x01",
+            b"TRB1\x03AAAAAAAAAAAAAAAATRB1\x02\x00\x00\x00\x00\x00\x00\x00\x00",
         ] {
             assert_eq!(
                 Handle::decode(bytes).unwrap_err().code(),

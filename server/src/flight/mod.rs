@@ -4,7 +4,9 @@ mod auth;
 mod edge;
 mod handle;
 mod metadata;
+mod queries;
 mod service;
 mod statements;
 
+pub use queries::QueryLimits;
 pub use service::{FlightOptions, TENANT_HEADER, TributaryFlightSql};

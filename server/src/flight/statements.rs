@@ -34,6 +34,7 @@ pub(crate) async fn flight_info(
     ctx: &SessionContext,
     handle: Handle,
     descriptor: FlightDescriptor,
+    timeout: Option<std::time::Duration>,
 ) -> Result<FlightInfo, Status> {
     let (schema, ticket_handle) = match handle {
         Handle::Query { sql, parameters } => {
@@ -42,17 +43,23 @@ pub(crate) async fn flight_info(
                 .await
                 .map_err(status_of)?;
             if is_write(&plan) {
-                let count = engine.execute_write(ctx, plan).await.map_err(status_of)?;
+                let count = within(timeout, engine.execute_write(ctx, plan)).await?;
                 (count_schema(), Handle::Written { count })
             } else {
                 engine.check_query(ctx, &plan).await.map_err(status_of)?;
                 (
                     client_schema(plan.schema().as_arrow()),
-                    Handle::Query { sql, parameters },
+                    Handle::Run {
+                        id: crate::flight::queries::new_id(),
+                        query: Box::new(Handle::Query { sql, parameters }),
+                    },
                 )
             }
         }
         written @ Handle::Written { .. } => (count_schema(), written),
+        Handle::Run { query, .. } => {
+            return Box::pin(flight_info(engine, ctx, *query, descriptor, timeout)).await;
+        }
     };
     let ticket = TicketStatementQuery {
         statement_handle: ticket_handle.encode()?,
@@ -67,6 +74,23 @@ pub(crate) async fn flight_info(
         .with_total_bytes(-1))
 }
 
+/// Runs a write within the time limit.
+async fn within<T>(
+    timeout: Option<std::time::Duration>,
+    work: impl std::future::Future<Output = tributary_engine::Result<T>>,
+) -> Result<T, Status> {
+    let Some(limit) = timeout else {
+        return work.await.map_err(status_of);
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result.map_err(status_of),
+        Err(_) => Err(Status::deadline_exceeded(format!(
+            "the statement ran past its time limit of {} s (--query-timeout-secs) and was stopped",
+            limit.as_secs()
+        ))),
+    }
+}
+
 /// Streams a ticket's results, converted to the schema its `FlightInfo` announced.
 pub(crate) async fn do_get(
     engine: &Engine,
@@ -74,6 +98,7 @@ pub(crate) async fn do_get(
     handle: Handle,
 ) -> Result<FlightDataStream, Status> {
     match handle {
+        Handle::Run { query, .. } => Box::pin(do_get(engine, ctx, *query)).await,
         Handle::Written { count } => Ok(encode_batches(
             count_schema(),
             futures::stream::iter([Ok(tributary_engine::dml::count_batch(count))]),
@@ -184,6 +209,7 @@ pub(crate) async fn execute_update(
     ctx: &SessionContext,
     sql: &str,
     parameters: Option<&RecordBatch>,
+    timeout: Option<std::time::Duration>,
 ) -> Result<i64, Status> {
     let rows: Vec<Option<ParamValues>> = match parameters {
         None => vec![None],
@@ -202,7 +228,7 @@ pub(crate) async fn execute_update(
                 "not a statement that changes data: run queries with CommandStatementQuery",
             ));
         }
-        total += engine.execute_write(ctx, plan).await.map_err(status_of)?;
+        total += within(timeout, engine.execute_write(ctx, plan)).await?;
     }
     i64::try_from(total).map_err(|_| Status::internal("row count overflow"))
 }

@@ -8,3 +8,4 @@ pub mod commands;
 pub mod error;
 pub mod flight;
 pub mod http;
+pub mod tls;

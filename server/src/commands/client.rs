@@ -42,6 +42,11 @@ pub struct ConnectArgs {
     #[arg(long, env = "TRIBUTARY_USER")]
     pub user: Option<String>,
 
+    /// PEM certificate of the CA that signed the server's TLS certificate (connects with TLS;
+    /// `--server https://host:port` does too).
+    #[arg(long, env = "TRIBUTARY_TLS_CA")]
+    pub tls_ca: Option<std::path::PathBuf>,
+
     /// Log in with a token from an earlier login instead.
     #[arg(
         long,
@@ -68,12 +73,30 @@ impl Client {
         } else {
             format!("http://{}", args.server)
         };
+        let address = match (&args.tls_ca, address.strip_prefix("http://")) {
+            (Some(_), Some(rest)) => format!("https://{rest}"),
+            _ => address,
+        };
         let connect_error = |reason: String| Error::Connect {
             address: address.clone(),
             reason,
         };
-        let channel = Channel::from_shared(address.clone())
-            .map_err(|e| connect_error(e.to_string()))?
+        let mut endpoint =
+            Channel::from_shared(address.clone()).map_err(|e| connect_error(e.to_string()))?;
+        if let Some(ca) = &args.tls_ca {
+            let pem = std::fs::read(ca).map_err(|e| Error::File {
+                path: ca.display().to_string(),
+                source: e,
+            })?;
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            endpoint = endpoint
+                .tls_config(
+                    tonic::transport::ClientTlsConfig::new()
+                        .ca_certificate(tonic::transport::Certificate::from_pem(pem)),
+                )
+                .map_err(|e| connect_error(e.to_string()))?;
+        }
+        let channel = endpoint
             .connect()
             .await
             .map_err(|e| connect_error(format!("{e} (is `tributary serve` running?)")))?;

@@ -17,6 +17,7 @@ use tributary_engine::{Engine, WriteOptions};
 use crate::error::{Error, Result};
 use crate::flight::{FlightOptions, QueryLimits, TributaryFlightSql};
 use crate::http::{self, write_keys::KeyRing};
+use crate::tls::{TlsArgs, TlsListener};
 
 /// How long running calls may take to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -67,6 +68,10 @@ pub struct ServeArgs {
     /// S3-compatible store settings.
     #[command(flatten)]
     pub s3: S3Args,
+
+    /// TLS settings.
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 /// Settings of the durable write path.
@@ -144,6 +149,9 @@ impl From<&S3Args> for S3Options {
 /// Runs the server until a shutdown signal.
 pub async fn run(args: ServeArgs) -> Result<()> {
     let storage = Storage::parse(&args.data, &S3Options::from(&args.s3))?;
+    // Bad TLS files fail the start, not the first client.
+    let flight_tls = args.tls.tonic()?;
+    let http_tls = args.tls.rustls()?;
     let options = args.write.options(&storage);
     let engine = Engine::open_with(storage.clone(), options)
         .await?
@@ -199,8 +207,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .max_encoding_message_size(MESSAGE_BYTES_MAX);
     // Tests and scripts wait for this exact line.
     println!(
-        "Tributary Flight SQL listening on {addr} (data: {})",
-        args.data
+        "Tributary Flight SQL listening on {addr} (data: {}{})",
+        args.data,
+        if args.tls.enabled() { ", TLS" } else { "" }
     );
     if open {
         println!(
@@ -217,24 +226,40 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     // Printed last: tests and scripts wait for both addresses.
     println!("Tributary HTTP collection API listening on {http_addr}");
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let http_serving = tokio::spawn(
-        // Small replies must not wait for Nagle's algorithm to meet the client's delayed ACK.
-        axum::serve(
-            http_listener.tap_io(|stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::warn!("cannot set TCP_NODELAY on an HTTP connection: {e}");
-                }
-            }),
-            http_routes.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = http_stop_rx.await;
-        })
-        .into_future(),
-    );
+    let http_stopped = async {
+        let _ = http_stop_rx.await;
+    };
+    let http_service = http_routes.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let http_serving = match http_tls {
+        Some(config) => tokio::spawn(
+            axum::serve(
+                TlsListener::new(http_listener, config)?.tap_io(|_| {}),
+                http_service,
+            )
+            .with_graceful_shutdown(http_stopped)
+            .into_future(),
+        ),
+        None => tokio::spawn(
+            // Small replies must not wait for Nagle's algorithm to meet the client's delayed ACK.
+            axum::serve(
+                http_listener.tap_io(|stream| {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::warn!("cannot set TCP_NODELAY on an HTTP connection: {e}");
+                    }
+                }),
+                http_service,
+            )
+            .with_graceful_shutdown(http_stopped)
+            .into_future(),
+        ),
+    };
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(config) = flight_tls {
+        builder = builder.tls_config(config)?;
+    }
     let serving = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             // JDBC sends its URL parameters as headers; the default 8 KiB list is too small.

@@ -10,7 +10,10 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
 VENV="${TRIBUTARY_VENV:-$HOME/.cache/tributary-venv}"
 NODE_DIR="${TRIBUTARY_NODE_DIR:-$HOME/.cache/tributary-node}"
-PY_PACKAGES=(pyarrow adbc-driver-flightsql adbc-driver-manager deltalake polars pytest "moto[server]" boto3 chdb duckdb segment-analytics-python lifetimes jsonschema)
+PY_PACKAGES=(pyarrow adbc-driver-flightsql adbc-driver-manager deltalake polars pytest "moto[server]" boto3 chdb duckdb segment-analytics-python lifetimes jsonschema cryptography)
+# flightsql-dbapi (the SQLAlchemy dialect Superset uses) needs SQLAlchemy 1.4: its own venv.
+SQLA_VENV="${TRIBUTARY_SQLA_VENV:-$HOME/.cache/tributary-venv-sqla}"
+SQLA_PACKAGES=(flightsql-dbapi "SQLAlchemy<2" pandas)
 
 echo "== house rules: cargo fmt --check, clippy -D warnings, no module cycles"
 cargo fmt --all --check
@@ -39,6 +42,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"
+if [ ! -x "$SQLA_VENV/bin/python" ]; then
+  python3 -m venv "$SQLA_VENV"
+fi
+"$SQLA_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${SQLA_PACKAGES[@]}"
 
 echo "== Segment Node SDK ($NODE_DIR)"
 if [ ! -d "$NODE_DIR/node_modules/@segment/analytics-node" ]; then
@@ -48,4 +55,5 @@ fi
 
 echo "== Python end-to-end tests"
 TRIBUTARY_BIN="$CARGO_TARGET_DIR/debug/tributary" TRIBUTARY_NODE_MODULES="$NODE_DIR/node_modules" \
+  TRIBUTARY_SQLA_PYTHON="$SQLA_VENV/bin/python" \
   "$VENV/bin/python" -m pytest -q tests/python

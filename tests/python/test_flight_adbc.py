@@ -88,6 +88,18 @@ def test_prepared_statement_with_parameter(server, connect):
         assert cur.fetch_arrow_table().schema.field("player").type == pa.string()
 
 
+
+def test_question_mark_placeholders_bind_like_numbered_ones(server, connect):
+    """`?` is what JDBC, ODBC and ADBC's DB-API (paramstyle qmark) send."""
+    conn = connect(server)
+    with conn.cursor() as cur:
+        cur.execute("SELECT CAST(? AS BIGINT) + 1", parameters=(41,))
+        assert cur.fetchall() == [(42,)]
+        cur.execute("CREATE TABLE marks (who VARCHAR, score BIGINT)")
+        cur.executemany("INSERT INTO marks VALUES (?, ?)", [("ann", 3), ("bob", 5)])
+        cur.execute("SELECT who FROM marks WHERE score > ? AND who <> ? ORDER BY who", parameters=(1, "ann"))
+        assert cur.fetchall() == [("bob",)]
+
 def test_ddl_runs_at_execute_and_errors_change_nothing(server, connect):
     conn = connect(server)
     with conn.cursor() as cur:

@@ -357,3 +357,20 @@ def test_a_public_address_without_users_is_refused(tmp_path):
     )
     assert result.returncode != 0
     assert "refusing to listen on 0.0.0.0" in result.stderr
+
+
+def test_tributary_sql_logs_in_with_password_or_token(brands):
+    env = dict(os.environ, TRIBUTARY_PASSWORD=ANALYST[1])
+    result = subprocess.run([BINARY, "sql", "--server", brands.address, "--user", ANALYST[0],
+                             "-c", "SELECT count(*) AS n FROM orders"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "| 2 |" in result.stdout
+    token = token_of(brands, ANALYST)
+    result = subprocess.run([BINARY, "sql", "--server", brands.address, "--token", token,
+                             "-c", "SHOW GRANTS"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "brand_a" in result.stdout and "analyst" in result.stdout
+    result = subprocess.run([BINARY, "sql", "--server", brands.address, "-c", "SELECT 1"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "needs a login" in result.stderr

@@ -125,3 +125,17 @@ def test_bad_tls_files_fail_the_start(tmp_path, pki):
                                           "--tls-key", str(tmp_path / "missing.pem")])
     with pytest.raises(RuntimeError):
         srv.start()
+
+
+def test_tributary_sql_connects_with_the_ca(tmp_path, pki):
+    import subprocess
+    from conftest import BINARY
+    srv = Server(tmp_path / "data", args=["--tls-cert", str(pki / "server.pem"),
+                                          "--tls-key", str(pki / "server-key.pem")]).start()
+    try:
+        result = subprocess.run([BINARY, "sql", "--server", srv.address, "--tls-ca", str(pki / "ca.pem"),
+                                 "-c", "SELECT 6 * 7 AS answer"], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert "42" in result.stdout
+    finally:
+        srv.stop()

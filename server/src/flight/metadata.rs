@@ -18,8 +18,8 @@ use arrow_flight::sql::{
 /// Identifiers longer than this are refused by the catalog (see tributary-catalog).
 const NAME_LENGTH_MAX: i64 = tributary_catalog::NAME_LENGTH_MAX as i64;
 
-/// The server's `GetSqlInfo` answers.
-pub(crate) static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
+/// The server's `GetSqlInfo` answers, with its statement time limit (milliseconds, 0: none).
+pub(crate) fn sql_info(statement_timeout_ms: i32) -> SqlInfoData {
     let mut b = SqlInfoDataBuilder::new();
     b.append(SqlInfo::FlightSqlServerName, "Tributary");
     b.append(SqlInfo::FlightSqlServerVersion, env!("CARGO_PKG_VERSION"));
@@ -31,10 +31,13 @@ pub(crate) static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
         SqlInfo::FlightSqlServerTransaction,
         SqlSupportedTransaction::None as i32,
     );
-    b.append(SqlInfo::FlightSqlServerCancel, false);
+    b.append(SqlInfo::FlightSqlServerCancel, true);
     b.append(SqlInfo::FlightSqlServerBulkIngestion, true);
     b.append(SqlInfo::FlightSqlServerIngestTransactionsSupported, false);
-    b.append(SqlInfo::FlightSqlServerStatementTimeout, 0i32);
+    b.append(
+        SqlInfo::FlightSqlServerStatementTimeout,
+        statement_timeout_ms,
+    );
     b.append(SqlInfo::FlightSqlServerTransactionTimeout, 0i32);
     b.append(SqlInfo::SqlDdlCatalog, true);
     b.append(SqlInfo::SqlDdlSchema, false);
@@ -142,7 +145,7 @@ pub(crate) static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     b.append(SqlInfo::SqlLocatorsUpdateCopy, false);
     b.append(SqlInfo::SqlStoredFunctionsUsingCallSyntaxSupported, false);
     b.build().expect("static SqlInfo data is well formed")
-});
+}
 
 const KEYWORDS: &[&str] = &[
     "absolute",
@@ -290,6 +293,32 @@ pub(crate) static XDBC_TYPE_INFO: LazyLock<XdbcTypeInfoData> = LazyLock::new(|| 
         ("DATE", XdbcDataType::XdbcDate, Some(10), None),
         ("TIME", XdbcDataType::XdbcTime, Some(15), None),
         ("TIMESTAMP", XdbcDataType::XdbcTimestamp, Some(26), None),
+        (
+            "TIMESTAMP WITH TIME ZONE",
+            XdbcDataType::XdbcTimestamp,
+            Some(32),
+            None,
+        ),
+        ("INTERVAL", XdbcDataType::XdbcInterval, None, None),
+        ("TINYINT UNSIGNED", XdbcDataType::XdbcTinyint, Some(3), None),
+        (
+            "SMALLINT UNSIGNED",
+            XdbcDataType::XdbcSmallint,
+            Some(5),
+            None,
+        ),
+        (
+            "INTEGER UNSIGNED",
+            XdbcDataType::XdbcInteger,
+            Some(10),
+            None,
+        ),
+        ("BIGINT UNSIGNED", XdbcDataType::XdbcBigint, Some(20), None),
+        // Nested and untyped results: JDBC reads them as objects (Types.OTHER).
+        ("ARRAY", XdbcDataType::XdbcUnknownType, None, None),
+        ("STRUCT", XdbcDataType::XdbcUnknownType, None, None),
+        ("MAP", XdbcDataType::XdbcUnknownType, None, None),
+        ("NULL", XdbcDataType::XdbcUnknownType, None, None),
     ];
     for (name, data_type, column_size, create_params) in types {
         let is_text = matches!(data_type, XdbcDataType::XdbcVarchar);
@@ -308,7 +337,7 @@ pub(crate) static XDBC_TYPE_INFO: LazyLock<XdbcTypeInfoData> = LazyLock::new(|| 
             nullable: Nullable::NullabilityNullable,
             case_sensitive: is_text,
             searchable: Searchable::Full,
-            unsigned_attribute: Some(false),
+            unsigned_attribute: Some(name.ends_with("UNSIGNED")),
             fixed_prec_scale: false,
             auto_increment: Some(false),
             local_type_name: Some((*name).into()),
@@ -363,14 +392,68 @@ pub(crate) fn empty(schema: SchemaRef) -> RecordBatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::flight::edge::sql_type_name;
+    use arrow::datatypes::{IntervalUnit, TimeUnit};
     use arrow_flight::sql::CommandGetSqlInfo;
 
     #[test]
     fn sql_info_answers_every_key_it_claims() {
         let all = CommandGetSqlInfo { info: vec![] };
-        let batch = all.into_builder(&SQL_INFO).build().unwrap();
+        let batch = all.into_builder(&sql_info(0)).build().unwrap();
         assert!(batch.num_rows() > 80, "{} keys", batch.num_rows());
         let xdbc = XDBC_TYPE_INFO.record_batch(None).unwrap();
-        assert_eq!(xdbc.num_rows(), 13);
+        assert_eq!(xdbc.num_rows(), 23);
+    }
+
+    /// Every type a query can answer with is described by `GetXdbcTypeInfo` under the name
+    /// result metadata gives it (`ARROW:FLIGHT:SQL:TYPE_NAME`).
+    #[test]
+    fn every_result_type_is_described() {
+        let batch = XDBC_TYPE_INFO
+            .record_batch(
+                None::<arrow_flight::sql::CommandGetXdbcTypeInfo>.and_then(|c| c.data_type),
+            )
+            .unwrap();
+        let names = batch
+            .column_by_name("type_name")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        let described: Vec<&str> = names.iter().flatten().collect();
+        let item = Arc::new(Field::new("item", DataType::Int64, true));
+        for data_type in [
+            DataType::Boolean,
+            DataType::Int8,
+            DataType::Int16,
+            DataType::Int32,
+            DataType::Int64,
+            DataType::UInt8,
+            DataType::UInt16,
+            DataType::UInt32,
+            DataType::UInt64,
+            DataType::Float32,
+            DataType::Float64,
+            DataType::Decimal128(20, 4),
+            DataType::Utf8View,
+            DataType::LargeUtf8,
+            DataType::BinaryView,
+            DataType::Date32,
+            DataType::Time64(TimeUnit::Microsecond),
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            DataType::Interval(IntervalUnit::MonthDayNano),
+            DataType::Duration(TimeUnit::Second),
+            DataType::List(Arc::clone(&item)),
+            DataType::Struct(vec![Field::new("a", DataType::Int64, true)].into()),
+            DataType::Null,
+        ] {
+            let name = sql_type_name(&data_type);
+            let base = name.split('(').next().unwrap();
+            assert!(
+                described.contains(&base),
+                "{data_type} ({name}) is not described"
+            );
+        }
     }
 }

@@ -34,7 +34,7 @@ use crate::flight::auth::{HandshakeStream, authorization, caller, handshake};
 use crate::flight::edge::{client_schema, with_column_metadata};
 use crate::flight::handle::Handle;
 use crate::flight::metadata::{
-    SQL_INFO, XDBC_TYPE_INFO, empty, foreign_keys_schema, primary_keys_schema,
+    XDBC_TYPE_INFO, empty, foreign_keys_schema, primary_keys_schema, sql_info,
 };
 use crate::flight::queries::{Queries, QueryLimits, supervised};
 use crate::flight::statements::{
@@ -101,6 +101,14 @@ impl TributaryFlightSql {
     /// connections).
     pub fn running_queries(&self) -> usize {
         self.queries.running()
+    }
+
+    /// `GetSqlInfo`'s answers (they name this server's statement time limit).
+    fn sql_info(&self) -> arrow_flight::sql::metadata::SqlInfoData {
+        let timeout_ms = self
+            .timeout()
+            .map_or(0, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
+        sql_info(timeout_ms)
     }
 
     fn timeout(&self) -> Option<std::time::Duration> {
@@ -682,7 +690,7 @@ impl FlightSqlService for TributaryFlightSql {
         query: CommandGetSqlInfo,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder(&SQL_INFO).schema();
+        let schema = query.clone().into_builder(&self.sql_info()).schema();
         self.metadata_info(&query, &schema, request).await
     }
 
@@ -693,7 +701,7 @@ impl FlightSqlService for TributaryFlightSql {
     ) -> Result<Response<FlightDataStream>, Status> {
         self.session(&request).await?;
         Ok(Response::new(single_batch(
-            query.into_builder(&SQL_INFO).build(),
+            query.into_builder(&self.sql_info()).build(),
         )?))
     }
 

@@ -374,3 +374,23 @@ def test_tributary_sql_logs_in_with_password_or_token(brands):
     result = subprocess.run([BINARY, "sql", "--server", brands.address, "-c", "SELECT 1"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "needs a login" in result.stderr
+
+
+def test_metadata_rpcs_and_table_functions_do_not_reach_another_tenant(brands):
+    conn = login(brands, ANALYST)
+    for depth in ["db_schemas", "tables", "columns"]:
+        hidden = conn.adbc_get_objects(depth=depth, catalog_filter="brand_b").read_all().to_pylist()
+        assert hidden == [], depth
+    assert {t for t in conn.adbc_get_table_types()} >= {"TABLE"}
+    # Computed tables and table functions answer for the session's tenant only.
+    hidden = refused(conn, "SELECT count(*) FROM brand_b.public.identity_map")
+    missing = refused(conn, "SELECT count(*) FROM brand_zz.public.identity_map")
+    assert hidden.replace("brand_b", "X") == missing.replace("brand_zz", "X")
+    assert rows(conn, "SELECT count(*) FROM identity_map") == [(0,)]
+    assert rows(conn, """SELECT segment_size('{"field": "total_revenue", "op": ">", "value": 0}')""") == [(0,)]
+    # DataFusion answers information_schema under any catalog name, from the session's catalogs:
+    # the other brand's name shows the same (own) rows as a name that does not exist.
+    hidden = rows(conn, "SELECT DISTINCT table_catalog FROM brand_b.information_schema.tables")
+    missing = rows(conn, "SELECT DISTINCT table_catalog FROM brand_zz.information_schema.tables")
+    assert hidden == missing == [("brand_a",)]
+    conn.close()

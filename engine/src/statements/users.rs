@@ -287,7 +287,6 @@ impl Statement for UserStatement {
                 text("name"),
                 Field::new("superuser", DataType::Boolean, false),
                 text("grants"),
-                text("created_at"),
             ])),
             Self::ShowGrants { .. } => Arc::new(Schema::new(vec![
                 text("user"),
@@ -366,9 +365,6 @@ async fn show_users(
                 users.iter().map(|u| Some(u.superuser)),
             )),
             Arc::new(StringArray::from_iter_values(grants)),
-            Arc::new(StringArray::from_iter_values(
-                users.iter().map(|u| &u.created_at),
-            )),
         ],
     )?])
 }
@@ -410,4 +406,25 @@ async fn show_grants(
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.2))),
         ],
     )?])
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::statements::parse;
+
+    #[test]
+    fn passwords_never_appear_in_the_statement_text() {
+        for sql in [
+            "CREATE USER carol PASSWORD 'do not print me' SUPERUSER",
+            "ALTER USER carol PASSWORD 'do not print me'",
+        ] {
+            let statement = parse(sql, "generic").unwrap().unwrap();
+            assert!(!statement.sql().contains("print"), "{}", statement.sql());
+            assert!(
+                statement.sql().contains("'********'"),
+                "{}",
+                statement.sql()
+            );
+        }
+    }
 }

@@ -163,18 +163,17 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .is_open()
         .await
         .map_err(tributary_engine::Error::from)?;
-    if open {
-        if let Some(public) = [args.flight_addr, args.http_addr]
+    if open
+        && let Some(public) = [args.flight_addr, args.http_addr]
             .into_iter()
             .find(|a| !a.ip().is_loopback())
-        {
-            return Err(Error::BadInput(format!(
-                "refusing to listen on {public} with no users: anyone reaching it could read \
+    {
+        return Err(Error::BadInput(format!(
+            "refusing to listen on {public} with no users: anyone reaching it could read \
                  and change every tenant. Make a superuser first (`tributary user add NAME \
                  --superuser --data {}`), or listen on 127.0.0.1",
-                args.data
-            )));
-        }
+            args.data
+        )));
     }
     let segment_scheduler = engine.start_segment_scheduler();
     let deliverer = engine.start_deliverer();

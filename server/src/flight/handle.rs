@@ -35,6 +35,11 @@ pub(crate) enum Handle {
     Run { id: u128, query: Box<Handle> },
 }
 
+/// A fresh id for one run of a query.
+pub(crate) fn new_query_id() -> u128 {
+    uuid::Uuid::new_v4().as_u128()
+}
+
 impl Handle {
     pub(crate) fn query(sql: impl Into<String>) -> Self {
         Self::Query {

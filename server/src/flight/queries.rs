@@ -177,11 +177,6 @@ async fn cancelled(receiver: &mut tokio::sync::watch::Receiver<bool>) {
     }
 }
 
-/// A fresh query id.
-pub(crate) fn new_id() -> u128 {
-    uuid::Uuid::new_v4().as_u128()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,7 +123,7 @@ impl TributaryFlightSql {
     ) -> Result<FlightDataStream, Status> {
         let id = match &handle {
             Handle::Run { id, .. } => *id,
-            _ => crate::flight::queries::new_id(),
+            _ => crate::flight::handle::new_query_id(),
         };
         let user = access_of(ctx)
             .map(|a| a.user().to_string())

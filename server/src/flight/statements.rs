@@ -50,7 +50,7 @@ pub(crate) async fn flight_info(
                 (
                     client_schema(plan.schema().as_arrow()),
                     Handle::Run {
-                        id: crate::flight::queries::new_id(),
+                        id: crate::flight::handle::new_query_id(),
                         query: Box::new(Handle::Query { sql, parameters }),
                     },
                 )

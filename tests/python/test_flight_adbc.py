@@ -193,3 +193,19 @@ def test_tenant_header_picks_the_default_catalog(server, connect):
         with nope.cursor() as cur:
             with pytest.raises(adbc_driver_manager.Error, match="tenant 'nope' does not exist"):
                 cur.execute("SELECT 1")
+
+
+def test_sigterm_does_not_wait_for_idle_connections(tmp_path):
+    import signal
+    from conftest import Server
+    from adbc_driver_flightsql import dbapi
+    srv = Server(tmp_path / "data", args=["--shutdown-grace-secs", "600"]).start()
+    conn = dbapi.connect(srv.uri, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        cur.fetchall()
+    # The connection stays open and idle; the server must not sit out its 600 s grace period.
+    srv.process.send_signal(signal.SIGTERM)
+    assert srv.process.wait(timeout=120) == 0
+    assert "Tributary stopped" in srv.process.stdout.read()
+    conn.close()

@@ -394,3 +394,59 @@ def test_metadata_rpcs_and_table_functions_do_not_reach_another_tenant(brands):
     missing = rows(conn, "SELECT DISTINCT table_catalog FROM brand_zz.information_schema.tables")
     assert hidden == missing == [("brand_a",)]
     conn.close()
+
+
+def test_plain_do_put_paths_are_checked(brands):
+    token = token_of(brands, WRITER)
+    client = flight.FlightClient(brands.uri)
+    options = flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())])
+    rows_in = pa.table({"id": [100], "amount": [1.0]})
+    for path, allowed in [(["brand_b", "orders"], False), (["brand_zz", "orders"], False), (["orders"], True)]:
+        descriptor = flight.FlightDescriptor.for_path(*path)
+        if allowed:
+            writer, reader = client.do_put(descriptor, rows_in.schema, options)
+            writer.write_table(rows_in)
+            writer.done_writing()
+            reader.read()
+            writer.close()
+        else:
+            with pytest.raises(flight.FlightError) as info:
+                writer, reader = client.do_put(descriptor, rows_in.schema, options)
+                writer.write_table(rows_in)
+                writer.done_writing()
+                reader.read()
+                writer.close()
+            assert "not available" in str(info.value)
+    client.close()
+    conn = login(brands, WRITER)
+    rows(conn, "DELETE FROM orders WHERE id = 100")
+    conn.close()
+    root = login(brands, ROOT, tenant="brand_b")
+    assert rows(root, "SELECT count(*) FROM orders") == [(3,)]
+    root.close()
+
+
+def test_the_user_command_manages_users_a_running_server_sees(brands):
+    assert user_cli(brands.data, "add", "cli_user", password="cli-pass-12").returncode == 0
+    assert user_cli(brands.data, "grant", "cli_user", "analyst", "--tenant", "brand_b").returncode == 0
+    bad = user_cli(brands.data, "grant", "cli_user", "owner", "--tenant", "brand_b")
+    assert bad.returncode != 0 and "unknown role 'owner'" in bad.stderr
+    missing = user_cli(brands.data, "grant", "cli_user", "analyst", "--tenant", "brand_zz")
+    assert missing.returncode != 0 and "brand_zz" in missing.stderr
+    time.sleep(1.1)  # the server reads the users again at most once a second
+    conn = login(brands, ("cli_user", "cli-pass-12"))
+    assert rows(conn, "SELECT count(*) FROM orders") == [(3,)]
+    conn.close()
+    assert user_cli(brands.data, "passwd", "cli_user", password="cli-pass-34").returncode == 0
+    time.sleep(1.1)
+    with pytest.raises(adbc_driver_manager.Error):
+        login(brands, ("cli_user", "cli-pass-12"))
+    conn = login(brands, ("cli_user", "cli-pass-34"))
+    assert user_cli(brands.data, "revoke", "cli_user", "--tenant", "brand_b").returncode == 0
+    time.sleep(1.1)
+    assert "has no tenant" in refused(conn, "SELECT 1")
+    conn.close()
+    assert user_cli(brands.data, "remove", "cli_user").returncode == 0
+    time.sleep(1.1)
+    with pytest.raises(adbc_driver_manager.Error):
+        login(brands, ("cli_user", "cli-pass-34"))

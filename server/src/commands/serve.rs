@@ -19,9 +19,6 @@ use crate::flight::{FlightOptions, QueryLimits, TributaryFlightSql};
 use crate::http::{self, write_keys::KeyRing};
 use crate::tls::{TlsArgs, TlsListener};
 
-/// How long running calls may take to finish after a shutdown signal.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 /// Largest gRPC message accepted from clients (bulk loads send large batches).
 const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
@@ -60,6 +57,11 @@ pub struct ServeArgs {
     /// Queries one user may run at once over Flight SQL.
     #[arg(long, env = "TRIBUTARY_MAX_QUERIES_PER_USER", default_value_t = 16)]
     pub max_queries_per_user: usize,
+
+    /// How long (seconds) running queries may take to finish after SIGTERM or Ctrl-C (idle
+    /// client connections do not wait).
+    #[arg(long, env = "TRIBUTARY_SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
 
     /// How long (seconds) a login token from the Flight SQL handshake works.
     #[arg(long, env = "TRIBUTARY_TOKEN_LIFETIME_SECS", default_value_t = 12 * 3600)]
@@ -281,10 +283,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     deliverer.abort();
     let _ = stop_tx.send(());
     let _ = http_stop_tx.send(());
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, http_serving).await;
+    let grace = Duration::from_secs(args.shutdown_grace_secs);
+    let _ = tokio::time::timeout(grace, http_serving).await;
     // Running queries get a grace period; idle client connections do not hold the exit (tonic's
     // graceful stop would wait for every connection to close).
-    let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+    let deadline = tokio::time::Instant::now() + grace;
     let mut serving = serving;
     loop {
         if serving.is_finished() {

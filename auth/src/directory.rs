@@ -269,12 +269,8 @@ impl Directory {
     ) -> Result<()> {
         let password_hash = hash_off_thread(password).await?;
         self.change(|users| {
-            let target = users
-                .get_mut(name)
-                .ok_or_else(|| Error::NotFound(format!("user '{name}' does not exist")))?;
-            if actor.is_none_or(|a| a.user() != name) {
-                may_manage(actor, target)?;
-            }
+            let target = find_mut(users, name)?;
+            may_manage_or_is(actor, target)?;
             target.password_hash = password_hash;
             target.token_generation += 1;
             Ok(())
@@ -285,12 +281,8 @@ impl Directory {
     /// Ends every login of a user (the user themselves may).
     pub async fn revoke_tokens(&self, actor: Option<&Access>, name: &str) -> Result<()> {
         self.change(|users| {
-            let target = users
-                .get_mut(name)
-                .ok_or_else(|| Error::NotFound(format!("user '{name}' does not exist")))?;
-            if actor.is_none_or(|a| a.user() != name) {
-                may_manage(actor, target)?;
-            }
+            let target = find_mut(users, name)?;
+            may_manage_or_is(actor, target)?;
             target.token_generation += 1;
             Ok(())
         })
@@ -308,9 +300,7 @@ impl Directory {
     ) -> Result<()> {
         administers(actor, tenant)?;
         self.change(|users| {
-            let target = users
-                .get_mut(name)
-                .ok_or_else(|| Error::NotFound(format!("user '{name}' does not exist")))?;
+            let target = find_mut(users, name)?;
             target.grants.insert(tenant.to_string(), role);
             Ok(())
         })
@@ -321,9 +311,7 @@ impl Directory {
     pub async fn revoke(&self, actor: Option<&Access>, name: &str, tenant: &str) -> Result<()> {
         administers(actor, tenant)?;
         self.change(|users| {
-            let target = users
-                .get_mut(name)
-                .ok_or_else(|| Error::NotFound(format!("user '{name}' does not exist")))?;
+            let target = find_mut(users, name)?;
             if target.grants.remove(tenant).is_none() {
                 return Err(Error::NotFound(format!(
                     "user '{name}' has no role on tenant '{tenant}'"
@@ -368,6 +356,20 @@ fn find<'a>(users: &'a BTreeMap<String, User>, name: &str) -> Result<&'a User> {
     users
         .get(name)
         .ok_or_else(|| Error::NotFound(format!("user '{name}' does not exist")))
+}
+
+fn find_mut<'a>(users: &'a mut BTreeMap<String, User>, name: &str) -> Result<&'a mut User> {
+    users
+        .get_mut(name)
+        .ok_or_else(|| Error::NotFound(format!("user '{name}' does not exist")))
+}
+
+/// As [`may_manage`], and a user may always act on themselves (a new password, their tokens).
+fn may_manage_or_is(actor: Option<&Access>, target: &User) -> Result<()> {
+    match actor {
+        Some(actor) if actor.user() == target.name => Ok(()),
+        _ => may_manage(actor, target),
+    }
 }
 
 /// A caller may manage (drop, set the password of) a user when they are a superuser, or when

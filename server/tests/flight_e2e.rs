@@ -1,10 +1,7 @@
 //! End-to-end: starts the real `tributary serve` binary on a free loopback port with a temporary
 //! data directory and talks to it with the Rust `arrow-flight` Flight SQL client, like a BI tool.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::array::{Array, AsArray, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Int64Type, Schema};
@@ -14,72 +11,8 @@ use arrow_flight::{FlightInfo, decode::FlightRecordBatchStream};
 use futures::TryStreamExt;
 use tonic::transport::Channel;
 
-/// A running server that is killed when dropped.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Server {
-    fn start(data: &std::path::Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args([
-                "serve",
-                "--flight-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--data",
-            ])
-            .arg(data)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tributary serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("Tributary Flight SQL listening on ") {
-                    let address = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    let _ = tx.send(address);
-                }
-            }
-        });
-        let address = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("server printed its address within 60 s");
-        Self { child, address }
-    }
-
-    async fn client(&self) -> FlightSqlServiceClient<Channel> {
-        let channel = Channel::from_shared(format!("http://{}", self.address))
-            .unwrap()
-            .connect()
-            .await
-            .expect("connect to server");
-        FlightSqlServiceClient::new(channel)
-    }
-
-    /// Stops the server with SIGTERM and waits for it.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod support;
+use support::Server;
 
 async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Vec<RecordBatch> {
     let mut batches = Vec::new();
@@ -127,7 +60,7 @@ fn error_of<T: std::fmt::Debug>(result: Result<T, arrow_flight::error::FlightErr
 #[tokio::test]
 async fn queries_metadata_prepared_statements_and_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("data"));
+    let server = Server::start(&dir.path().join("data"), &[]);
     let mut client = server.client().await;
 
     // A plain query.
@@ -312,7 +245,7 @@ async fn queries_metadata_prepared_statements_and_errors() {
 async fn tables_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data);
+    let server = Server::start(&data, &[]);
     let mut client = server.client().await;
     client
         .execute(
@@ -328,7 +261,7 @@ async fn tables_survive_a_restart() {
     drop(client);
     server.stop();
 
-    let server = Server::start(&data);
+    let server = Server::start(&data, &[]);
     let mut client = server.client().await;
     let rows = query(&mut client, "SELECT v FROM kept ORDER BY v").await;
     assert_eq!(column_i64(&rows, 0), [1, 3]);

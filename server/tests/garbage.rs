@@ -3,9 +3,6 @@
 //! call must end in an error status (never a panic, never a dropped connection), and the server
 //! must answer a real query afterwards.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
-
 use arrow_flight::flight_service_client::FlightServiceClient;
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, Any,
@@ -13,7 +10,9 @@ use arrow_flight::sql::{
 };
 use arrow_flight::{Action, FlightData, FlightDescriptor, HandshakeRequest, Ticket};
 use prost::Message;
-use tonic::transport::Channel;
+
+mod support;
+use support::Server;
 
 /// A small deterministic generator (xorshift): the same cases on every run.
 struct Bytes(u64);
@@ -30,37 +29,6 @@ impl Bytes {
         let n = (self.next() as usize) % (max + 1);
         (0..n).map(|_| self.next() as u8).collect()
     }
-}
-
-fn start() -> (Child, String, tempfile::TempDir) {
-    let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args([
-            "serve",
-            "--flight-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .arg("--data")
-        .arg(data.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut address = None;
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("Tributary Flight SQL listening on ") {
-            address = rest.split_whitespace().next().map(str::to_string);
-        }
-        if line.starts_with("Tributary HTTP collection API listening on") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    (child, address.unwrap(), data)
 }
 
 /// Half-valid inputs: real envelopes around garbage, real handles cut short.
@@ -106,13 +74,9 @@ fn cases(random: &mut Bytes) -> Vec<Vec<u8>> {
 
 #[tokio::test]
 async fn garbage_gets_errors_and_the_server_lives_on() {
-    let (mut child, address, _data) = start();
-    let channel = Channel::from_shared(format!("http://{address}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut client = FlightServiceClient::new(channel);
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let mut client = FlightServiceClient::new(server.channel().await);
     let mut random = Bytes(0x9E37_79B9_7F4A_7C15);
     let mut refused = 0;
     for bytes in cases(&mut random) {
@@ -199,14 +163,6 @@ async fn garbage_gets_errors_and_the_server_lives_on() {
         ))
         .await
         .unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = server.stderr();
     assert!(!stderr.contains("panicked"), "{stderr}");
 }

@@ -3,82 +3,19 @@
 //! per-user limit of concurrent queries, and a 10-million-row result streamed without holding it
 //! in server memory (peak RSS measured).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::{CancelFlightInfoRequest, FlightInfo};
 use futures::StreamExt;
 use prost::Message;
 use tonic::transport::Channel;
 
-struct Server {
-    child: Child,
-    address: String,
-    _data: tempfile::TempDir,
-}
+mod support;
+use support::Server;
 
-impl Server {
-    fn start(extra: &[&str]) -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tributary"))
-            .args([
-                "serve",
-                "--flight-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-            ])
-            .arg("--data")
-            .arg(data.path())
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut address = None;
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(rest) = line.strip_prefix("Tributary Flight SQL listening on ") {
-                address = rest.split_whitespace().next().map(str::to_string);
-            }
-            if line.starts_with("Tributary HTTP collection API listening on") {
-                break;
-            }
-        }
-        // Keep reading stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Self {
-            child,
-            address: address.expect("the server printed its address"),
-            _data: data,
-        }
-    }
-
-    async fn client(&self) -> FlightSqlServiceClient<Channel> {
-        let channel = Channel::from_shared(format!("http://{}", self.address))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        FlightSqlServiceClient::new(channel)
-    }
-
-    fn peak_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A server on a fresh data directory (kept for the test's life).
+fn start(extra: &[&str]) -> (Server, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    (Server::start(data.path(), extra), data)
 }
 
 /// Reads a query's whole result; the error status if it fails.
@@ -106,7 +43,7 @@ const ENDLESS: &str = "SELECT count(*) FROM generate_series(1, 1000000000000) a(
 
 #[tokio::test]
 async fn a_query_past_its_time_limit_is_stopped() {
-    let server = Server::start(&["--query-timeout-secs", "2"]);
+    let (server, _data) = start(&["--query-timeout-secs", "2"]);
     let mut client = server.client().await;
     let info = client.execute(ENDLESS.into(), None).await.unwrap();
     let error = drain(&mut client, info).await.unwrap_err();
@@ -119,7 +56,7 @@ async fn a_query_past_its_time_limit_is_stopped() {
 
 #[tokio::test]
 async fn cancel_flight_info_stops_a_running_query() {
-    let server = Server::start(&[]);
+    let (server, _data) = start(&[]);
     let mut client = server.client().await;
     let info = client.execute(ENDLESS.into(), None).await.unwrap();
     let mut running = server.client().await;
@@ -145,7 +82,7 @@ async fn cancel_flight_info_stops_a_running_query() {
 
 #[tokio::test]
 async fn a_query_past_its_memory_limit_fails_clearly() {
-    let server = Server::start(&["--query-memory-mb", "32"]);
+    let (server, _data) = start(&["--query-memory-mb", "32"]);
     let mut client = server.client().await;
     let sql = "SELECT array_agg(v) FROM generate_series(1, 20000000) a(v)";
     let result = match client.execute(sql.into(), None).await {
@@ -167,7 +104,7 @@ async fn a_query_past_its_memory_limit_fails_clearly() {
 
 #[tokio::test]
 async fn a_user_runs_a_limited_number_of_queries_at_once() {
-    let server = Server::start(&["--max-queries-per-user", "2"]);
+    let (server, _data) = start(&["--max-queries-per-user", "2"]);
     let mut client = server.client().await;
     let mut open = Vec::new();
     for _ in 0..2 {
@@ -200,7 +137,7 @@ async fn a_user_runs_a_limited_number_of_queries_at_once() {
 
 #[tokio::test]
 async fn ten_million_rows_stream_without_being_held_in_memory() {
-    let server = Server::start(&[]);
+    let (server, _data) = start(&[]);
     let mut client = server.client().await;
     let warm = client.execute("SELECT 1".into(), None).await.unwrap();
     drain(&mut client, warm).await.unwrap();

@@ -452,13 +452,17 @@ def test_the_segment_api_over_http(shop, server):
     assert status == 404 and "nowhere" in answer["error"]
 
 
-def test_the_segment_api_refuses_clients_off_loopback(tmp_path):
-    """Until users and tokens exist, the segment API reads customers for loopback clients only
-    (collection stays open to write keys)."""
+def test_the_segment_api_off_loopback_takes_logins(tmp_path):
+    """Off loopback, the segment API reads customers only for logged-in users (collection stays
+    open to write keys); a server without users does not listen off loopback at all
+    (test_security.py)."""
+    import base64
+    import os
     import socket
+    import subprocess
 
     from collection import post, track
-    from conftest import Server
+    from conftest import BINARY, Server
 
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -470,15 +474,21 @@ def test_the_segment_api_refuses_clients_off_loopback(tmp_path):
         probe.close()
     if own.startswith("127."):
         pytest.skip("this machine has no address off loopback")
-    server = Server(tmp_path / "data", http_addr="0.0.0.0:0")
+    data = tmp_path / "data"
+    made = subprocess.run([BINARY, "user", "add", "seg", "--superuser", "--data", str(data)],
+                          env=dict(os.environ, TRIBUTARY_PASSWORD="seg-pass-1"),
+                          capture_output=True, text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    server = Server(data, http_addr="0.0.0.0:0")
     server.start()
     try:
         port = server.http_address.rsplit(":", 1)[1]
         outside = f"http://{own}:{port}"
         status, answer = call(outside, "GET", "/v1/segments")
-        assert status == 403 and "loopback" in answer["error"]
-        assert call(outside, "POST", "/v1/segments/preview", {"all": []})[0] == 403
-        assert call(f"http://127.0.0.1:{port}", "GET", "/v1/segments") == (200, [])
+        assert status == 401 and "needs a login" in answer["error"]
+        assert call(outside, "POST", "/v1/segments/preview", {"all": []})[0] == 401
+        basic = base64.b64encode(b"seg:seg-pass-1").decode()
+        assert call(outside, "GET", "/v1/segments", headers={"Authorization": f"Basic {basic}"}) == (200, [])
         assert post(outside, "/v1/track", track("off-loopback"))[0] == 200
     finally:
         server.stop()

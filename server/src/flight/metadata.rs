@@ -7,6 +7,11 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::prelude::SessionContext;
+use tonic::Status;
+use tributary_catalog::PUBLIC_SCHEMA;
+
+use crate::flight::edge::with_column_metadata;
 use arrow_flight::sql::metadata::{
     SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
 };
@@ -387,6 +392,52 @@ pub(crate) fn foreign_keys_schema() -> SchemaRef {
 /// An empty batch of `schema`.
 pub(crate) fn empty(schema: SchemaRef) -> RecordBatch {
     RecordBatch::new_empty(schema)
+}
+
+/// Every (tenant, schema, table, type, schema) the session can see, filtered by catalog.
+pub(crate) async fn list_tables(
+    ctx: &SessionContext,
+    catalog_filter: Option<&str>,
+    table_type_label: &str,
+) -> Result<Vec<(String, String, String, String, SchemaRef)>, Status> {
+    let mut rows = Vec::new();
+    for catalog_name in ctx.catalog_names() {
+        if catalog_filter.is_some_and(|c| c != catalog_name) {
+            continue;
+        }
+        let Some(catalog) = ctx.catalog(&catalog_name) else {
+            continue;
+        };
+        for schema_name in catalog.schema_names() {
+            let Some(schema) = catalog.schema(&schema_name) else {
+                continue;
+            };
+            for table_name in schema.table_names() {
+                let Some(table) = schema
+                    .table(&table_name)
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+                else {
+                    continue;
+                };
+                let table_type = match table.table_type() {
+                    datafusion::datasource::TableType::View => "VIEW".to_string(),
+                    _ if schema_name == PUBLIC_SCHEMA => table_type_label.to_string(),
+                    _ => "SYSTEM TABLE".to_string(),
+                };
+                let columns =
+                    with_column_metadata(&table.schema(), &catalog_name, &schema_name, &table_name);
+                rows.push((
+                    catalog_name.clone(),
+                    schema_name.clone(),
+                    table_name,
+                    table_type,
+                    Arc::new(columns),
+                ));
+            }
+        }
+    }
+    Ok(rows)
 }
 
 #[cfg(test)]

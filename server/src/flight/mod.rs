@@ -1,5 +1,6 @@
 //! Arrow Flight SQL: how BI tools, ADBC, JDBC and `tributary sql` talk to Tributary.
 
+mod actions;
 mod auth;
 mod edge;
 mod handle;

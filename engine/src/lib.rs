@@ -300,15 +300,29 @@ impl Engine {
     }
 
     /// Plans a query down to its physical plan without running it, so that errors found only
-    /// then (a function's invalid constant argument) are reported before any result is asked for.
-    pub async fn check_query(&self, ctx: &SessionContext, plan: &LogicalPlan) -> Result<()> {
-        // Our reading statements (SHOW SEGMENTS, EXPLAIN SEGMENT…) run in `execute`, not
-        // through a physical plan.
+    /// then (a function's invalid constant argument) are reported before any result is asked
+    /// for. The plan can be run later with [`Engine::execute_physical`] (`None` for our own
+    /// reading statements, which run in [`Engine::execute`]).
+    pub async fn prepare_query(
+        &self,
+        ctx: &SessionContext,
+        plan: &LogicalPlan,
+    ) -> Result<Option<Arc<dyn datafusion::physical_plan::ExecutionPlan>>> {
         if statements::statement_of(plan).is_some() {
-            return Ok(());
+            return Ok(None);
         }
-        ctx.state().create_physical_plan(plan).await?;
-        Ok(())
+        Ok(Some(ctx.state().create_physical_plan(plan).await?))
+    }
+
+    /// Runs a physical plan made by [`Engine::prepare_query`] in the session it was made in.
+    pub fn execute_physical(
+        ctx: &SessionContext,
+        plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    ) -> Result<SendableRecordBatchStream> {
+        Ok(datafusion::physical_plan::execute_stream(
+            plan,
+            ctx.task_ctx(),
+        )?)
     }
 
     /// Runs a write plan and returns the number of rows it changed. Buffered rows of the table

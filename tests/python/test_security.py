@@ -450,3 +450,27 @@ def test_the_user_command_manages_users_a_running_server_sees(brands):
     time.sleep(1.1)
     with pytest.raises(adbc_driver_manager.Error):
         login(brands, ("cli_user", "cli-pass-34"))
+
+
+def test_a_ticket_runs_with_the_rights_of_whoever_presents_it(brands):
+    """GetFlightInfo keeps its physical plan for the DoGet that follows; another user's DoGet of
+    that ticket never gets it, and a second DoGet plans again."""
+    root = login(brands, ROOT)
+    rows(root, "CREATE USER bea PASSWORD 'bea-pass-12'")
+    rows(root, "GRANT analyst ON TENANT brand_b TO bea")
+    root.close()
+    client = flight.FlightClient(brands.uri)
+
+    def as_user(user):
+        token = token_of(brands, user)
+        return flight.FlightCallOptions(headers=[(b"authorization", f"Bearer {token}".encode())])
+
+    ana, bea = as_user(ANALYST), as_user(("bea", "bea-pass-12"))
+    info = client.get_flight_info(
+        flight.FlightDescriptor.for_command(_statement("SELECT id FROM orders")), ana)
+    ticket = info.endpoints[0].ticket
+    # bea's session is brand_b: the same SQL, her tenant's rows, not the plan ana's call made.
+    assert client.do_get(ticket, bea).read_all().num_rows == 3
+    assert client.do_get(ticket, ana).read_all().num_rows == 2
+    assert client.do_get(ticket, ana).read_all().num_rows == 2
+    client.close()

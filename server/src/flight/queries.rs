@@ -2,6 +2,11 @@
 //! cancelled (`CancelFlightInfo`), ends with a clear error at its time limit, and counts against
 //! its user's limit of concurrent queries. Dropping a result stream (the end of the query, a
 //! client gone, a cancel, a timeout) stops DataFusion's work and frees the slot.
+//!
+//! It also keeps, for a short while, the physical plan `GetFlightInfo` made for each query, so
+//! that its `DoGet` runs it instead of planning the SQL again (small queries — the segment
+//! builder's counts, point lookups — pay planning once). Tickets still carry their SQL: a `DoGet`
+//! that finds no kept plan (another server, a second `DoGet`, a plan past its time) plans again.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -14,6 +19,26 @@ use crate::flight::statements::FlightDataStream;
 
 /// Cancelled ids remembered for a `DoGet` that comes after its cancel.
 const CANCELLED_REMEMBERED: usize = 4096;
+/// Plans kept for their `DoGet` at most.
+const PLANS_KEPT: usize = 256;
+/// How long a plan waits for its `DoGet`.
+const PLAN_KEPT_FOR: Duration = Duration::from_secs(60);
+
+/// A plan kept for its `DoGet`: who made it, in which session.
+pub(crate) struct KeptPlan {
+    user: String,
+    ctx: datafusion::prelude::SessionContext,
+    planned: crate::flight::statements::Planned,
+    at: std::time::Instant,
+}
+
+impl std::fmt::Debug for KeptPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeptPlan")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Limits on the queries of one server.
 #[derive(Debug, Clone)]
@@ -38,6 +63,7 @@ struct State {
     running: HashMap<u128, tokio::sync::watch::Sender<bool>>,
     cancelled: VecDeque<u128>,
     per_user: HashMap<String, usize>,
+    plans: HashMap<u128, KeptPlan>,
 }
 
 /// The registry of running queries.
@@ -109,6 +135,52 @@ impl Queries {
             user: user.to_string(),
             cancelled: receiver,
         })
+    }
+
+    /// Keeps the plan `GetFlightInfo` made for `user` in `ctx`, for the `DoGet` that follows.
+    pub(crate) fn keep_plan(
+        &self,
+        user: &str,
+        ctx: &datafusion::prelude::SessionContext,
+        planned: crate::flight::statements::Planned,
+    ) {
+        let mut state = self.state.lock().expect("query registry poisoned");
+        let now = std::time::Instant::now();
+        state
+            .plans
+            .retain(|_, kept| now.duration_since(kept.at) < PLAN_KEPT_FOR);
+        if state.plans.len() >= PLANS_KEPT {
+            return;
+        }
+        state.plans.insert(
+            planned.id,
+            KeptPlan {
+                user: user.to_string(),
+                ctx: ctx.clone(),
+                planned,
+                at: now,
+            },
+        );
+    }
+
+    /// The plan kept for run `id`, if the same user (in the same tenant) asks for it in time.
+    pub(crate) fn take_plan(
+        &self,
+        id: u128,
+        user: &str,
+        tenant: &str,
+    ) -> Option<(
+        datafusion::prelude::SessionContext,
+        crate::flight::statements::Planned,
+    )> {
+        let kept = self
+            .state
+            .lock()
+            .expect("query registry poisoned")
+            .plans
+            .remove(&id)?;
+        let same_caller = kept.user == user && tributary_engine::tenant_of(&kept.ctx) == tenant;
+        (same_caller && kept.at.elapsed() < PLAN_KEPT_FOR).then_some((kept.ctx, kept.planned))
     }
 
     /// How many queries are streaming results now.

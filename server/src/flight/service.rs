@@ -39,8 +39,8 @@ use crate::flight::metadata::{
 };
 use crate::flight::queries::{Queries, QueryLimits, supervised};
 use crate::flight::statements::{
-    FlightDataStream, command_ticket, do_get, encode_batches, execute_update, flight_info,
-    read_batches, read_parameters, ticket_handle,
+    FlightDataStream, client_stream, command_ticket, do_get, encode_batches, execute_update,
+    flight_info, read_batches, read_parameters, ticket_handle,
 };
 use prost::Message;
 
@@ -106,6 +106,24 @@ impl TributaryFlightSql {
         self.queries.limits().timeout
     }
 
+    /// The `FlightInfo` of a statement; a query's physical plan is kept for its `DoGet`.
+    async fn planned_info(
+        &self,
+        ctx: &SessionContext,
+        handle: Handle,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
+        let (info, planned) =
+            flight_info(&self.engine, ctx, handle, descriptor, self.timeout()).await?;
+        if let Some(planned) = planned {
+            let user = access_of(ctx)
+                .map(|a| a.user().to_string())
+                .unwrap_or_default();
+            self.queries.keep_plan(&user, ctx, planned);
+        }
+        Ok(info)
+    }
+
     /// Runs a query's `DoGet` under the registry: cancellable, timed, counted for its user.
     async fn run_query(
         &self,
@@ -121,6 +139,14 @@ impl TributaryFlightSql {
             .unwrap_or_default();
         let slot = self.queries.start(id, &user)?;
         let timeout = self.timeout();
+        if let Some((kept_ctx, planned)) = self.queries.take_plan(id, &user, &tenant_of(ctx)) {
+            let stream = Engine::execute_physical(&kept_ctx, planned.plan).map_err(status_of)?;
+            return Ok(supervised(
+                client_stream(stream, planned.schema),
+                slot,
+                timeout,
+            ));
+        }
         let planned = do_get(&self.engine, ctx, handle);
         let stream = match timeout {
             Some(limit) => tokio::time::timeout(limit, planned).await.map_err(|_| {
@@ -229,14 +255,9 @@ impl FlightSqlService for TributaryFlightSql {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let ctx = self.session(&request).await?;
-        let info = flight_info(
-            &self.engine,
-            &ctx,
-            Handle::query(query.query),
-            request.into_inner(),
-            self.timeout(),
-        )
-        .await?;
+        let info = self
+            .planned_info(&ctx, Handle::query(query.query), request.into_inner())
+            .await?;
         Ok(Response::new(info))
     }
 
@@ -247,14 +268,9 @@ impl FlightSqlService for TributaryFlightSql {
     ) -> Result<Response<FlightInfo>, Status> {
         let ctx = self.session(&request).await?;
         let handle = Handle::decode(&query.prepared_statement_handle)?;
-        let info = flight_info(
-            &self.engine,
-            &ctx,
-            handle,
-            request.into_inner(),
-            self.timeout(),
-        )
-        .await?;
+        let info = self
+            .planned_info(&ctx, handle, request.into_inner())
+            .await?;
         Ok(Response::new(info))
     }
 

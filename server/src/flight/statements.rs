@@ -27,15 +27,28 @@ pub(crate) const FLIGHT_DATA_BYTES_MAX: usize = 2 * 1024 * 1024;
 /// The stream type `DoGet` answers with.
 pub(crate) type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send>>;
 
+/// A query planned down to its physical plan by `GetFlightInfo`, that its `DoGet` may run
+/// without planning again.
+pub(crate) struct Planned {
+    /// The query's run id (in its ticket).
+    pub(crate) id: u128,
+    /// The physical plan.
+    pub(crate) plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    /// The schema the `FlightInfo` announced.
+    pub(crate) schema: SchemaRef,
+}
+
 /// Plans a handle's statement. A write runs now (DDL must have happened when `execute` returns)
-/// and the ticket carries its row count; a query's ticket carries the SQL to run at `DoGet`.
+/// and the ticket carries its row count; a query's ticket carries the SQL to run at `DoGet`,
+/// and its physical plan comes back for the `DoGet` that follows.
 pub(crate) async fn flight_info(
     engine: &Engine,
     ctx: &SessionContext,
     handle: Handle,
     descriptor: FlightDescriptor,
     timeout: Option<std::time::Duration>,
-) -> Result<FlightInfo, Status> {
+) -> Result<(FlightInfo, Option<Planned>), Status> {
+    let mut planned = None;
     let (schema, ticket_handle) = match handle {
         Handle::Query { sql, parameters } => {
             let plan = engine
@@ -46,11 +59,18 @@ pub(crate) async fn flight_info(
                 let count = within(timeout, engine.execute_write(ctx, plan)).await?;
                 (count_schema(), Handle::Written { count })
             } else {
-                engine.check_query(ctx, &plan).await.map_err(status_of)?;
+                let physical = engine.prepare_query(ctx, &plan).await.map_err(status_of)?;
+                let schema = client_schema(plan.schema().as_arrow());
+                let id = crate::flight::handle::new_query_id();
+                planned = physical.map(|plan| Planned {
+                    id,
+                    plan,
+                    schema: Arc::clone(&schema),
+                });
                 (
-                    client_schema(plan.schema().as_arrow()),
+                    schema,
                     Handle::Run {
-                        id: crate::flight::handle::new_query_id(),
+                        id,
                         query: Box::new(Handle::Query { sql, parameters }),
                     },
                 )
@@ -65,13 +85,14 @@ pub(crate) async fn flight_info(
         statement_handle: ticket_handle.encode()?,
     };
     let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()));
-    Ok(FlightInfo::new()
+    let info = FlightInfo::new()
         .try_with_schema(&schema)
         .map_err(|e| Status::internal(e.to_string()))?
         .with_endpoint(endpoint)
         .with_descriptor(descriptor)
         .with_total_records(-1)
-        .with_total_bytes(-1))
+        .with_total_bytes(-1);
+    Ok((info, planned))
 }
 
 /// Runs a write within the time limit.
@@ -114,14 +135,22 @@ pub(crate) async fn do_get(
                 client_schema(plan.schema().as_arrow())
             };
             let stream = engine.execute(ctx, plan).await.map_err(status_of)?;
-            let target = Arc::clone(&schema);
-            let batches = stream.map(move |batch| {
-                let batch = batch.map_err(|e| FlightError::from(status_of_datafusion(e)))?;
-                Ok(to_client_batch(&batch, &target)?)
-            });
-            Ok(encode_batches(schema, batches))
+            Ok(client_stream(stream, schema))
         }
     }
+}
+
+/// Encodes a result stream as Flight data of `schema` (a [`client_schema`]).
+pub(crate) fn client_stream(
+    stream: datafusion::execution::SendableRecordBatchStream,
+    schema: SchemaRef,
+) -> FlightDataStream {
+    let target = Arc::clone(&schema);
+    let batches = stream.map(move |batch| {
+        let batch = batch.map_err(|e| FlightError::from(status_of_datafusion(e)))?;
+        Ok(to_client_batch(&batch, &target)?)
+    });
+    encode_batches(schema, batches)
 }
 
 /// Encodes batches as Flight data, each message at most [`FLIGHT_DATA_BYTES_MAX`].

@@ -108,3 +108,20 @@ def test_s3_compatible_store(s3_server, connect, tmp_path):
     assert sorted(table.to_pyarrow_table()["order_id"].to_pylist()) == [1, 3]
     events = DeltaTable("s3://cdp/warehouse/default/events", storage_options=options)
     assert events.to_pyarrow_table().num_rows == 30
+
+
+def test_a_second_server_on_the_same_log_is_refused(tmp_path):
+    """Two servers sharing a write-ahead log would replay and commit the same records: the
+    second one stops at start and names the way out."""
+    from conftest import Server
+    first = Server(tmp_path / "data").start()
+    try:
+        second = Server(tmp_path / "data")
+        with pytest.raises(RuntimeError):
+            second.start()
+        assert second.process.wait() != 0
+        conn_ok = Server(tmp_path / "data", args=["--wal-dir", str(tmp_path / "wal2")])
+        conn_ok.start()
+        conn_ok.stop()
+    finally:
+        first.stop()

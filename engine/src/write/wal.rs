@@ -63,6 +63,9 @@ enum Command {
 pub struct Wal {
     sender: mpsc::Sender<Command>,
     dir: PathBuf,
+    /// Held (an exclusive `flock`) while the log is open: a second process on the same
+    /// directory would replay and commit the same records.
+    _lock: std::fs::File,
 }
 
 impl Wal {
@@ -70,6 +73,7 @@ impl Wal {
     /// New records are numbered from `max(last record + 1, next_seq_floor)`.
     pub fn open(dir: &Path, next_seq_floor: u64) -> Result<(Self, Vec<WalRecord>)> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, "create the log directory", e))?;
+        let lock = lock_directory(dir)?;
         let segments = list_segments(dir)?;
         let mut records = Vec::new();
         let mut tail: Option<(PathBuf, u64)> = None;
@@ -121,6 +125,7 @@ impl Wal {
             Self {
                 sender,
                 dir: dir.to_path_buf(),
+                _lock: lock,
             },
             records,
         ))
@@ -314,6 +319,26 @@ fn new_segment(dir: &Path, first_seq: u64) -> Result<File> {
         let _ = directory.sync_all();
     }
     Ok(file)
+}
+
+/// Takes the log directory for this process, or says which other one has it.
+fn lock_directory(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_error(&path, "open", e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Storage(format!(
+            "the write-ahead log in {} is in use by another process (another `tributary serve` \
+             on the same data root?): give each server its own --wal-dir",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_error(&path, "lock", e)),
+    }
 }
 
 fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
@@ -519,6 +544,19 @@ mod tests {
         drop(wal);
         let (_, replayed) = Wal::open(dir.path(), 0).unwrap();
         assert_eq!(replayed.iter().map(value).collect::<Vec<_>>(), [0, 1, 7]);
+    }
+
+    #[tokio::test]
+    async fn a_log_in_use_is_refused_until_it_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(dir.path(), 0).unwrap();
+        let error = Wal::open(dir.path(), 0).unwrap_err();
+        assert!(
+            error.to_string().contains("in use by another process"),
+            "{error}"
+        );
+        drop(wal);
+        Wal::open(dir.path(), 0).unwrap();
     }
 
     #[tokio::test]

@@ -102,8 +102,25 @@ impl Directory {
 
     /// Checks a user's password. An unknown user and a wrong password get the same answer.
     pub async fn login(&self, name: &str, password: &str) -> Result<Access> {
+        Ok(access_of(&self.verify(name, password).await?, None))
+    }
+
+    /// Logs in with user and password and returns a token for the following calls.
+    pub async fn login_for_token(
+        &self,
+        name: &str,
+        password: &str,
+        lifetime: Duration,
+    ) -> Result<String> {
+        let user = self.verify(name, password).await?;
+        Ok(self
+            .tokens
+            .issue(&user.name, user.token_generation, lifetime))
+    }
+
+    /// The user whose password this is (as read once, for the check and the token alike).
+    async fn verify(&self, name: &str, password: &str) -> Result<User> {
         let users = self.users().await?;
-        let refused = || Error::Unauthenticated("wrong user name or password".into());
         let user = users.get(name).cloned();
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         let password = password.to_string();
@@ -119,30 +136,9 @@ impl Directory {
         .await
         .unwrap_or(false);
         match user {
-            Some(user) if matches => Ok(access_of(&user, None)),
-            _ => Err(refused()),
+            Some(user) if matches => Ok(user),
+            _ => Err(Error::Unauthenticated("wrong user name or password".into())),
         }
-    }
-
-    /// A bearer token for a user just logged in.
-    pub fn issue_token(&self, access: &Access, lifetime: Duration, generation: u64) -> String {
-        self.tokens.issue(access.user(), generation, lifetime)
-    }
-
-    /// Logs in with user and password and returns a token for the following calls.
-    pub async fn login_for_token(
-        &self,
-        name: &str,
-        password: &str,
-        lifetime: Duration,
-    ) -> Result<String> {
-        let access = self.login(name, password).await?;
-        let generation = self
-            .users()
-            .await?
-            .get(name)
-            .map_or(0, |u| u.token_generation);
-        Ok(self.issue_token(&access, lifetime, generation))
     }
 
     /// The rights of a token's user, as they are now (a revoked grant is gone at once).

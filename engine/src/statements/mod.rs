@@ -151,6 +151,18 @@ fn next_is(parser: &Parser, word: &str) -> bool {
     matches!(&parser.peek_token().token, Token::Word(w) if w.value.eq_ignore_ascii_case(word))
 }
 
+/// Steps over the word `word` (any case), or refuses: "expected {expected}, found …".
+fn expect_word(parser: &mut Parser, word: &str, expected: &str) -> Result<()> {
+    if !next_is(parser, word) {
+        return Err(sql_error(ParserError::ParserError(format!(
+            "expected {expected}, found {}",
+            parser.peek_token()
+        ))));
+    }
+    parser.next_token();
+    Ok(())
+}
+
 /// The logical plan node of one of our statements.
 #[derive(Debug, Clone)]
 pub struct StatementNode {

@@ -17,7 +17,9 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use tributary_auth::Role;
 
-use super::{Statement, StatementClass, Syntax, name, next_is, skip_leading, sql_error};
+use super::{
+    Statement, StatementClass, Syntax, expect_word, name, next_is, skip_leading, sql_error,
+};
 use crate::error::{Error, Result};
 use crate::sql_text::identifier;
 use crate::{Engine, access_of, tenant_of};
@@ -60,15 +62,11 @@ pub const ALTER_USER: Syntax = Syntax {
         let name = name(parser)?;
         if next_is(parser, "REVOKE") {
             parser.next_token();
-            if !next_is(parser, "TOKENS") {
-                return Err(sql_error(
-                    datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
-                        "expected TOKENS after ALTER USER {name} REVOKE, found {}",
-                        parser.peek_token()
-                    )),
-                ));
-            }
-            parser.next_token();
+            expect_word(
+                parser,
+                "TOKENS",
+                &format!("TOKENS after ALTER USER {name} REVOKE"),
+            )?;
             return Ok(Arc::new(UserStatement::RevokeTokens { name }));
         }
         Ok(Arc::new(UserStatement::SetPassword {
@@ -146,29 +144,13 @@ pub const USE: Syntax = Syntax {
 };
 
 fn password(parser: &mut Parser) -> Result<String> {
-    if !next_is(parser, "PASSWORD") {
-        return Err(sql_error(
-            datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
-                "expected PASSWORD '…', found {}",
-                parser.peek_token()
-            )),
-        ));
-    }
-    parser.next_token();
+    expect_word(parser, "PASSWORD", "PASSWORD '…'")?;
     parser.parse_literal_string().map_err(sql_error)
 }
 
 fn on_tenant(parser: &mut Parser) -> Result<String> {
     parser.expect_keyword_is(Keyword::ON).map_err(sql_error)?;
-    if !next_is(parser, "TENANT") {
-        return Err(sql_error(
-            datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
-                "expected TENANT after ON, found {}",
-                parser.peek_token()
-            )),
-        ));
-    }
-    parser.next_token();
+    expect_word(parser, "TENANT", "TENANT after ON")?;
     name(parser)
 }
 

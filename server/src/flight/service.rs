@@ -392,47 +392,42 @@ impl FlightSqlService for TributaryFlightSql {
     /// `[tenant, table]`. The batches are appended through the write path, as an ingest.
     async fn do_put_fallback(
         &self,
-        request: Request<PeekableFlightDataStream>,
+        mut request: Request<PeekableFlightDataStream>,
         message: arrow_flight::sql::Any,
     ) -> Result<
         Response<<Self as arrow_flight::flight_service_server::FlightService>::DoPutStream>,
         Status,
     > {
-        let authenticated = self.session(&request).await?;
-        let mut stream = request.into_inner();
-        let descriptor = std::pin::Pin::new(&mut stream)
+        let descriptor = std::pin::Pin::new(request.get_mut())
             .peek()
             .await
             .and_then(|first| first.as_ref().ok())
             .and_then(|first| first.flight_descriptor.clone());
-        let path = match descriptor {
+        let target = match descriptor {
             Some(d) if d.r#type == arrow_flight::flight_descriptor::DescriptorType::Path as i32 => {
-                d.path
+                match d.path.as_slice() {
+                    [table] => Ok((None, table.clone())),
+                    [tenant, table] => Ok((Some(tenant.clone()), table.clone())),
+                    path => Err(Status::invalid_argument(format!(
+                        "a DoPut path is [table] or [tenant, table], not {path:?}"
+                    ))),
+                }
             }
-            _ => {
-                return Err(Status::invalid_argument(format!(
-                    "unknown DoPut command '{}': send a Flight SQL command, or a path descriptor [table] or [tenant, table]",
-                    message.type_url
-                )));
-            }
+            _ => Err(Status::invalid_argument(format!(
+                "unknown DoPut command '{}': send a Flight SQL command, or a path descriptor [table] or [tenant, table]",
+                message.type_url
+            ))),
         };
-        let (tenant, table) = match path.as_slice() {
-            [table] => (tenant_of(&authenticated), table.clone()),
-            [tenant, table] => (tenant.clone(), table.clone()),
-            _ => {
-                return Err(Status::invalid_argument(format!(
-                    "a DoPut path is [table] or [tenant, table], not {path:?}"
-                )));
-            }
-        };
-        let ctx = self
-            .engine
-            .session_as(
-                access_of(&authenticated).map(|a| a.as_ref().clone()),
-                Some(&tenant),
-            )
-            .map_err(status_of)?;
+        // Who is asking comes first, what they sent next, whether they may write last.
+        let path_tenant = target
+            .as_ref()
+            .ok()
+            .and_then(|(tenant, _)| tenant.as_deref());
+        let ctx = self.session_in(&request, path_tenant).await?;
+        let (_, table) = target?;
         Engine::require(&ctx, StatementClass::Write).map_err(status_of)?;
+        let tenant = tenant_of(&ctx);
+        let stream = request.into_inner();
         let batches = read_batches(stream).await?;
         let receipt = self
             .engine

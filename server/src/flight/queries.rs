@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tonic::Status;
 
-use crate::flight::statements::FlightDataStream;
+use crate::flight::statements::{FlightDataStream, past_time_limit};
 
 /// Cancelled ids remembered for a `DoGet` that comes after its cancel.
 const CANCELLED_REMEMBERED: usize = 4096;
@@ -229,11 +229,8 @@ pub(crate) fn supervised(
             tokio::select! {
                 item = stream.next() => item.map(|item| (item, (stream, slot, false))),
                 () = expiry => {
-                    let limit = deadline.map_or(0, |(_, t)| t.as_secs());
-                    let status = Status::deadline_exceeded(format!(
-                        "the query ran past its time limit of {limit} s (--query-timeout-secs) and was stopped"
-                    ));
-                    Some((Err(status), (stream, slot, true)))
+                    let limit = deadline.map_or(Duration::ZERO, |(_, t)| t);
+                    Some((Err(past_time_limit("query", limit)), (stream, slot, true)))
                 }
                 () = cancelled(&mut slot.cancelled) => {
                     Some((Err(Status::cancelled("the query was cancelled")), (stream, slot, true)))

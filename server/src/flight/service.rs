@@ -40,7 +40,7 @@ use crate::flight::metadata::{
 use crate::flight::queries::{Queries, QueryLimits, supervised};
 use crate::flight::statements::{
     FlightDataStream, client_stream, command_ticket, do_get, encode_batches, execute_update,
-    flight_info, read_batches, read_parameters, ticket_handle,
+    flight_info, read_batches, read_parameters, ticket_handle, within,
 };
 use prost::Message;
 
@@ -147,16 +147,7 @@ impl TributaryFlightSql {
                 timeout,
             ));
         }
-        let planned = do_get(&self.engine, ctx, handle);
-        let stream = match timeout {
-            Some(limit) => tokio::time::timeout(limit, planned).await.map_err(|_| {
-                Status::deadline_exceeded(format!(
-                    "the query ran past its time limit of {} s (--query-timeout-secs) and was stopped",
-                    limit.as_secs()
-                ))
-            })??,
-            None => planned.await?,
-        };
+        let stream = within(timeout, "query", do_get(&self.engine, ctx, handle)).await?;
         Ok(supervised(stream, slot, timeout))
     }
 

@@ -56,7 +56,10 @@ pub(crate) async fn flight_info(
                 .await
                 .map_err(status_of)?;
             if is_write(&plan) {
-                let count = within(timeout, engine.execute_write(ctx, plan)).await?;
+                let count = within(timeout, "statement", async {
+                    engine.execute_write(ctx, plan).await.map_err(status_of)
+                })
+                .await?;
                 (count_schema(), Handle::Written { count })
             } else {
                 let physical = engine.prepare_query(ctx, &plan).await.map_err(status_of)?;
@@ -95,21 +98,26 @@ pub(crate) async fn flight_info(
     Ok((info, planned))
 }
 
-/// Runs a write within the time limit.
-async fn within<T>(
+/// Runs work (planning, a write) within the time limit.
+pub(crate) async fn within<T>(
     timeout: Option<std::time::Duration>,
-    work: impl std::future::Future<Output = tributary_engine::Result<T>>,
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {
     let Some(limit) = timeout else {
-        return work.await.map_err(status_of);
+        return work.await;
     };
-    match tokio::time::timeout(limit, work).await {
-        Ok(result) => result.map_err(status_of),
-        Err(_) => Err(Status::deadline_exceeded(format!(
-            "the statement ran past its time limit of {} s (--query-timeout-secs) and was stopped",
-            limit.as_secs()
-        ))),
-    }
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or_else(|_| Err(past_time_limit(what, limit)))
+}
+
+/// The answer to a `what` (query, statement) stopped at its time limit.
+pub(crate) fn past_time_limit(what: &str, limit: std::time::Duration) -> Status {
+    Status::deadline_exceeded(format!(
+        "the {what} ran past its time limit of {} s (--query-timeout-secs) and was stopped",
+        limit.as_secs()
+    ))
 }
 
 /// Streams a ticket's results, converted to the schema its `FlightInfo` announced.
@@ -257,7 +265,10 @@ pub(crate) async fn execute_update(
                 "not a statement that changes data: run queries with CommandStatementQuery",
             ));
         }
-        total += within(timeout, engine.execute_write(ctx, plan)).await?;
+        total += within(timeout, "statement", async {
+            engine.execute_write(ctx, plan).await.map_err(status_of)
+        })
+        .await?;
     }
     i64::try_from(total).map_err(|_| Status::internal("row count overflow"))
 }

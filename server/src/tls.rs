@@ -32,6 +32,13 @@ pub struct TlsArgs {
     pub tls_client_ca: Option<PathBuf>,
 }
 
+/// Two TLS backends are linked (ring here, aws-lc-rs through the S3 client): tonic, server and
+/// client, uses the process default, so name one before it builds a TLS config.
+pub fn use_ring_by_default() {
+    // An error only means a default is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
     std::fs::read(path)
         .map_err(|e| Error::BadInput(format!("cannot read the {what} {}: {e}", path.display())))
@@ -48,9 +55,7 @@ impl TlsArgs {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
         };
-        // Two TLS backends are linked (ring here, aws-lc-rs through the S3 client): tonic uses
-        // the process default, so name one. An error only means one is installed already.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        use_ring_by_default();
         let mut config = tonic::transport::ServerTlsConfig::new().identity(
             tonic::transport::Identity::from_pem(
                 read(cert, "certificate")?,

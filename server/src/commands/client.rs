@@ -18,7 +18,7 @@ use prost::Message;
 use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
-use crate::flight::TENANT_HEADER;
+use crate::flight::{AUTHORIZATION, TENANT_HEADER};
 
 /// Largest message accepted from the server (results are sent in ≤ 2 MiB messages).
 const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -88,7 +88,7 @@ impl Client {
                 path: ca.display().to_string(),
                 source: e,
             })?;
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            crate::tls::use_ring_by_default();
             endpoint = endpoint
                 .tls_config(
                     tonic::transport::ClientTlsConfig::new()
@@ -134,9 +134,9 @@ impl Client {
         ]));
         request
             .metadata_mut()
-            .insert("authorization", header_value(&format!("Basic {basic}"))?);
+            .insert(AUTHORIZATION, header_value(&format!("Basic {basic}"))?);
         let response = self.inner.handshake(request).await?;
-        self.authorization = response.metadata().get("authorization").cloned();
+        self.authorization = response.metadata().get(AUTHORIZATION).cloned();
         if self.authorization.is_none() {
             return Err(Error::BadInput(
                 "the server answered the login without a token (it has no users?)".into(),
@@ -153,7 +153,7 @@ impl Client {
         if let Some(authorization) = &self.authorization {
             request
                 .metadata_mut()
-                .insert("authorization", authorization.clone());
+                .insert(AUTHORIZATION, authorization.clone());
         }
         Ok(request)
     }

@@ -15,7 +15,7 @@ use tributary_auth::{Access, Credential, Directory};
 use crate::error::status_of;
 
 /// The header of credentials and tokens, as gRPC spells it.
-pub(crate) const AUTHORIZATION: &str = "authorization";
+pub const AUTHORIZATION: &str = "authorization";
 
 /// What the handshake answers.
 pub(crate) type HandshakeStream =

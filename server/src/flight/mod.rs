@@ -9,5 +9,6 @@ mod queries;
 mod service;
 mod statements;
 
+pub use auth::AUTHORIZATION;
 pub use queries::QueryLimits;
 pub use service::{FlightOptions, TENANT_HEADER, TributaryFlightSql};

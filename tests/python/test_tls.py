@@ -64,6 +64,20 @@ def tls_uri(srv):
     return f"grpc+tls://{srv.address}"
 
 
+def tls_server(tmp_path, pki, mutual=False):
+    args = ["--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server-key.pem")]
+    if mutual:
+        args += ["--tls-client-ca", str(pki / "ca.pem")]
+    return Server(tmp_path / "data", args=args).start()
+
+
+def health(srv, context):
+    """GET /health over HTTPS with this TLS context."""
+    host, port = srv.http_address.rsplit(":", 1)
+    with urllib.request.urlopen(f"https://{host}:{port}/health", context=context, timeout=30) as r:
+        return r.read()
+
+
 def query(conn, sql):
     with conn.cursor() as cur:
         cur.execute(sql)
@@ -71,8 +85,7 @@ def query(conn, sql):
 
 
 def test_tls_on_flight_sql_and_http(tmp_path, pki):
-    srv = Server(tmp_path / "data", args=["--tls-cert", str(pki / "server.pem"),
-                                          "--tls-key", str(pki / "server-key.pem")]).start()
+    srv = tls_server(tmp_path, pki)
     try:
         ca = (pki / "ca.pem").read_text()
         conn = dbapi.connect(tls_uri(srv), db_kwargs={"adbc.flight.sql.client_option.tls_root_certs": ca},
@@ -86,17 +99,13 @@ def test_tls_on_flight_sql_and_http(tmp_path, pki):
         with pytest.raises(adbc_driver_manager.Error):
             query(dbapi.connect(srv.uri, autocommit=True), "SELECT 1")
         context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
-        host, port = srv.http_address.rsplit(":", 1)
-        with urllib.request.urlopen(f"https://{host}:{port}/health", context=context, timeout=30) as r:
-            assert r.read() == b"ok"
+        assert health(srv, context) == b"ok"
     finally:
         srv.stop()
 
 
 def test_mutual_tls_needs_a_client_certificate(tmp_path, pki):
-    srv = Server(tmp_path / "data", args=["--tls-cert", str(pki / "server.pem"),
-                                          "--tls-key", str(pki / "server-key.pem"),
-                                          "--tls-client-ca", str(pki / "ca.pem")]).start()
+    srv = tls_server(tmp_path, pki, mutual=True)
     try:
         ca = (pki / "ca.pem").read_text()
         with pytest.raises(adbc_driver_manager.Error):
@@ -110,12 +119,10 @@ def test_mutual_tls_needs_a_client_certificate(tmp_path, pki):
         assert query(conn, "SELECT 7") == [(7,)]
         conn.close()
         context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
-        host, port = srv.http_address.rsplit(":", 1)
         with pytest.raises(Exception):
-            urllib.request.urlopen(f"https://{host}:{port}/health", context=context, timeout=30).read()
+            health(srv, context)
         context.load_cert_chain(str(pki / "client.pem"), str(pki / "client-key.pem"))
-        with urllib.request.urlopen(f"https://{host}:{port}/health", context=context, timeout=30) as r:
-            assert r.read() == b"ok"
+        assert health(srv, context) == b"ok"
     finally:
         srv.stop()
 
@@ -130,8 +137,7 @@ def test_bad_tls_files_fail_the_start(tmp_path, pki):
 def test_tributary_sql_connects_with_the_ca(tmp_path, pki):
     import subprocess
     from conftest import BINARY
-    srv = Server(tmp_path / "data", args=["--tls-cert", str(pki / "server.pem"),
-                                          "--tls-key", str(pki / "server-key.pem")]).start()
+    srv = tls_server(tmp_path, pki)
     try:
         result = subprocess.run([BINARY, "sql", "--server", srv.address, "--tls-ca", str(pki / "ca.pem"),
                                  "-c", "SELECT 6 * 7 AS answer"], capture_output=True, text=True, timeout=60)

@@ -20,6 +20,7 @@ pub mod sql_text;
 pub mod statements;
 pub mod write;
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
 
 use datafusion::arrow::array::RecordBatch;
@@ -122,26 +123,49 @@ impl Engine {
         self
     }
 
-    /// The template state, with its own memory pool when queries have a memory limit.
-    fn session_state(&self) -> Result<SessionState> {
+    /// The template state, with its own memory pool when queries have a memory limit, and
+    /// with only the `visible` tenants when given.
+    fn session_state(&self, visible: Option<BTreeSet<String>>) -> Result<SessionState> {
         let state = self.template.as_ref().clone();
-        let Some(bytes) = self.query_memory_bytes else {
-            return Ok(state);
+        let runtime = match self.query_memory_bytes {
+            Some(bytes) => {
+                let pool = datafusion::execution::memory_pool::TrackConsumersPool::new(
+                    datafusion::execution::memory_pool::FairSpillPool::new(bytes),
+                    std::num::NonZeroUsize::new(5).expect("5 is not zero"),
+                );
+                Some(
+                    datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
+                        state.runtime_env(),
+                    )
+                    .with_memory_pool(Arc::new(pool))
+                    .build_arc()?,
+                )
+            }
+            None => None,
         };
-        let pool = datafusion::execution::memory_pool::TrackConsumersPool::new(
-            datafusion::execution::memory_pool::FairSpillPool::new(bytes),
-            std::num::NonZeroUsize::new(5).expect("5 is not zero"),
-        );
-        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::from_runtime_env(
-            state.runtime_env(),
-        )
-        .with_memory_pool(Arc::new(pool))
-        .build_arc()?;
-        Ok(
-            datafusion::execution::SessionStateBuilder::new_from_existing(state)
-                .with_runtime_env(runtime)
-                .build(),
-        )
+        let catalogs = match visible {
+            Some(visible) => Some(
+                state
+                    .catalog_list()
+                    .downcast_ref::<write::overlay::BufferedCatalogList>()
+                    .ok_or_else(|| {
+                        Error::Internal("the session's catalog list is not Tributary's".into())
+                    })?
+                    .restricted_to(visible),
+            ),
+            None => None,
+        };
+        if runtime.is_none() && catalogs.is_none() {
+            return Ok(state);
+        }
+        let mut builder = datafusion::execution::SessionStateBuilder::new_from_existing(state);
+        if let Some(runtime) = runtime {
+            builder = builder.with_runtime_env(runtime);
+        }
+        if let Some(catalogs) = catalogs {
+            builder = builder.with_catalog_list(Arc::new(catalogs));
+        }
+        Ok(builder.build())
     }
 
     /// Starts refreshing the stored segments that have a schedule ([`segments::scheduler`]);
@@ -185,7 +209,7 @@ impl Engine {
     /// work, and every caller while no user is configured).
     pub fn session(&self, tenant: &str) -> Result<SessionContext> {
         self.catalog.require_tenant(tenant)?;
-        let mut state = self.session_state()?;
+        let mut state = self.session_state(None)?;
         state.config_mut().options_mut().catalog.default_catalog = tenant.to_string();
         Ok(SessionContext::new_with_state(state))
     }
@@ -208,19 +232,8 @@ impl Engine {
                 "tenant '{tenant}' does not exist (it was dropped?)"
             )));
         }
-        let mut state = self.session_state()?;
-        if !access.is_superuser() {
-            let visible = access.grants().keys().cloned().collect();
-            let list = write::overlay::BufferedCatalogList::new(
-                Arc::clone(&self.catalog),
-                Arc::clone(self.writer.buffer()),
-                Some(Arc::downgrade(&self.identity) as Weak<dyn write::overlay::VirtualTables>),
-            )
-            .restricted_to(visible);
-            state = datafusion::execution::SessionStateBuilder::new_from_existing(state)
-                .with_catalog_list(Arc::new(list))
-                .build();
-        }
+        let visible = (!access.is_superuser()).then(|| access.grants().keys().cloned().collect());
+        let mut state = self.session_state(visible)?;
         let config = state.config_mut();
         config.options_mut().catalog.default_catalog = tenant;
         config.set_extension(Arc::new(access));

@@ -57,10 +57,14 @@ impl BufferedCatalogList {
         }
     }
 
-    /// The same tenants, restricted to `visible`.
-    pub fn restricted_to(mut self, visible: std::collections::BTreeSet<String>) -> Self {
-        self.visible = Some(Arc::new(visible));
-        self
+    /// These tenants, restricted to `visible`.
+    pub fn restricted_to(&self, visible: std::collections::BTreeSet<String>) -> Self {
+        Self {
+            catalog: Arc::clone(&self.catalog),
+            buffer: Arc::clone(&self.buffer),
+            virtual_tables: self.virtual_tables.clone(),
+            visible: Some(Arc::new(visible)),
+        }
     }
 
     fn is_visible(&self, tenant: &str) -> bool {

@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tributary_catalog::DEFAULT_TENANT;
+
 use crate::error::{Error, Result};
 use crate::role::{Role, StatementClass};
 use crate::tokens::TokenSession;
-
-/// The tenant a superuser lands in when they name none.
-const SUPERUSER_HOME: &str = "default";
 
 /// What the caller of one request may do.
 #[derive(Debug, Clone)]
@@ -112,8 +111,8 @@ impl Access {
         {
             return Ok(chosen);
         }
-        if self.superuser || self.grants.contains_key(SUPERUSER_HOME) {
-            return Ok(SUPERUSER_HOME.to_string());
+        if self.superuser || self.grants.contains_key(DEFAULT_TENANT) {
+            return Ok(DEFAULT_TENANT.to_string());
         }
         self.grants.keys().next().cloned().ok_or_else(|| {
             Error::PermissionDenied(format!(

@@ -295,6 +295,8 @@ impl Statement for UserStatement {
             }
             Self::RevokeTokens { name } => users.revoke_tokens(actor, name).await?,
             Self::Grant { role, tenant, name } => {
+                // The right first, then existence: a tenant the caller may not administer is
+                // refused alike whether it exists or not (the directory checks again).
                 if let Some(actor) = actor {
                     actor.require(tenant, StatementClass::Admin)?;
                 }

@@ -19,6 +19,7 @@ use deltalake::protocol::SaveMode;
 use tributary_catalog::builtin::EVENTS;
 use tributary_catalog::{Catalog, TenantSchema};
 
+use super::layout;
 use super::{WAL_APP_ID, Writer, now_micros};
 use crate::error::Result;
 
@@ -124,8 +125,7 @@ impl Writer {
             let properties = CommitProperties::default().with_application_transaction(
                 Transaction::new(WAL_APP_ID, pending.last_seq as i64),
             );
-            delta
-                .write(pending.batches)
+            layout::write(delta, table, pending.batches)?
                 .with_save_mode(SaveMode::Append)
                 .with_commit_properties(properties)
                 .await?;
@@ -145,9 +145,7 @@ impl Writer {
     ) -> Result<()> {
         let lock = self.commit_lock(schema.tenant(), table);
         let _guard = lock.lock().await;
-        schema
-            .delta_table(table)?
-            .write(vec![batch])
+        layout::write(schema.delta_table(table)?, table, vec![batch])?
             .with_save_mode(SaveMode::Append)
             .await?;
         self.show_commit(schema, table, 0).await;
@@ -172,9 +170,7 @@ impl Writer {
             properties =
                 properties.with_application_transaction(Transaction::new(WAL_APP_ID, seq as i64));
         }
-        let mut write = schema
-            .delta_table(table)?
-            .write(vec![batch.clone()])
+        let mut write = layout::write(schema.delta_table(table)?, table, vec![batch.clone()])?
             .with_save_mode(SaveMode::Overwrite)
             .with_commit_properties(properties);
         if !tributary_catalog::builtin::has_fixed_columns(table) {
@@ -244,11 +240,14 @@ impl Writer {
 
     /// Merges a table's small files (the caller holds the table's commit lock).
     async fn compact(&self, schema: &TenantSchema, table: &str) -> Result<()> {
-        let (_, metrics) = schema
+        let mut optimize = schema
             .delta_table(table)?
             .optimize()
-            .with_type(OptimizeType::Compact)
-            .await?;
+            .with_type(OptimizeType::Compact);
+        if let Some(properties) = layout::writer_properties(table) {
+            optimize = optimize.with_writer_properties(properties);
+        }
+        let (_, metrics) = optimize.await?;
         tracing::info!(
             table,
             removed = metrics.num_files_removed,

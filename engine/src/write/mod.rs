@@ -15,6 +15,7 @@ pub mod buffer;
 pub mod conform;
 pub mod dedup;
 mod flush;
+mod layout;
 pub mod overlay;
 pub mod wal;
 

@@ -7,10 +7,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::{
-    SortColumn, SortOptions, concat_batches, lexsort_to_indices, take_record_batch,
-};
+use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{SortOptions, concat_batches, partition, take_record_batch};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::catalog::MemTable;
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::LogicalPlanBuilder;
 use deltalake::DeltaTable;
 use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::operations::write::WriteBuilder;
@@ -25,24 +27,55 @@ use crate::error::Result;
 const SORTED_PAGE_ROWS: usize = 8192;
 
 /// A write of `batches` into `delta` (table `table`), laid out as this module says.
+///
+/// A sorted table's rows are sorted by its partition columns, then its storage order, and
+/// dealt to one input stream per core by whole partitions: the writer then encodes partitions
+/// in parallel, and each file still receives its rows from one stream, in order.
 pub(super) fn write(
     delta: DeltaTable,
     table: &str,
     batches: Vec<RecordBatch>,
 ) -> Result<WriteBuilder> {
-    let mut write = delta.write(in_storage_order(table, batches)?);
-    if let Some(properties) = writer_properties(table) {
-        // One input stream: with more, the writer's plan would deal the sorted rows out to
-        // several streams and interleave them again in each partition's file.
-        let single_stream = DeltaSessionContext::new_with_session_overrides(&HashMap::from([(
-            "datafusion.execution.target_partitions".to_string(),
-            "1".to_string(),
-        )]))?;
-        write = write
-            .with_writer_properties(properties)
-            .with_session_state(Arc::new(single_stream.state()));
+    let order = storage_order(table);
+    let (Some(properties), Some(schema)) = (
+        writer_properties(table),
+        batches.first().map(|b| b.schema()),
+    ) else {
+        return Ok(delta.write(batches));
+    };
+    let partitions = delta.snapshot()?.metadata().partition_columns().to_vec();
+    let key: Vec<&str> = partitions
+        .iter()
+        .map(String::as_str)
+        .chain(order.iter().copied())
+        .collect();
+    if key.iter().any(|column| schema.index_of(column).is_err()) {
+        return Ok(delta.write(batches));
     }
-    Ok(write)
+    let batch = if batches.len() == 1 {
+        batches.into_iter().next().expect("one batch")
+    } else {
+        concat_batches(&schema, &batches)?
+    };
+    let sorted = sorted(&batch, &key)?;
+    drop(batch);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let streams = by_whole_partitions(&sorted, &partitions, cores)?;
+    let stream_count = streams.len();
+    let input = MemTable::try_new(schema, streams)?;
+    let plan =
+        LogicalPlanBuilder::scan("input", provider_as_source(Arc::new(input)), None)?.build()?;
+    // As many planned streams as input streams: a round-robin split of one would interleave
+    // rows of the same partition from two streams.
+    let session = DeltaSessionContext::new_with_session_overrides(&HashMap::from([(
+        "datafusion.execution.target_partitions".to_string(),
+        stream_count.to_string(),
+    )]))?;
+    Ok(delta
+        .write(Vec::new())
+        .with_input_plan(plan)
+        .with_writer_properties(properties)
+        .with_session_state(Arc::new(session.state())))
 }
 
 /// The Parquet settings of `table`'s files, where they differ from the Delta writer's.
@@ -55,38 +88,52 @@ pub(super) fn writer_properties(table: &str) -> Option<WriterProperties> {
     })
 }
 
-/// `batches` as one batch sorted by the table's storage order (nulls first, ascending), or
-/// unchanged where the table has none or lacks one of its columns.
-fn in_storage_order(table: &str, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
-    let order = storage_order(table);
-    let Some(first) = batches.first() else {
-        return Ok(batches);
-    };
-    let schema = first.schema();
-    if order.is_empty() || order.iter().any(|c| schema.index_of(c).is_err()) {
-        return Ok(batches);
+/// `batch` (sorted by `partitions` first) as up to `count` streams of about equal rows, each
+/// holding whole partitions. An unpartitioned table is one stream: its writer interleaves
+/// streams within one file.
+fn by_whole_partitions(
+    batch: &RecordBatch,
+    partitions: &[String],
+    count: usize,
+) -> Result<Vec<Vec<RecordBatch>>> {
+    if partitions.is_empty() || count <= 1 || batch.num_rows() == 0 {
+        return Ok(vec![vec![batch.clone()]]);
     }
-    let batch = if batches.len() == 1 {
-        batches.into_iter().next().expect("one batch")
-    } else {
-        concat_batches(&schema, &batches)?
-    };
-    Ok(vec![sorted(&batch, order)?])
+    let columns: Vec<_> = partitions
+        .iter()
+        .map(|name| batch.column_by_name(name).expect("checked").clone())
+        .collect();
+    let target = batch.num_rows().div_ceil(count);
+    let mut streams: Vec<Vec<RecordBatch>> = vec![Vec::new()];
+    let mut rows_in_stream = 0;
+    for range in partition(&columns)?.ranges() {
+        if rows_in_stream >= target && streams.len() < count {
+            streams.push(Vec::new());
+            rows_in_stream = 0;
+        }
+        rows_in_stream += range.len();
+        streams
+            .last_mut()
+            .expect("one stream")
+            .push(batch.slice(range.start, range.len()));
+    }
+    Ok(streams)
 }
 
 fn sorted(batch: &RecordBatch, order: &[&str]) -> Result<RecordBatch> {
-    let columns: Vec<SortColumn> = order
+    // Rows in the row format compare with one memcmp each, much faster than column by column.
+    let columns: Vec<_> = order
         .iter()
-        .map(|name| SortColumn {
-            values: batch.column_by_name(name).expect("checked").clone(),
-            options: Some(SortOptions {
-                descending: false,
-                nulls_first: true,
-            }),
-        })
+        .map(|name| batch.column_by_name(name).expect("checked").clone())
         .collect();
-    let indices = lexsort_to_indices(&columns, None)?;
-    Ok(take_record_batch(batch, &indices)?)
+    let fields = columns
+        .iter()
+        .map(|c| SortField::new_with_options(c.data_type().clone(), SortOptions::new(false, true)))
+        .collect();
+    let rows = RowConverter::new(fields)?.convert_columns(&columns)?;
+    let mut indices: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    indices.sort_unstable_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
+    Ok(take_record_batch(batch, &UInt32Array::from(indices))?)
 }
 
 #[cfg(test)]
@@ -116,21 +163,19 @@ mod tests {
     }
 
     #[test]
-    fn events_are_sorted_by_event_person_and_time_across_batches() {
-        let a = events(&[Some("view"), None], &["b", "a"], &[3, 9]);
-        let b = events(&[Some("buy"), Some("view")], &["a", "b"], &[5, 1]);
-        let out = in_storage_order("events", vec![a, b]).unwrap();
-        assert_eq!(out.len(), 1);
-        let names = out[0]
+    fn rows_are_sorted_by_the_key_with_nulls_first() {
+        let batch = events(
+            &[Some("view"), None, Some("buy"), Some("view")],
+            &["b", "a", "a", "b"],
+            &[3, 9, 5, 1],
+        );
+        let out = sorted(&batch, &["event", "anonymous_id", "timestamp"]).unwrap();
+        let names = out
             .column(0)
             .as_any()
             .downcast_ref::<StringArray>()
             .unwrap();
-        let times = out[0]
-            .column(2)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap();
+        let times = out.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
         assert!(names.is_null(0));
         assert_eq!(
             (1..4).map(|i| names.value(i)).collect::<Vec<_>>(),
@@ -140,10 +185,34 @@ mod tests {
     }
 
     #[test]
-    fn other_tables_keep_their_arrival_order() {
-        let a = events(&[Some("view")], &["b"], &[3]);
-        let b = events(&[Some("buy")], &["a"], &[5]);
-        let out = in_storage_order("orders", vec![a.clone(), b.clone()]).unwrap();
-        assert_eq!(out, vec![a, b]);
+    fn streams_hold_whole_partitions_in_order() {
+        // Sorted by the "partition" column event: buy ×1, view ×3, zap ×2.
+        let batch = events(
+            &[
+                Some("buy"),
+                Some("view"),
+                Some("view"),
+                Some("view"),
+                Some("zap"),
+                Some("zap"),
+            ],
+            &["a", "a", "b", "c", "a", "b"],
+            &[1, 2, 3, 4, 5, 6],
+        );
+        let streams = by_whole_partitions(&batch, &["event".to_string()], 2).unwrap();
+        let rows: Vec<Vec<i64>> = streams
+            .iter()
+            .map(|stream| {
+                stream
+                    .iter()
+                    .flat_map(|b| {
+                        let t = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+                        t.values().to_vec()
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(rows, [vec![1, 2, 3, 4], vec![5, 6]]);
+        assert_eq!(by_whole_partitions(&batch, &[], 2).unwrap().len(), 1);
     }
 }

@@ -21,11 +21,34 @@ WINDOW_MICROS = 86_400 * 1_000_000
 STEPS = ["product_view", "add_to_cart", "checkout", "purchase"]
 
 
-def queries(parquet):
+# The last 7 of the generated data's 31 days, for the date-filtered group-by (a 30-day filter
+# would keep nearly every row of this data).
+SINCE = "2026-01-25"
+
+
+def group_by_event(source, distinct, revenue, where=""):
+    """GROUP BY event with distinct people and revenue (rounded: float sums differ in the last
+    bits by order) in one engine's dialect."""
+    return (f"SELECT event, {distinct}, round(sum({revenue}), 2) FROM {source} {where} "
+            "GROUP BY event ORDER BY event NULLS FIRST")
+
+
+def customer_funnel(source, mapping, funnel, nulls=""):
+    """The funnel by customer: each event's customer is its user id's, else its anonymous id's
+    (the same rule as Tributary's stitched events), through a join with the identity mapping."""
+    return (f"SELECT level, count(*) AS people FROM (SELECT {funnel} AS level FROM {source} e "
+            f"LEFT JOIN {mapping} u ON u.id_type = 'user_id' AND u.id_value = e.user_id "
+            f"LEFT JOIN {mapping} a ON a.id_type = 'anonymous_id' AND a.id_value = e.anonymous_id "
+            f"GROUP BY coalesce(u.customer_id, a.customer_id)) GROUP BY level ORDER BY level{nulls}")
+
+
+def queries(parquet, mapping):
     conds = ", ".join(f"event = '{s}'" for s in STEPS)
+    e_conds = ", ".join(f"e.event = '{s}'" for s in STEPS)
     days = ["2026-01-05", "2026-01-06", "2026-01-12"]
     src_ch = f"file('{parquet}', Parquet)"
     src_duck = f"read_parquet('{parquet}')"
+    map_ch = f"file('{mapping}', Parquet)"
     return [
         {
             "name": "window_funnel 4 steps, 1 day, by anonymous_id",
@@ -52,10 +75,36 @@ def queries(parquet):
             "duckdb": None,
         },
         {
-            "name": "GROUP BY event, count(DISTINCT anonymous_id)",
-            "tributary": "SELECT event, count(DISTINCT anonymous_id) FROM events GROUP BY event ORDER BY event NULLS FIRST",
-            "chdb": f"SELECT event, uniqExact(anonymous_id) FROM {src_ch} GROUP BY event ORDER BY event NULLS FIRST",
-            "duckdb": f"SELECT event, count(DISTINCT anonymous_id) FROM {src_duck} GROUP BY event ORDER BY event NULLS FIRST",
+            "name": "window_funnel 4 steps, 1 day, by customer (join)",
+            "tributary": customer_funnel(
+                "events", "identity_map",
+                f"window_funnel(INTERVAL '1 day', e.timestamp, {e_conds})"),
+            "chdb": customer_funnel(
+                src_ch, map_ch,
+                f"windowFunnel({WINDOW_MICROS})(toUInt64(toUnixTimestamp64Micro(e.timestamp)), {e_conds})",
+                " SETTINGS join_use_nulls = 1"),
+            "duckdb": None,
+        },
+        {
+            "name": "GROUP BY event, distinct anonymous_id, revenue",
+            "tributary": group_by_event("events", "count(DISTINCT anonymous_id)",
+                                        "json_get_float(properties, 'revenue')"),
+            "chdb": group_by_event(src_ch, "uniqExact(anonymous_id)",
+                                   "JSONExtract(properties, 'revenue', 'Nullable(Float64)')"),
+            "duckdb": group_by_event(src_duck, "count(DISTINCT anonymous_id)",
+                                     "CAST(json_extract(properties, '$.revenue') AS DOUBLE)"),
+        },
+        {
+            "name": f"the same, 7 days (event_date >= {SINCE})",
+            "tributary": group_by_event("events", "count(DISTINCT anonymous_id)",
+                                        "json_get_float(properties, 'revenue')",
+                                        f"WHERE event_date >= DATE '{SINCE}'"),
+            "chdb": group_by_event(src_ch, "uniqExact(anonymous_id)",
+                                   "JSONExtract(properties, 'revenue', 'Nullable(Float64)')",
+                                   f"WHERE event_date >= toDate32('{SINCE}')"),
+            "duckdb": group_by_event(src_duck, "count(DISTINCT anonymous_id)",
+                                     "CAST(json_extract(properties, '$.revenue') AS DOUBLE)",
+                                     f"WHERE event_date >= DATE '{SINCE}'"),
         },
     ]
 
@@ -96,6 +145,7 @@ def main():
 
     import chdb
     import duckdb
+    import pyarrow.parquet as pq
     from adbc_driver_flightsql import dbapi
 
     sample = os.path.join(args.work_dir, f"sample-{args.customers}")
@@ -115,6 +165,17 @@ def main():
             with conn.cursor() as cur:
                 cur.execute("SELECT count(*) FROM events")
                 loaded = cur.fetchone()[0]
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM identities")
+            if cur.fetchone()[0] == 0:
+                subprocess.run([args.tributary, "import", os.path.join(sample, "identities.parquet"),
+                                "--table", "identities", "--server", address], check=True)
+        # The peers get Tributary's identity mapping as a Parquet file (exported, not timed).
+        mapping = os.path.join(args.work_dir, f"identity_map-{args.customers}.parquet")
+        with conn.cursor() as cur:
+            cur.execute("SELECT id_type, id_value, customer_id FROM identity_map "
+                        "WHERE id_type IN ('user_id', 'anonymous_id')")
+            pq.write_table(cur.fetch_arrow_table(), mapping)
 
         def tributary(sql):
             with conn.cursor() as cur:
@@ -134,7 +195,7 @@ def main():
         print(header)
         print("-" * len(header))
         failed = False
-        for q in queries(parquet):
+        for q in queries(parquet, mapping):
             times, answers = {}, {}
             for engine, run in engines.items():
                 if q[engine] is None:

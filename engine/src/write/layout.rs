@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{RecordBatch, UInt32Array};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{SortOptions, concat_batches, partition, take_record_batch};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::catalog::MemTable;
@@ -99,10 +99,7 @@ fn by_whole_partitions(
     if partitions.is_empty() || count <= 1 || batch.num_rows() == 0 {
         return Ok(vec![vec![batch.clone()]]);
     }
-    let columns: Vec<_> = partitions
-        .iter()
-        .map(|name| batch.column_by_name(name).expect("checked").clone())
-        .collect();
+    let columns = named_columns(batch, partitions);
     let target = batch.num_rows().div_ceil(count);
     let mut streams: Vec<Vec<RecordBatch>> = vec![Vec::new()];
     let mut rows_in_stream = 0;
@@ -120,12 +117,10 @@ fn by_whole_partitions(
     Ok(streams)
 }
 
+/// `batch` sorted by the columns `order`, ascending, nulls first. Keys in Arrow's row format
+/// compare with one `memcmp` each, much faster than column by column.
 fn sorted(batch: &RecordBatch, order: &[&str]) -> Result<RecordBatch> {
-    // Rows in the row format compare with one memcmp each, much faster than column by column.
-    let columns: Vec<_> = order
-        .iter()
-        .map(|name| batch.column_by_name(name).expect("checked").clone())
-        .collect();
+    let columns = named_columns(batch, order);
     let fields = columns
         .iter()
         .map(|c| SortField::new_with_options(c.data_type().clone(), SortOptions::new(false, true)))
@@ -134,6 +129,14 @@ fn sorted(batch: &RecordBatch, order: &[&str]) -> Result<RecordBatch> {
     let mut indices: Vec<u32> = (0..batch.num_rows() as u32).collect();
     indices.sort_unstable_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
     Ok(take_record_batch(batch, &UInt32Array::from(indices))?)
+}
+
+/// The columns of `batch` named `names` (the caller checked that they exist).
+fn named_columns<S: AsRef<str>>(batch: &RecordBatch, names: &[S]) -> Vec<ArrayRef> {
+    names
+        .iter()
+        .map(|name| Arc::clone(batch.column_by_name(name.as_ref()).expect("checked")))
+        .collect()
 }
 
 #[cfg(test)]

@@ -217,6 +217,10 @@ def assert_sorted_files(table_dir):
     first), as Tributary writes them (docs/data-model.md, "On storage")."""
     files = sorted(table_dir.rglob("*.parquet"))
     assert files
+    return assert_sorted_files_at(files)
+
+
+def assert_sorted_files_at(files):
     for path in files:
         rows = pq.read_table(path, columns=["event", "anonymous_id", "timestamp"]).to_pylist()
         keys = [(r["event"] is not None, r["event"] or "", r["anonymous_id"] is not None,
@@ -253,5 +257,42 @@ def test_events_files_are_sorted_and_pruned_by_event(tmp_path, connect, sample):
         pruned = plan.split("page_index_rows_pruned=")[1].split(",")[0]
         before, after = [part.strip() for part in pruned.split("total →")]
         assert after.endswith("matched") and after.split()[0] != before.split()[0], pruned
+    finally:
+        server.stop()
+
+
+def test_compaction_rewrites_small_events_files_sorted(tmp_path, connect, sample):
+    """Three small ingests of the same days, each flushed to files of its own; the compaction
+    after the third flush leaves one sorted file per day, with every row."""
+    from deltalake import DeltaTable
+
+    data = tmp_path / "data"
+    args = ["--flush-interval-ms", "50", "--compact-after-flushes", "3"]
+    server = Server(data, args=args).start()
+    table_dir = data / "default" / "events"
+    try:
+        conn = connect(server)
+        rows = pq.read_table(sample / "events.parquet").slice(0, 300)
+        for n in range(3):
+            copy = rows.set_column(0, "message_id", pc.binary_join_element_wise(
+                rows["message_id"], pa.scalar(f"-{n}"), ""))
+            with conn.cursor() as cur:
+                assert cur.adbc_ingest("events", copy, mode="append") == 300
+            deadline = time.time() + 30
+            while DeltaTable(str(table_dir)).to_pyarrow_table(columns=["message_id"]).num_rows < 300 * (n + 1):
+                assert time.time() < deadline, "a small ingest was not flushed"
+                time.sleep(0.05)
+        days = len(set(rows["event_date"].to_pylist()))
+        deadline = time.time() + 30
+        while len(DeltaTable(str(table_dir)).file_uris()) != days:
+            assert time.time() < deadline, DeltaTable(str(table_dir)).file_uris()
+            time.sleep(0.05)
+        active = DeltaTable(str(table_dir))
+        assert_sorted_files_at(active.file_uris())
+        ids = active.to_pyarrow_table(columns=["message_id"])["message_id"].to_pylist()
+        assert len(ids) == len(set(ids)) == 900
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*), count(DISTINCT message_id) FROM events")
+            assert cur.fetchone() == (900, 900)
     finally:
         server.stop()

@@ -238,8 +238,21 @@ impl Writer {
         }
     }
 
-    /// Merges a table's small files (the caller holds the table's commit lock).
+    /// Merges a table's small files (the caller holds the table's commit lock): a sorted
+    /// table's partitions are rewritten sorted ([`layout::rewrite_sorted`]); what is left, and
+    /// every other table, goes through Delta's compaction.
     async fn compact(&self, schema: &TenantSchema, table: &str) -> Result<()> {
+        if layout::is_sorted(table) {
+            let delta = schema.delta_table(table)?;
+            let (replaced, larger_left) = layout::rewrite_sorted(&delta, table).await?;
+            if replaced > 0 {
+                tracing::info!(table, replaced, "rewrote small files sorted");
+                self.show_commit(schema, table, 0).await;
+            }
+            if !larger_left {
+                return Ok(());
+            }
+        }
         let mut optimize = schema
             .delta_table(table)?
             .optimize()

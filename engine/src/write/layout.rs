@@ -4,18 +4,22 @@
 //! with the page index, a scan that keeps a few event names then decodes only the pages that
 //! hold them. Every commit of new rows goes through [`write`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{SortOptions, concat_batches, partition, take_record_batch};
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::catalog::MemTable;
+use datafusion::common::ScalarValue;
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::prelude::{Expr, col, lit};
 use deltalake::DeltaTable;
 use deltalake::delta_datafusion::DeltaSessionContext;
 use deltalake::operations::write::WriteBuilder;
+use deltalake::protocol::SaveMode;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use tributary_catalog::builtin::storage_order;
@@ -80,12 +84,92 @@ pub(super) fn write(
 
 /// The Parquet settings of `table`'s files, where they differ from the Delta writer's.
 pub(super) fn writer_properties(table: &str) -> Option<WriterProperties> {
-    (!storage_order(table).is_empty()).then(|| {
+    is_sorted(table).then(|| {
         WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_data_page_row_count_limit(SORTED_PAGE_ROWS)
             .build()
     })
+}
+
+/// Partitions up to this size are rewritten whole, sorted, when they hold several files.
+const SORTED_REWRITE_MAX_BYTES: i64 = 128 << 20;
+
+/// True for tables whose files are written sorted.
+pub(super) fn is_sorted(table: &str) -> bool {
+    !storage_order(table).is_empty()
+}
+
+/// Merges the small files of a sorted table: every partition of at most
+/// [`SORTED_REWRITE_MAX_BYTES`] that holds several files is read and written again as sorted
+/// files, in one commit that replaces exactly those partitions (concatenating sorted flush
+/// files, as Delta's own compaction does, would leave a file of sorted runs). Returns the
+/// number of files replaced and whether larger partitions still hold several files (for which
+/// the caller uses Delta's compaction).
+pub(super) async fn rewrite_sorted(delta: &DeltaTable, table: &str) -> Result<(usize, bool)> {
+    let snapshot = delta.snapshot()?;
+    let partitions = snapshot.metadata().partition_columns().to_vec();
+    let mut by_partition: BTreeMap<Vec<Option<String>>, (usize, i64)> = BTreeMap::new();
+    for file in snapshot.log_data() {
+        let values = file.partition_values_map();
+        let key = partitions
+            .iter()
+            .map(|c| values.get(c).cloned().flatten())
+            .collect();
+        let entry = by_partition.entry(key).or_default();
+        *entry = (entry.0 + 1, entry.1 + file.size());
+    }
+    let crowded = by_partition.iter().filter(|(_, (files, _))| *files > 1);
+    let (small, large): (Vec<_>, Vec<_>) =
+        crowded.partition(|(_, (_, bytes))| *bytes <= SORTED_REWRITE_MAX_BYTES);
+    if small.is_empty() {
+        return Ok((0, !large.is_empty()));
+    }
+    let schema = snapshot.snapshot().arrow_schema();
+    let predicate = small
+        .iter()
+        .map(|(values, _)| partition_filter(&schema, &partitions, values))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .reduce(Expr::or)
+        .expect("at least one partition");
+    let replaced = small.iter().map(|(_, (files, _))| files).sum();
+    let context = DeltaSessionContext::new().into_inner();
+    delta.update_datafusion_session(&context.state())?;
+    let rows = context
+        .read_table(delta.table_provider().await?)?
+        .filter(predicate.clone())?
+        .collect()
+        .await?;
+    tracing::debug!(
+        table,
+        batches = rows.len(),
+        "read the partitions to rewrite sorted"
+    );
+    write(delta.clone(), table, rows)?
+        .with_save_mode(SaveMode::Overwrite)
+        .with_replace_where(predicate)
+        .await?;
+    Ok((replaced, !large.is_empty()))
+}
+
+/// `column = value AND …` for one partition's values (as the Delta log writes them).
+fn partition_filter(
+    schema: &Schema,
+    columns: &[String],
+    values: &[Option<String>],
+) -> Result<Expr> {
+    let mut terms = Vec::with_capacity(columns.len());
+    for (column, value) in columns.iter().zip(values) {
+        let data_type = schema.field_with_name(column)?.data_type();
+        terms.push(match value {
+            None => col(column).is_null(),
+            Some(text) => {
+                col(column).eq(lit(ScalarValue::try_from_string(text.clone(), data_type)?))
+            }
+        });
+    }
+    Ok(terms.into_iter().reduce(Expr::and).unwrap_or(lit(true)))
 }
 
 /// `batch` (sorted by `partitions` first) as up to `count` streams of about equal rows, each

@@ -92,6 +92,10 @@ pub struct WriteArgs {
     /// Memory (MiB) the write buffer may hold; writes beyond it get 503 / UNAVAILABLE.
     #[arg(long, env = "TRIBUTARY_BUFFER_MAX_MB", default_value_t = 512)]
     pub buffer_max_mb: usize,
+    /// A table's small files are merged after this many flushes (0: never); `events` files are
+    /// rewritten sorted (docs/data-model.md, "On storage").
+    #[arg(long, env = "TRIBUTARY_COMPACT_AFTER_FLUSHES", default_value_t = 20)]
+    pub compact_after_flushes: usize,
     /// How long (hours) a messageId is remembered to drop retried events.
     #[arg(long, env = "TRIBUTARY_DEDUP_WINDOW_HOURS", default_value_t = 168)]
     pub dedup_window_hours: u64,
@@ -111,6 +115,7 @@ impl WriteArgs {
         options.buffer_bytes_max = self.buffer_max_mb.max(1) * 1024 * 1024;
         options.flush_bytes = self.flush_max_mb.max(1) * 1024 * 1024;
         options.dedup_window = Duration::from_secs(self.dedup_window_hours * 3600);
+        options.compact_after_commits = self.compact_after_flushes;
         options.profile_refresh = Duration::from_secs(self.profile_refresh_secs);
         options
     }

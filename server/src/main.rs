@@ -3,11 +3,6 @@
 use clap::{Parser, Subcommand};
 use tributary_server::commands::{generate, identity, import, serve, sql, user, write_key};
 
-// Queries and writes allocate and free many large Arrow buffers; the system allocator returns
-// them to the kernel and faults them in again each time, which mimalloc avoids.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Tributary: a customer data platform engine — collect, store, unify, analyse, serve.
 #[derive(Debug, Parser)]
 #[command(name = "tributary", version, about, long_about = None)]

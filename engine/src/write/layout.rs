@@ -92,7 +92,9 @@ pub(super) fn writer_properties(table: &str) -> Option<WriterProperties> {
     })
 }
 
-/// Partitions up to this size are rewritten whole, sorted, when they hold several files.
+/// Partitions up to this size are rewritten whole, sorted, when they hold several files; one
+/// compaction reads at most this much (the latest partitions first; the rest wait for the next),
+/// so a backfill over many days never loads them all at once.
 const SORTED_REWRITE_MAX_BYTES: i64 = 128 << 20;
 
 /// True for tables whose files are written sorted.
@@ -122,6 +124,16 @@ pub(super) async fn rewrite_sorted(delta: &DeltaTable, table: &str) -> Result<(u
     let crowded = by_partition.iter().filter(|(_, (files, _))| *files > 1);
     let (small, large): (Vec<_>, Vec<_>) =
         crowded.partition(|(_, (_, bytes))| *bytes <= SORTED_REWRITE_MAX_BYTES);
+    let mut budget = SORTED_REWRITE_MAX_BYTES;
+    let small: Vec<_> = small
+        .into_iter()
+        .rev()
+        .take_while(|(_, (_, bytes))| {
+            let fits = *bytes <= budget;
+            budget -= bytes;
+            fits
+        })
+        .collect();
     if small.is_empty() {
         return Ok((0, !large.is_empty()));
     }

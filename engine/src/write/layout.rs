@@ -8,13 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{SortOptions, concat_batches, partition, take_record_batch};
+use datafusion::arrow::compute::{SortOptions, concat_batches, take_record_batch};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::row::{RowConverter, SortField};
-use datafusion::catalog::MemTable;
 use datafusion::common::ScalarValue;
-use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::LogicalPlanBuilder;
 use datafusion::prelude::{Expr, col, lit};
 use deltalake::DeltaTable;
 use deltalake::delta_datafusion::DeltaSessionContext;
@@ -33,8 +30,9 @@ const SORTED_PAGE_ROWS: usize = 8192;
 /// A write of `batches` into `delta` (table `table`), laid out as this module says.
 ///
 /// A sorted table's rows are sorted by its partition columns, then its storage order, and
-/// dealt to one input stream per core by whole partitions: the writer then encodes partitions
-/// in parallel, and each file still receives its rows from one stream, in order.
+/// written from one input stream: with several, the writer's plan routes batches between
+/// streams and a partition's file may receive them out of order (seen: a day's second 8k rows
+/// written before its first).
 pub(super) fn write(
     delta: DeltaTable,
     table: &str,
@@ -63,23 +61,14 @@ pub(super) fn write(
     };
     let sorted = sorted(&batch, &key)?;
     drop(batch);
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let streams = by_whole_partitions(&sorted, &partitions, cores)?;
-    let stream_count = streams.len();
-    let input = MemTable::try_new(schema, streams)?;
-    let plan =
-        LogicalPlanBuilder::scan("input", provider_as_source(Arc::new(input)), None)?.build()?;
-    // As many planned streams as input streams: a round-robin split of one would interleave
-    // rows of the same partition from two streams.
-    let session = DeltaSessionContext::new_with_session_overrides(&HashMap::from([(
+    let single_stream = DeltaSessionContext::new_with_session_overrides(&HashMap::from([(
         "datafusion.execution.target_partitions".to_string(),
-        stream_count.to_string(),
+        "1".to_string(),
     )]))?;
     Ok(delta
-        .write(Vec::new())
-        .with_input_plan(plan)
+        .write(vec![sorted])
         .with_writer_properties(properties)
-        .with_session_state(Arc::new(session.state())))
+        .with_session_state(Arc::new(single_stream.state())))
 }
 
 /// The Parquet settings of `table`'s files, where they differ from the Delta writer's.
@@ -184,35 +173,6 @@ fn partition_filter(
     Ok(terms.into_iter().reduce(Expr::and).unwrap_or(lit(true)))
 }
 
-/// `batch` (sorted by `partitions` first) as up to `count` streams of about equal rows, each
-/// holding whole partitions. An unpartitioned table is one stream: its writer interleaves
-/// streams within one file.
-fn by_whole_partitions(
-    batch: &RecordBatch,
-    partitions: &[String],
-    count: usize,
-) -> Result<Vec<Vec<RecordBatch>>> {
-    if partitions.is_empty() || count <= 1 || batch.num_rows() == 0 {
-        return Ok(vec![vec![batch.clone()]]);
-    }
-    let columns = named_columns(batch, partitions);
-    let target = batch.num_rows().div_ceil(count);
-    let mut streams: Vec<Vec<RecordBatch>> = vec![Vec::new()];
-    let mut rows_in_stream = 0;
-    for range in partition(&columns)?.ranges() {
-        if rows_in_stream >= target && streams.len() < count {
-            streams.push(Vec::new());
-            rows_in_stream = 0;
-        }
-        rows_in_stream += range.len();
-        streams
-            .last_mut()
-            .expect("one stream")
-            .push(batch.slice(range.start, range.len()));
-    }
-    Ok(streams)
-}
-
 /// `batch` sorted by the columns `order`, ascending, nulls first. Keys in Arrow's row format
 /// compare with one `memcmp` each, much faster than column by column.
 fn sorted(batch: &RecordBatch, order: &[&str]) -> Result<RecordBatch> {
@@ -281,37 +241,5 @@ mod tests {
             ["buy", "view", "view"]
         );
         assert_eq!(times.values().to_vec(), [9, 5, 1, 3]);
-    }
-
-    #[test]
-    fn streams_hold_whole_partitions_in_order() {
-        // Sorted by the "partition" column event: buy ×1, view ×3, zap ×2.
-        let batch = events(
-            &[
-                Some("buy"),
-                Some("view"),
-                Some("view"),
-                Some("view"),
-                Some("zap"),
-                Some("zap"),
-            ],
-            &["a", "a", "b", "c", "a", "b"],
-            &[1, 2, 3, 4, 5, 6],
-        );
-        let streams = by_whole_partitions(&batch, &["event".to_string()], 2).unwrap();
-        let rows: Vec<Vec<i64>> = streams
-            .iter()
-            .map(|stream| {
-                stream
-                    .iter()
-                    .flat_map(|b| {
-                        let t = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
-                        t.values().to_vec()
-                    })
-                    .collect()
-            })
-            .collect();
-        assert_eq!(rows, [vec![1, 2, 3, 4], vec![5, 6]]);
-        assert_eq!(by_whole_partitions(&batch, &[], 2).unwrap().len(), 1);
     }
 }

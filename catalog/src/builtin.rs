@@ -382,7 +382,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_storage_order_is_the_table_list_s() {
+    fn the_storage_order_is_each_tables_sort_columns() {
         for table in built_in_tables() {
             assert_eq!(
                 storage_order(table.name),

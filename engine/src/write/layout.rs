@@ -176,7 +176,10 @@ fn partition_filter(
 /// `batch` sorted by the columns `order`, ascending, nulls first. Keys in Arrow's row format
 /// compare with one `memcmp` each, much faster than column by column.
 fn sorted(batch: &RecordBatch, order: &[&str]) -> Result<RecordBatch> {
-    let columns = named_columns(batch, order);
+    let columns: Vec<ArrayRef> = order
+        .iter()
+        .map(|name| Arc::clone(batch.column_by_name(name).expect("checked by the caller")))
+        .collect();
     let fields = columns
         .iter()
         .map(|c| SortField::new_with_options(c.data_type().clone(), SortOptions::new(false, true)))
@@ -185,14 +188,6 @@ fn sorted(batch: &RecordBatch, order: &[&str]) -> Result<RecordBatch> {
     let mut indices: Vec<u32> = (0..batch.num_rows() as u32).collect();
     indices.sort_unstable_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
     Ok(take_record_batch(batch, &UInt32Array::from(indices))?)
-}
-
-/// The columns of `batch` named `names` (the caller checked that they exist).
-fn named_columns<S: AsRef<str>>(batch: &RecordBatch, names: &[S]) -> Vec<ArrayRef> {
-    names
-        .iter()
-        .map(|name| Arc::clone(batch.column_by_name(name.as_ref()).expect("checked")))
-        .collect()
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@ pub struct Wal {
     dir: PathBuf,
     /// Held (an exclusive `flock`) while the log is open: a second process on the same
     /// directory would replay and commit the same records.
-    _lock: std::fs::File,
+    _lock: File,
 }
 
 impl Wal {
@@ -322,7 +322,7 @@ fn new_segment(dir: &Path, first_seq: u64) -> Result<File> {
 }
 
 /// Takes the log directory for this process, or says which other one has it.
-fn lock_directory(dir: &Path) -> Result<std::fs::File> {
+fn lock_directory(dir: &Path) -> Result<File> {
     let path = dir.join("LOCK");
     let file = OpenOptions::new()
         .create(true)

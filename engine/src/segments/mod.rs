@@ -4,10 +4,12 @@
 //!
 //! A refresh computes the members now, compares them with the open memberships and writes the
 //! whole `segment_members` table back in one Delta commit: a customer who left gets its
-//! `exited_at`, one who entered a new row. `segments.size` and `refreshed_at` are written right
-//! after, in a second commit (a crash between leaves them one refresh behind; the memberships
-//! are exact). Writes of one process are serialized; several servers writing segments of one
-//! tenant are not supported yet.
+//! `exited_at`, one who entered a new row. Delta has no commit spanning two tables, so
+//! `segments.size` and `refreshed_at` are written just before, in their own commit, and the
+//! memberships' commit completes the refresh: whoever sees a refresh's memberships sees its size
+//! too (a crash between the two leaves the size one refresh ahead of the memberships; the next
+//! refresh puts them level). Writes of one process are serialized; several servers writing
+//! segments of one tenant are not supported yet.
 //!
 //! Segments with a schedule other than `'manual'` are refreshed by the [`scheduler`].
 
@@ -297,15 +299,15 @@ async fn refresh_locked(
     if changes == 0 && !record_unchanged {
         return Ok(0);
     }
-    if changes > 0 {
-        replace_table(engine, ctx, SEGMENT_MEMBERS, rows.finish()?).await?;
-        note_change();
-    }
     if let Some(segment) = segments.get_mut(name) {
         segment.size = Some(members.len() as i64);
         segment.refreshed_at = Some(now);
     }
     write_segments(engine, ctx, &segments).await?;
+    if changes > 0 {
+        replace_table(engine, ctx, SEGMENT_MEMBERS, rows.finish()?).await?;
+        note_change();
+    }
     Ok(changes)
 }
 

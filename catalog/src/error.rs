@@ -63,6 +63,10 @@ pub enum Error {
     #[error(transparent)]
     ObjectStore(#[from] object_store::Error),
 
+    /// A data file's location is not a valid object-store path.
+    #[error(transparent)]
+    ObjectStorePath(#[from] object_store::path::Error),
+
     /// DataFusion failed while building a table provider.
     #[error(transparent)]
     DataFusion(#[from] Box<datafusion::error::DataFusionError>),

@@ -10,6 +10,7 @@
 pub mod builtin;
 mod error;
 mod names;
+pub mod scan;
 mod storage;
 mod tenant;
 

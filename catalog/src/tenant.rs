@@ -20,9 +20,10 @@ use futures::TryStreamExt;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
-use crate::builtin::{built_in_tables, is_built_in};
+use crate::builtin::{built_in_tables, is_built_in, storage_order};
 use crate::error::{Error, Result};
 use crate::names::validate_name;
+use crate::scan::SnapshotTable;
 use crate::storage::Storage;
 
 /// The one schema of every tenant.
@@ -156,7 +157,7 @@ impl TenantSchema {
             }
             Err(e) => return Err(e.into()),
         };
-        let open = open_table(table).await?;
+        let open = open_table(name, table).await?;
         self.insert(name, open);
         Ok(true)
     }
@@ -219,7 +220,7 @@ impl TenantSchema {
     pub async fn load_latest(&self, name: &str) -> Result<LoadedTable> {
         let mut table = self.delta_table(name)?;
         table.update_incremental(None).await?;
-        Ok(LoadedTable(open_table(table).await?))
+        Ok(LoadedTable(open_table(name, table).await?))
     }
 
     /// Shows a snapshot read by [`Self::load_latest`] to later queries.
@@ -255,7 +256,7 @@ impl TenantSchema {
     async fn load(&self, name: &str) -> Result<OpenTable> {
         let mut table = self.storage.delta_builder(self.table_url(name)?)?.build()?;
         table.load().await?;
-        open_table(table).await
+        open_table(name, table).await
     }
 
     fn insert(&self, name: &str, open: OpenTable) {
@@ -284,9 +285,13 @@ impl TenantSchema {
     }
 }
 
-async fn open_table(table: DeltaTable) -> Result<OpenTable> {
-    let provider = table.table_provider().await?;
-    Ok(OpenTable { table, provider })
+async fn open_table(name: &str, table: DeltaTable) -> Result<OpenTable> {
+    let delta = table.table_provider().await?;
+    let provider = SnapshotTable::new(name, &table, delta, storage_order(name))?;
+    Ok(OpenTable {
+        table,
+        provider: Arc::new(provider),
+    })
 }
 
 /// The schema a table is stored with: view and dictionary types become their plain Arrow

@@ -1,0 +1,343 @@
+//! How queries read a Delta table: the snapshot's file list, taken once per snapshot, becomes a
+//! DataFusion Parquet `DataSourceExec` over the table's real object-store URL.
+//!
+//! delta-rs has a scan of its own, but its plan node cannot be serialized for other processes
+//! (a Ballista executor) and cannot say that a table's files are sorted. This plan is plain
+//! DataFusion: `datafusion-proto` carries it, an executor that reaches the same store reads it,
+//! and the files' sort order ([`crate::builtin::storage_order`]) is declared, so DataFusion keeps
+//! it wherever a file group holds one file or the statistics prove the files do not overlap.
+//!
+//! Filters on partition columns alone choose the files; every other filter is pushed into the
+//! Parquet reader by DataFusion (statistics, page index, row filters). Tables using Delta
+//! features this reader does not apply (deletion vectors, column mapping) are refused by name
+//! rather than read wrong.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DFSchema, ScalarValue, not_impl_err};
+use datafusion::datasource::TableType;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
+use datafusion::datasource::table_schema::TableSchema;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::logical_expr::dml::InsertOp;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::arrow::compute::SortOptions;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use deltalake::DeltaTable;
+use object_store::ObjectStore;
+use object_store::path::Path;
+
+use crate::error::Result;
+
+/// The Delta configuration key of column mapping.
+const COLUMN_MAPPING_MODE: &str = "delta.columnMapping.mode";
+
+/// One data file of the snapshot.
+#[derive(Debug, Clone)]
+struct DataFile {
+    /// From the root of the object store.
+    path: Path,
+    size: u64,
+    /// One per partition column, typed as the table schema says.
+    partition_values: Vec<ScalarValue>,
+}
+
+/// A Delta table at one snapshot, read by a plain Parquet scan.
+#[derive(Debug)]
+pub struct SnapshotTable {
+    /// delta-rs's provider of the same snapshot: `INSERT INTO` goes through it.
+    delta: Arc<dyn TableProvider>,
+    schema: SchemaRef,
+    /// The columns stored in the files, in table order.
+    file_fields: Vec<FieldRef>,
+    /// The partition columns, in the order Delta lists them.
+    partition_fields: Vec<FieldRef>,
+    files: Vec<DataFile>,
+    store_url: ObjectStoreUrl,
+    store: Arc<dyn ObjectStore>,
+    /// The order rows lie in each file (empty: none declared).
+    sort_columns: Vec<String>,
+    /// Why this table cannot be read by this scan, when it cannot.
+    unsupported: Option<String>,
+}
+
+impl SnapshotTable {
+    /// The scan of `table`'s loaded snapshot; `delta` is delta-rs's provider of it, whose schema
+    /// queries keep seeing. `sort_columns` is the order of rows within each file.
+    pub fn new(
+        name: &str,
+        table: &DeltaTable,
+        delta: Arc<dyn TableProvider>,
+        sort_columns: &[&str],
+    ) -> Result<Self> {
+        let snapshot = table.snapshot()?;
+        let schema = delta.schema();
+        let partition_columns = snapshot.metadata().partition_columns().to_vec();
+        let (partition_fields, file_fields): (Vec<FieldRef>, Vec<FieldRef>) = schema
+            .fields()
+            .iter()
+            .cloned()
+            .partition(|f| partition_columns.contains(f.name()));
+        let partition_fields = partition_columns
+            .iter()
+            .filter_map(|name| partition_fields.iter().find(|f| f.name() == name).cloned())
+            .collect::<Vec<_>>();
+        let mut unsupported = snapshot
+            .metadata()
+            .configuration()
+            .get(COLUMN_MAPPING_MODE)
+            .filter(|mode| !mode.eq_ignore_ascii_case("none"))
+            .map(|mode| format!("table '{name}' uses Delta column mapping (mode '{mode}')"));
+        let table_url = table.table_url();
+        let table_root = Path::from_url_path(table_url.path())?;
+        let mut files = Vec::new();
+        for file in snapshot.log_data().iter() {
+            if unsupported.is_none() && file.deletion_vector_descriptor().is_some() {
+                unsupported = Some(format!("table '{name}' has Delta deletion vectors"));
+            }
+            let raw = file.partition_values_map();
+            let partition_values = partition_fields
+                .iter()
+                .map(|field| match raw.get(field.name()).cloned().flatten() {
+                    Some(text) => ScalarValue::try_from_string(text, field.data_type()),
+                    None => ScalarValue::try_from(field.data_type()),
+                })
+                .collect::<DfResult<Vec<_>>>()?;
+            files.push(DataFile {
+                path: table_root.parts().chain(file.object_store_path().parts()).collect(),
+                size: file.size().max(0) as u64,
+                partition_values,
+            });
+        }
+        // Date partitions' directories sort by date: groups then hold neighbouring days.
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let store_url = ObjectStoreUrl::parse(format!(
+            "{}://{}",
+            table_url.scheme(),
+            table_url.authority()
+        ))?;
+        let sort_columns = sort_columns
+            .iter()
+            .filter(|c| schema.field_with_name(c).is_ok())
+            .map(|c| c.to_string())
+            .collect();
+        Ok(Self {
+            delta,
+            file_fields,
+            partition_fields,
+            files,
+            store_url,
+            store: table.log_store().root_object_store(None),
+            schema,
+            sort_columns,
+            unsupported,
+        })
+    }
+
+    /// The order of the scan's columns: the files' columns, then the partition columns.
+    fn scan_schema(&self) -> Schema {
+        Schema::new(
+            self.file_fields
+                .iter()
+                .chain(&self.partition_fields)
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// The files whose partition values may meet every one of `filters` (all on partition
+    /// columns only).
+    fn files_matching(&self, state: &dyn Session, filters: &[Expr]) -> DfResult<Vec<&DataFile>> {
+        let predicate = match conjunction(filters.iter().cloned()) {
+            Some(predicate) if !self.files.is_empty() => predicate,
+            _ => return Ok(self.files.iter().collect()),
+        };
+        let schema = Arc::new(Schema::new(self.partition_fields.clone()));
+        let columns = (0..self.partition_fields.len())
+            .map(|i| {
+                ScalarValue::iter_to_array(self.files.iter().map(|f| f.partition_values[i].clone()))
+            })
+            .collect::<DfResult<Vec<ArrayRef>>>()?;
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+        let df_schema = DFSchema::try_from(schema)?;
+        let keep = state
+            .create_physical_expr(predicate, &df_schema)?
+            .evaluate(&batch)?
+            .into_array(batch.num_rows())?;
+        let keep = keep
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal(
+                    "a partition filter did not give booleans".into(),
+                )
+            })?;
+        Ok(self
+            .files
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| keep.is_valid(*i) && keep.value(*i))
+            .map(|(_, f)| f)
+            .collect())
+    }
+
+    fn is_partition_filter(&self, filter: &Expr) -> bool {
+        let columns = filter.column_refs();
+        !columns.is_empty()
+            && columns
+                .iter()
+                .all(|c| self.partition_fields.iter().any(|f| f.name() == &c.name))
+    }
+
+    /// The declared order of rows within each file, as `layout` writes them (ascending, nulls
+    /// first), preceded by the partition columns (constant in a file).
+    fn output_ordering(&self, scan_schema: &Schema) -> Vec<LexOrdering> {
+        if self.sort_columns.is_empty() {
+            return vec![];
+        }
+        let order = SortOptions {
+            descending: false,
+            nulls_first: true,
+        };
+        let sort: Option<Vec<PhysicalSortExpr>> = self
+            .partition_fields
+            .iter()
+            .map(|f| f.name().as_str())
+            .chain(self.sort_columns.iter().map(String::as_str))
+            .map(|name| {
+                let index = scan_schema.index_of(name).ok()?;
+                Some(PhysicalSortExpr::new(
+                    Arc::new(Column::new(name, index)),
+                    order,
+                ))
+            })
+            .collect();
+        sort.and_then(LexOrdering::new).into_iter().collect()
+    }
+}
+
+/// Deals files to at most `groups` groups of about equal bytes, keeping a partition's files
+/// together in the order given.
+fn file_groups(files: Vec<PartitionedFile>, groups: usize) -> Vec<FileGroup> {
+    let groups = groups.max(1).min(files.len().max(1));
+    let total: u64 = files.iter().map(|f| f.object_meta.size).sum();
+    let share = total.div_ceil(groups as u64).max(1);
+    let mut dealt: Vec<Vec<PartitionedFile>> = vec![vec![]];
+    let mut bytes = 0u64;
+    for file in files {
+        if bytes >= share && dealt.len() < groups {
+            dealt.push(vec![]);
+            bytes = 0;
+        }
+        bytes += file.object_meta.size;
+        dealt.last_mut().expect("one group").push(file);
+    }
+    dealt.into_iter().map(FileGroup::new).collect()
+}
+
+#[async_trait]
+impl TableProvider for SnapshotTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if let Some(reason) = &self.unsupported {
+            return not_impl_err!("{reason}, which Tributary's scan cannot read yet");
+        }
+        let scan_schema = self.scan_schema();
+        let positions: HashMap<&str, usize> = scan_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name().as_str(), i))
+            .collect();
+        let projection: Vec<usize> = match projection {
+            Some(columns) => columns.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        }
+        .into_iter()
+        .map(|i| positions[self.schema.field(i).name().as_str()])
+        .collect();
+        let partition_filters: Vec<Expr> = filters
+            .iter()
+            .filter(|f| self.is_partition_filter(f))
+            .cloned()
+            .collect();
+        let files = self.files_matching(state, &partition_filters)?;
+        if files.is_empty() {
+            let projected = Arc::new(scan_schema.project(&projection)?);
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        let files: Vec<PartitionedFile> = files
+            .into_iter()
+            .map(|file| {
+                let mut scanned = PartitionedFile::new(file.path.to_string(), file.size);
+                scanned.partition_values = file.partition_values.clone();
+                scanned
+            })
+            .collect();
+        state
+            .runtime_env()
+            .register_object_store(self.store_url.as_ref(), Arc::clone(&self.store));
+        let format = ParquetFormat::default().with_options(state.table_options().parquet.clone());
+        let table_schema = TableSchema::builder(Arc::new(Schema::new(self.file_fields.clone())))
+            .with_table_partition_cols(self.partition_fields.clone())
+            .build();
+        let config = FileScanConfigBuilder::new(self.store_url.clone(), format.file_source(table_schema))
+            .with_file_groups(file_groups(files, state.config().target_partitions()))
+            .with_projection_indices(Some(projection))?
+            .with_limit(limit)
+            .with_output_ordering(self.output_ordering(&scan_schema))
+            .build();
+        format.create_physical_plan(state, config).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if self.is_partition_filter(f) {
+                    TableProviderFilterPushDown::Exact
+                } else {
+                    TableProviderFilterPushDown::Inexact
+                }
+            })
+            .collect())
+    }
+
+    async fn insert_into(
+        &self,
+        state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        self.delta.insert_into(state, input, insert_op).await
+    }
+}

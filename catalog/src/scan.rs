@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::SortOptions;
 use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::{DFSchema, ScalarValue, not_impl_err};
@@ -31,7 +32,6 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::arrow::compute::SortOptions;
 use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_expr::{LexOrdering, PhysicalSortExpr};
 use datafusion::physical_plan::ExecutionPlan;
@@ -117,7 +117,10 @@ impl SnapshotTable {
                 })
                 .collect::<DfResult<Vec<_>>>()?;
             files.push(DataFile {
-                path: table_root.parts().chain(file.object_store_path().parts()).collect(),
+                path: table_root
+                    .parts()
+                    .chain(file.object_store_path().parts())
+                    .collect(),
                 size: file.size().max(0) as u64,
                 partition_values,
             });
@@ -307,12 +310,13 @@ impl TableProvider for SnapshotTable {
         let table_schema = TableSchema::builder(Arc::new(Schema::new(self.file_fields.clone())))
             .with_table_partition_cols(self.partition_fields.clone())
             .build();
-        let config = FileScanConfigBuilder::new(self.store_url.clone(), format.file_source(table_schema))
-            .with_file_groups(file_groups(files, state.config().target_partitions()))
-            .with_projection_indices(Some(projection))?
-            .with_limit(limit)
-            .with_output_ordering(self.output_ordering(&scan_schema))
-            .build();
+        let config =
+            FileScanConfigBuilder::new(self.store_url.clone(), format.file_source(table_schema))
+                .with_file_groups(file_groups(files, state.config().target_partitions()))
+                .with_projection_indices(Some(projection))?
+                .with_limit(limit)
+                .with_output_ordering(self.output_ordering(&scan_schema))
+                .build();
         format.create_physical_plan(state, config).await
     }
 

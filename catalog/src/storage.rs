@@ -157,6 +157,23 @@ impl Storage {
         Ok(log_store.object_store(None))
     }
 
+    /// The store at the root of the data root's bucket (or file system) and the URL it is
+    /// registered under (`s3://bucket`, `file://`): what the table scan reads files through, and
+    /// what a cluster executor registers to read the same files.
+    pub fn bucket_store(&self) -> Result<(Url, Arc<dyn ObjectStore>)> {
+        let log_store = self.delta_builder(self.root.clone())?.build_storage()?;
+        let url = Url::parse(&format!(
+            "{}://{}",
+            self.root.scheme(),
+            self.root.authority()
+        ))
+        .map_err(|e| Error::InvalidDataLocation {
+            location: self.root.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok((url, log_store.root_object_store(None)))
+    }
+
     /// Reads one of Tributary's own files under `_tributary/` (write keys, users); `None` when
     /// it does not exist yet.
     pub async fn read_system_file(&self, name: &str) -> Result<Option<bytes::Bytes>> {

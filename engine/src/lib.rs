@@ -14,6 +14,7 @@ pub mod dml;
 mod error;
 pub mod functions;
 pub mod identity;
+pub mod remote;
 pub mod segments;
 pub mod session;
 pub mod sql_text;
@@ -56,6 +57,8 @@ pub struct Engine {
     directory: Arc<Directory>,
     /// Memory one session (one query) may use; `None`: the template's unbounded pool.
     query_memory_bytes: Option<usize>,
+    /// Where read queries run when not here (`serve --cluster`).
+    remote: Option<Arc<dyn remote::RemotePlans>>,
 }
 
 /// The tenant a session made by [`Engine::session`] reads and writes: its default catalog.
@@ -113,7 +116,14 @@ impl Engine {
             identity,
             directory,
             query_memory_bytes: None,
+            remote: None,
         })
+    }
+
+    /// Sends the read queries `remote` takes there (a cluster) instead of running them here.
+    pub fn with_remote(mut self, remote: Arc<dyn remote::RemotePlans>) -> Self {
+        self.remote = Some(remote);
+        self
     }
 
     /// Bounds the memory of each query: operators that can spill (sorts, aggregations, joins)
@@ -305,11 +315,12 @@ impl Engine {
                 None,
             )?));
         }
-        Ok(ctx
+        let plan = ctx
             .execute_logical_plan(plan)
             .await?
-            .execute_stream()
-            .await?)
+            .create_physical_plan()
+            .await?;
+        self.execute_physical(ctx, plan).await
     }
 
     /// Plans a query down to its physical plan without running it, so that errors found only
@@ -327,11 +338,20 @@ impl Engine {
         Ok(Some(ctx.state().create_physical_plan(plan).await?))
     }
 
-    /// Runs a physical plan made by [`Engine::prepare_query`] in the session it was made in.
-    pub fn execute_physical(
+    /// Runs a physical plan made by [`Engine::prepare_query`] in the session it was made in:
+    /// on the cluster when the server has one that takes it, else here.
+    pub async fn execute_physical(
+        &self,
         ctx: &SessionContext,
         plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
     ) -> Result<SendableRecordBatchStream> {
+        if let Some(remote) = self.remote.as_ref().filter(|r| r.takes(&plan)) {
+            tracing::debug!("a query goes to the cluster");
+            let state = ctx.state();
+            return remote
+                .execute(plan, state.config(), state.session_id().to_string())
+                .await;
+        }
         Ok(datafusion::physical_plan::execute_stream(
             plan,
             ctx.task_ctx(),

@@ -58,6 +58,10 @@ pub enum Error {
     /// The data generator failed.
     #[error(transparent)]
     Generate(#[from] tributary_datagen::Error),
+
+    /// A cluster node failed to start, or the cluster cannot be used.
+    #[error(transparent)]
+    Cluster(#[from] tributary_cluster::Error),
 }
 
 impl From<Status> for Error {

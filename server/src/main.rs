@@ -1,7 +1,9 @@
 //! The `tributary` command: the server and its clients in one binary.
 
 use clap::{Parser, Subcommand};
-use tributary_server::commands::{generate, identity, import, serve, sql, user, write_key};
+use tributary_server::commands::{
+    cluster, generate, identity, import, serve, sql, user, write_key,
+};
 
 /// Tributary: a customer data platform engine — collect, store, unify, analyse, serve.
 #[derive(Debug, Parser)]
@@ -30,6 +32,10 @@ enum Command {
     WriteKey(write_key::WriteKeyArgs),
     /// Make and remove users, set passwords, grant roles on tenants.
     User(user::UserArgs),
+    /// Run a Ballista scheduler with Tributary's functions (the head of a cluster).
+    Scheduler(cluster::SchedulerArgs),
+    /// Run a Ballista executor with Tributary's functions, joined to a scheduler.
+    Executor(cluster::ExecutorArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,6 +64,8 @@ fn main() -> std::process::ExitCode {
             Command::Generate(args) => generate::run(args),
             Command::WriteKey(args) => write_key::run(args).await,
             Command::User(args) => user::run(args).await,
+            Command::Scheduler(args) => cluster::scheduler(args).await,
+            Command::Executor(args) => cluster::executor(args).await,
         }
     });
     match result {

@@ -1,6 +1,7 @@
 //! The `tributary` subcommands.
 
 pub mod client;
+pub mod cluster;
 pub mod generate;
 pub mod identity;
 pub mod import;

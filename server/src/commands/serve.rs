@@ -67,6 +67,11 @@ pub struct ServeArgs {
     #[arg(long, env = "TRIBUTARY_TOKEN_LIFETIME_SECS", default_value_t = 12 * 3600)]
     pub token_lifetime_secs: u64,
 
+    /// A Ballista cluster (df://host:port of a `tributary scheduler`) to run read queries on;
+    /// writes, metadata and queries that read no table stay here.
+    #[arg(long, env = "TRIBUTARY_CLUSTER")]
+    pub cluster: Option<String>,
+
     /// S3-compatible store settings.
     #[command(flatten)]
     pub s3: S3Args,
@@ -165,6 +170,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .with_query_memory_limit(
             (args.query_memory_mb > 0).then(|| args.query_memory_mb * 1024 * 1024),
         );
+    let engine = match &args.cluster {
+        Some(url) => engine.with_remote(std::sync::Arc::new(
+            tributary_cluster::client::Cluster::new(url)?,
+        )),
+        None => engine,
+    };
     let open = engine
         .directory()
         .is_open()

@@ -140,7 +140,11 @@ impl TributaryFlightSql {
         let slot = self.queries.start(id, &user)?;
         let timeout = self.timeout();
         if let Some((kept_ctx, planned)) = self.queries.take_plan(id, &user, &tenant_of(ctx)) {
-            let stream = Engine::execute_physical(&kept_ctx, planned.plan).map_err(status_of)?;
+            let stream = self
+                .engine
+                .execute_physical(&kept_ctx, planned.plan)
+                .await
+                .map_err(status_of)?;
             return Ok(supervised(
                 client_stream(stream, planned.schema),
                 slot,

@@ -1,0 +1,218 @@
+"""The same SQL on a Ballista cluster: a `tributary scheduler` and two `tributary executor`
+processes on loopback, `tributary serve --cluster` in front of them. Every answer is compared
+with a plain server's on the same data root; buffered (not yet flushed) rows are seen; the
+scheduler gone gives a clear error while queries that read no table still answer; an executor
+killed mid-query never gives a wrong answer."""
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import BINARY, Server, free_port
+from collection import post, track
+
+STEPS = ["page_view", "product_view", "add_to_cart", "purchase"]
+CONDS = ", ".join(f"event = '{s}'" for s in STEPS)
+E_CONDS = ", ".join(f"e.event = '{s}'" for s in STEPS)
+SEGMENT = {"all": [{"event": "purchase", "op": ">=", "value": 2},
+                   {"not": {"event": "page_view", "op": "=", "value": 0}}]}
+QUERIES = {
+    "funnel": "SELECT level, count(*) FROM (SELECT window_funnel(INTERVAL '1 day', timestamp, "
+              f"{CONDS}) AS level FROM events GROUP BY anonymous_id) GROUP BY level ORDER BY level",
+    "retention": "SELECT sum(r[1]), sum(r[2]) FROM (SELECT retention(event = 'page_view', "
+                 "event = 'purchase') AS r FROM events GROUP BY anonymous_id)",
+    "sequence": "SELECT sum(m), count(*) FROM (SELECT sequence_match('(?1).*(?2)', timestamp, "
+                "event = 'add_to_cart', event = 'purchase') AS m FROM events GROUP BY anonymous_id)",
+    "customer funnel": "SELECT level, count(*) FROM (SELECT window_funnel(INTERVAL '1 day', "
+                       f"e.timestamp, {E_CONDS}) AS level FROM events e "
+                       "LEFT JOIN identity_map u ON u.id_type = 'user_id' AND u.id_value = e.user_id "
+                       "LEFT JOIN identity_map a ON a.id_type = 'anonymous_id' "
+                       "AND a.id_value = e.anonymous_id "
+                       "GROUP BY coalesce(u.customer_id, a.customer_id)) GROUP BY level ORDER BY level",
+    "attribution": "SELECT c['channel'], round(sum(c['credit']), 6) FROM (SELECT unnest("
+                   "attribution('last_touch', timestamp, coalesce(json_get_str(context, "
+                   "'campaign', 'source'), 'direct'), event = 'purchase')) AS c FROM events "
+                   "GROUP BY anonymous_id) GROUP BY 1 ORDER BY 1",
+    "group by": "SELECT event, count(DISTINCT anonymous_id), count(*) FROM events "
+                "GROUP BY event ORDER BY event",
+    "segment": f"SELECT segment_size('{json.dumps(SEGMENT)}')",
+}
+
+
+def wait_for_port(port, process, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"a cluster node exited with {process.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+
+
+def two_free_ports():
+    """A free port whose successor is free too (an executor's Flight and gRPC services)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no two neighbouring free ports")
+
+
+class Cluster:
+    """A scheduler and executors, started as processes."""
+
+    def __init__(self, data):
+        self.data = data
+        self.scheduler_port = free_port()
+        self.scheduler = None
+        self.executors = []
+
+    def start_scheduler(self):
+        self.scheduler = subprocess.Popen(
+            [BINARY, "scheduler", "--bind", f"127.0.0.1:{self.scheduler_port}"],
+            stdout=subprocess.DEVNULL, stderr=sys.stderr)
+        wait_for_port(self.scheduler_port, self.scheduler)
+
+    def start_executor(self):
+        port = two_free_ports()
+        process = subprocess.Popen(
+            [BINARY, "executor", "--scheduler", f"127.0.0.1:{self.scheduler_port}",
+             "--bind", f"127.0.0.1:{port}", "--slots", "1", "--data", str(self.data)],
+            stdout=subprocess.DEVNULL, stderr=sys.stderr)
+        wait_for_port(port + 1, process)
+        self.executors.append(process)
+        return process
+
+    @property
+    def url(self):
+        return f"df://127.0.0.1:{self.scheduler_port}"
+
+    def stop(self):
+        for process in [*self.executors, self.scheduler]:
+            if process and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cluster-sample")
+    subprocess.run([BINARY, "generate", "--customers", "2000", "--seed", "11", "--out", str(out)],
+                   check=True, capture_output=True, timeout=600)
+    return out
+
+
+def answers(server):
+    from adbc_driver_flightsql import dbapi
+
+    with dbapi.connect(server.uri, autocommit=True) as conn:
+        result = {}
+        for name, sql in QUERIES.items():
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                result[name] = cur.fetchall()
+        return result
+
+
+def test_the_cluster_answers_as_one_server_does(tmp_path, sample):
+    data = tmp_path / "data"
+    cluster = Cluster(data)
+    front = None
+    try:
+        cluster.start_scheduler()
+        cluster.start_executor()
+        cluster.start_executor()
+        front = Server(data, args=["--cluster", cluster.url]).start()
+        for table in ["events", "identities"]:
+            front.cli("import", str(sample / f"{table}.parquet"), "--table", table)
+        # Rows only in the front door's write buffer travel with the plan.
+        for i in range(3):
+            status, _, _ = post(front.http, "/v1/track",
+                                track(f"buffered-{i}", user=f"late-{i}", event="purchase"))
+            assert status == 200
+        on_cluster = answers(front)
+        assert on_cluster["group by"], "the data did not load"
+
+        # The scheduler gone: queries reading tables fail clearly, the rest still answer.
+        cluster.scheduler.kill()
+        cluster.scheduler.wait()
+        from adbc_driver_flightsql import dbapi
+        with dbapi.connect(front.uri, autocommit=True) as conn, conn.cursor() as cur:
+            with pytest.raises(Exception, match="cluster"):
+                cur.execute(QUERIES["group by"])
+                cur.fetchall()
+            cur.execute("SELECT 41 + 1")
+            assert cur.fetchall() == [(42,)]
+        front.stop()
+
+        local = Server(data).start()
+        try:
+            assert answers(local) == on_cluster
+        finally:
+            local.stop()
+    finally:
+        if front:
+            front.stop()
+        cluster.stop()
+
+
+def test_an_executor_killed_mid_query_never_gives_a_wrong_answer(tmp_path, sample):
+    data = tmp_path / "data"
+    local = Server(data).start()
+    try:
+        local.cli("import", str(sample / "events.parquet"), "--table", "events")
+        expected = answers(local)["funnel"]
+    finally:
+        local.stop()
+    cluster = Cluster(data)
+    front = None
+    try:
+        cluster.start_scheduler()
+        cluster.start_executor()
+        victim = cluster.start_executor()
+        front = Server(data, args=["--cluster", cluster.url]).start()
+        from adbc_driver_flightsql import dbapi
+
+        outcome = {}
+
+        def run():
+            try:
+                with dbapi.connect(front.uri, autocommit=True) as conn, conn.cursor() as cur:
+                    cur.execute(QUERIES["funnel"])
+                    outcome["rows"] = cur.fetchall()
+            except Exception as e:  # a clear error is an allowed outcome; a wrong answer is not
+                outcome["error"] = str(e)
+
+        query = threading.Thread(target=run)
+        query.start()
+        time.sleep(0.3)
+        victim.kill()
+        query.join(timeout=300)
+        assert not query.is_alive(), "the query hung after an executor died"
+        if "rows" in outcome:
+            assert outcome["rows"] == expected
+        else:
+            assert outcome["error"]
+        # The cluster goes on with the executor that is left.
+        with dbapi.connect(front.uri, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute(QUERIES["funnel"])
+            assert cur.fetchall() == expected
+    finally:
+        if front:
+            front.stop()
+        cluster.stop()

@@ -6,15 +6,16 @@
 #   benchmarks/run.sh roundtrip [--calls N]
 #   benchmarks/run.sh models [--customers N] [--runs N] [--work-dir DIR]
 #   benchmarks/run.sh segments [--customers N] [--runs N] [--work-dir DIR]
+#   benchmarks/run.sh cluster [--customers N] [--runs N] [--slots N] [--work-dir DIR]
 # Builds the release binaries, prepares a Python venv with chDB, DuckDB and ADBC, and runs the
 # suite's script in benchmarks/peers/. See docs/benchmarks.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 suite="${1:-}"
 case "$suite" in
-  funnel|ingest|identity|roundtrip|models|segments) shift ;;
-  -h|--help|"") sed -n '2,8p' "$0" | sed 's/^# *//'; exit 0 ;;
-  *) echo "unknown suite '$suite' (suites: funnel, ingest, identity, roundtrip, models, segments)" >&2; exit 2 ;;
+  funnel|ingest|identity|roundtrip|models|segments|cluster) shift ;;
+  -h|--help|"") sed -n '2,9p' "$0" | sed 's/^# *//'; exit 0 ;;
+  *) echo "unknown suite '$suite' (suites: funnel, ingest, identity, roundtrip, models, segments, cluster)" >&2; exit 2 ;;
 esac
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tributary-target}"
 VENV="${TRIBUTARY_VENV:-$HOME/.cache/tributary-venv}"

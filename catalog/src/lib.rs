@@ -46,17 +46,7 @@ impl Catalog {
             storage,
             tenants: RwLock::new(BTreeMap::new()),
         });
-        let listing = catalog
-            .storage
-            .root_store()?
-            .list_with_delimiter(None::<&Path>)
-            .await?;
-        let mut names: Vec<String> = listing
-            .common_prefixes
-            .iter()
-            .filter_map(|p| p.filename().map(str::to_string))
-            .filter(|name| name != SYSTEM_DIRECTORY && validate_name("tenant", name).is_ok())
-            .collect();
+        let mut names = catalog.tenant_directories().await?;
         if !names.iter().any(|n| n == DEFAULT_TENANT) {
             names.push(DEFAULT_TENANT.to_string());
         }
@@ -64,6 +54,31 @@ impl Catalog {
             catalog.create_tenant(&name).await?;
         }
         Ok(catalog)
+    }
+
+    /// The tenants' directories under the data root.
+    async fn tenant_directories(&self) -> Result<Vec<String>> {
+        let listing = self
+            .storage
+            .root_store()?
+            .list_with_delimiter(None::<&Path>)
+            .await?;
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .filter(|name| name != SYSTEM_DIRECTORY && validate_name("tenant", name).is_ok())
+            .collect())
+    }
+
+    /// Opens the tenants another process created since this catalog was opened.
+    pub async fn open_new_tenants(&self) -> Result<()> {
+        for name in self.tenant_directories().await? {
+            if self.tenant(&name).is_none() {
+                self.create_tenant(&name).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The storage this catalog lives on.

@@ -52,6 +52,8 @@ pub struct TenantSchema {
     tenant: String,
     storage: Storage,
     tables: RwLock<BTreeMap<String, OpenTable>>,
+    /// Tables this process is dropping (see [`Self::moved_tables`]).
+    dropping: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for TenantSchema {
@@ -72,6 +74,7 @@ impl TenantSchema {
             tenant: tenant.to_string(),
             storage,
             tables: RwLock::new(BTreeMap::new()),
+            dropping: Default::default(),
         };
         let store = schema.storage.root_store()?;
         let listing = store.list_with_delimiter(Some(&Path::from(tenant))).await?;
@@ -180,6 +183,25 @@ impl TenantSchema {
                 Err(self.not_found(name))
             };
         }
+        self.dropping_table(name, true);
+        let deleted = self.delete_table_files(name).await;
+        self.dropping_table(name, false);
+        deleted?;
+        Ok(true)
+    }
+
+    /// The open Delta table (its latest snapshot known here), for write operations.
+    pub fn delta_table(&self, name: &str) -> Result<DeltaTable> {
+        self.tables
+            .read()
+            .expect("table map poisoned")
+            .get(name)
+            .map(|open| open.table.clone())
+            .ok_or_else(|| self.not_found(name))
+    }
+
+    /// Deletes a dropped table's files, the log first.
+    async fn delete_table_files(&self, name: &str) -> Result<()> {
         let store = self.storage.root_store()?;
         let table_dir = Path::from(format!("{}/{name}", self.tenant));
         let mut files: Vec<Path> = store
@@ -195,17 +217,18 @@ impl TenantSchema {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(true)
+        Ok(())
     }
 
-    /// The open Delta table (its latest snapshot known here), for write operations.
-    pub fn delta_table(&self, name: &str) -> Result<DeltaTable> {
-        self.tables
-            .read()
-            .expect("table map poisoned")
-            .get(name)
-            .map(|open| open.table.clone())
-            .ok_or_else(|| self.not_found(name))
+    /// Marks a table as being dropped by this process (or no longer), so that following the
+    /// data root does not open it again from its half-deleted files.
+    fn dropping_table(&self, name: &str, dropping: bool) {
+        let mut names = self.dropping.lock().expect("dropping set poisoned");
+        if dropping {
+            names.insert(name.to_string());
+        } else {
+            names.remove(name);
+        }
     }
 
     /// Re-reads a table's log after a commit, so later queries see it.
@@ -226,6 +249,63 @@ impl TenantSchema {
     /// Shows a snapshot read by [`Self::load_latest`] to later queries.
     pub fn install(&self, name: &str, loaded: LoadedTable) {
         self.insert(name, loaded.0);
+    }
+
+    /// Shows `loaded` unless the table is gone or the snapshot shown is at least as new (a
+    /// writer of this process may have shown a later one meanwhile); true when shown.
+    pub fn install_if_newer(&self, name: &str, loaded: LoadedTable) -> bool {
+        let mut tables = self.tables.write().expect("table map poisoned");
+        match tables.get(name) {
+            Some(shown) if shown.table.version() < loaded.0.table.version() => {
+                tables.insert(name.to_string(), loaded.0);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// What other processes changed in this tenant since its tables were read: the tables
+    /// whose Delta log moved on, with their latest snapshots loaded but not shown (the caller
+    /// shows them with [`Self::install_if_newer`] when no commit of its own is under way), and
+    /// tables created meanwhile, which are shown at once. Dropped tables are not noticed.
+    pub async fn moved_tables(&self) -> Result<Vec<(String, LoadedTable)>> {
+        let mut moved = Vec::new();
+        for name in self.table_names() {
+            let Ok(table) = self.delta_table(&name) else {
+                continue;
+            };
+            let shown = table.version().unwrap_or(0);
+            if table.log_store().get_latest_version(shown).await? > shown {
+                moved.push((name.clone(), self.load_latest(&name).await?));
+            }
+        }
+        let listing = self
+            .storage
+            .root_store()?
+            .list_with_delimiter(Some(&Path::from(self.tenant.as_str())))
+            .await?;
+        for prefix in listing.common_prefixes {
+            let Some(name) = prefix.filename() else {
+                continue;
+            };
+            let dropping = self
+                .dropping
+                .lock()
+                .expect("dropping set poisoned")
+                .contains(name);
+            if dropping || self.has_table(name) || validate_name("table", name).is_err() {
+                continue;
+            }
+            match self.load(name).await {
+                Ok(open) => self.insert(name, open),
+                // A table being created (no log yet) or a stray directory.
+                Err(Error::Delta(e)) if matches!(*e, DeltaTableError::NotATable(_)) => {}
+                Err(e) => {
+                    tracing::warn!(tenant = self.tenant, name, "cannot open a new table: {e}")
+                }
+            }
+        }
+        Ok(moved)
     }
 
     /// The provider queries use for a table (its latest installed snapshot).

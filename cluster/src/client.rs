@@ -20,7 +20,7 @@ use datafusion_proto::physical_plan::AsExecutionPlan;
 use datafusion_proto::protobuf::PhysicalPlanNode;
 
 use crate::error::{Error, Result};
-use crate::node_session_state;
+use crate::{DataStore, node_session_state};
 
 /// A Ballista cluster the front door sends read queries to.
 #[derive(Debug)]
@@ -33,9 +33,10 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// The cluster whose scheduler is at `url` (`df://host:port`). Nothing is contacted yet: an
-    /// unreachable scheduler shows as an error of the first query sent.
-    pub fn new(url: &str) -> Result<Self> {
+    /// The cluster whose scheduler is at `url` (`df://host:port`), reading the data root whose
+    /// store is `store` (none for a local directory). Nothing is contacted yet: an unreachable
+    /// scheduler shows as an error of the first query sent.
+    pub fn new(url: &str, store: Option<DataStore>) -> Result<Self> {
         let invalid = |reason: &str| Error::InvalidAddress {
             what: "cluster URL",
             value: url.to_string(),
@@ -54,7 +55,7 @@ impl Cluster {
         if host.is_empty() || port.parse::<u16>().is_err() {
             return Err(invalid("expected df://host:port"));
         }
-        let node = node_session_state(SessionConfig::new())?;
+        let node = node_session_state(SessionConfig::new(), store.as_ref())?;
         Ok(Self {
             scheduler: format!("http://{authority}"),
             node: node.task_ctx(),
@@ -143,7 +144,7 @@ mod tests {
 
     #[test]
     fn cluster_urls_are_checked() {
-        assert!(Cluster::new("df://127.0.0.1:50050").is_ok());
+        assert!(Cluster::new("df://127.0.0.1:50050", None).is_ok());
         for bad in [
             "127.0.0.1:50050",
             "http://h:1",
@@ -151,7 +152,7 @@ mod tests {
             "df://:1",
             "df://h:x",
         ] {
-            let error = Cluster::new(bad).unwrap_err().to_string();
+            let error = Cluster::new(bad, None).unwrap_err().to_string();
             assert!(error.contains("invalid cluster URL"), "{bad}: {error}");
         }
     }

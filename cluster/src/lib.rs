@@ -14,16 +14,33 @@ pub mod client;
 mod error;
 pub mod node;
 
+use std::sync::Arc;
+
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::SessionConfig;
+use object_store::ObjectStore;
 
 pub use error::{Error, Result};
 
+/// A data root's object store and the URL plans name it by (`s3://bucket`): nodes that decode
+/// or run plans reading an object store need it; local directories need none (`file://` is
+/// known everywhere).
+pub type DataStore = (url::Url, Arc<dyn ObjectStore>);
+
 /// The session state of a cluster node: Ballista's defaults plus every Tributary function that
-/// needs nothing of the front door (JSON, behaviour, attribution, model functions).
-pub fn node_session_state(config: SessionConfig) -> datafusion::error::Result<SessionState> {
+/// needs nothing of the front door (JSON, behaviour, attribution, model functions), and the data
+/// root's store when it is not a local directory.
+pub fn node_session_state(
+    config: SessionConfig,
+    store: Option<&DataStore>,
+) -> datafusion::error::Result<SessionState> {
     let mut state = ballista_core::utils::default_session_builder(config)?;
     tributary_engine::session::register_functions(&mut state)
         .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+    if let Some((url, store)) = store {
+        state
+            .runtime_env()
+            .register_object_store(url, Arc::clone(store));
+    }
     Ok(state)
 }

@@ -13,18 +13,20 @@ use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
-use object_store::ObjectStore;
 
 use crate::error::{Error, Result};
-use crate::node_session_state;
+use crate::{DataStore, node_session_state};
 
-/// Runs a scheduler on `bind` until the process ends.
-pub async fn run_scheduler(bind: SocketAddr) -> Result<()> {
+/// Runs a scheduler on `bind` until the process ends; `store` is the data root's (it decodes
+/// the scans of the plans it is sent).
+pub async fn run_scheduler(bind: SocketAddr, store: Option<DataStore>) -> Result<()> {
     let config = SchedulerConfig {
         bind_host: bind.ip().to_string(),
         external_host: bind.ip().to_string(),
         bind_port: bind.port(),
-        override_session_builder: Some(Arc::new(node_session_state)),
+        override_session_builder: Some(Arc::new(move |config| {
+            node_session_state(config, store.as_ref())
+        })),
         ..SchedulerConfig::default()
     };
     let cluster = BallistaCluster::new_from_config(&config).await?;
@@ -44,9 +46,8 @@ pub struct ExecutorOptions {
     pub slots: usize,
     /// Where shuffle files go (a temporary directory when `None`).
     pub work_dir: Option<PathBuf>,
-    /// The data root's store and the URL plans name it by (`s3://bucket`): scans read table
-    /// files through it. Local directories need none (`file://` is known everywhere).
-    pub store: Option<(url::Url, Arc<dyn ObjectStore>)>,
+    /// The data root's store, when not a local directory: scans read table files through it.
+    pub store: Option<DataStore>,
 }
 
 /// Runs an executor until it is stopped (SIGTERM or Ctrl-C).
@@ -60,7 +61,7 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<()> {
             value: options.bind.to_string(),
             reason: "its gRPC service needs the next port, and there is none".into(),
         })?;
-    let registry = node_session_state(SessionConfig::new())?;
+    let registry = node_session_state(SessionConfig::new(), None)?;
     let config = ExecutorProcessConfig {
         bind_host: options.bind.ip().to_string(),
         external_host: Some(options.bind.ip().to_string()),

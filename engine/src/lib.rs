@@ -92,6 +92,7 @@ impl Engine {
     /// Opens the data root; replays the write-ahead log and resolves every tenant's identities.
     pub async fn open_with(storage: Storage, options: WriteOptions) -> Result<Self> {
         let profile_refresh = options.profile_refresh;
+        let follow_interval = options.follow_interval;
         let catalog = Catalog::open(storage.clone()).await?;
         let directory = Arc::new(Directory::open(storage).await?);
         let writer = Writer::open(Arc::clone(&catalog), options).await?;
@@ -103,6 +104,9 @@ impl Engine {
         )?);
         writer.set_hook(Arc::clone(&identity) as Arc<dyn write::WriteHook>);
         identity.start(Arc::clone(&template)).await?;
+        if !follow_interval.is_zero() {
+            tokio::spawn(write::follow::run(Arc::downgrade(&writer), follow_interval));
+        }
         if !profile_refresh.is_zero() {
             tokio::spawn(identity::profiles::run_refresher(
                 Arc::downgrade(&identity),

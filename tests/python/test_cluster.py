@@ -5,6 +5,7 @@ scheduler gone gives a clear error while queries that read no table still answer
 killed mid-query never gives a wrong answer."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -72,16 +73,18 @@ def two_free_ports():
 class Cluster:
     """A scheduler and executors, started as processes."""
 
-    def __init__(self, data):
+    def __init__(self, data, env=None):
         self.data = data
+        self.env = dict(os.environ, **(env or {}))
         self.scheduler_port = free_port()
         self.scheduler = None
         self.executors = []
 
     def start_scheduler(self):
         self.scheduler = subprocess.Popen(
-            [BINARY, "scheduler", "--bind", f"127.0.0.1:{self.scheduler_port}"],
-            stdout=subprocess.DEVNULL, stderr=sys.stderr)
+            [BINARY, "scheduler", "--bind", f"127.0.0.1:{self.scheduler_port}",
+             "--data", str(self.data)],
+            stdout=subprocess.DEVNULL, stderr=sys.stderr, env=self.env)
         wait_for_port(self.scheduler_port, self.scheduler)
 
     def start_executor(self):
@@ -89,7 +92,7 @@ class Cluster:
         process = subprocess.Popen(
             [BINARY, "executor", "--scheduler", f"127.0.0.1:{self.scheduler_port}",
              "--bind", f"127.0.0.1:{port}", "--slots", "1", "--data", str(self.data)],
-            stdout=subprocess.DEVNULL, stderr=sys.stderr)
+            stdout=subprocess.DEVNULL, stderr=sys.stderr, env=self.env)
         wait_for_port(port + 1, process)
         self.executors.append(process)
         return process
@@ -129,15 +132,27 @@ def answers(server):
         return result
 
 
-def test_the_cluster_answers_as_one_server_does(tmp_path, sample):
-    data = tmp_path / "data"
-    cluster = Cluster(data)
+@pytest.fixture(params=["directory", "s3"])
+def data_root(request, tmp_path):
+    """The data root the servers and executors share: a local directory, or a bucket on the
+    S3-compatible test server (executors then read it with the same credentials)."""
+    if request.param == "directory":
+        return str(tmp_path / "data"), {}
+    return "s3://cdp/warehouse", request.getfixturevalue("s3_server")
+
+
+def test_the_cluster_answers_as_one_server_does(tmp_path, sample, data_root):
+    data, env = data_root
+    wal = ["--wal-dir", str(tmp_path / "wal")]
+    cluster = Cluster(data, env)
     front = None
     try:
         cluster.start_scheduler()
         cluster.start_executor()
         cluster.start_executor()
-        front = Server(data, args=["--cluster", cluster.url]).start()
+        # A long flush interval keeps the tracked rows below in the buffer while queried.
+        front = Server(data, env=env, args=["--cluster", cluster.url, "--flush-interval-ms",
+                                            "600000", *wal]).start()
         for table in ["events", "identities"]:
             front.cli("import", str(sample / f"{table}.parquet"), "--table", table)
         # Rows only in the front door's write buffer travel with the plan.
@@ -160,7 +175,7 @@ def test_the_cluster_answers_as_one_server_does(tmp_path, sample):
             assert cur.fetchall() == [(42,)]
         front.stop()
 
-        local = Server(data).start()
+        local = Server(data, env=env, args=wal).start()
         try:
             assert answers(local) == on_cluster
         finally:
@@ -216,3 +231,49 @@ def test_an_executor_killed_mid_query_never_gives_a_wrong_answer(tmp_path, sampl
         if front:
             front.stop()
         cluster.stop()
+
+
+def test_two_servers_on_one_root_see_each_others_commits(tmp_path):
+    """Readers that scale out: two `serve` processes on one data root (each with its own
+    write-ahead log) show each other's commits, new tables included, within a few seconds."""
+    from adbc_driver_flightsql import dbapi
+
+    data = tmp_path / "data"
+    first = Server(data, args=["--flush-interval-ms", "200"]).start()
+    second = None
+    try:
+        # The log directory of the root is the first server's: a second one is refused.
+        with pytest.raises(RuntimeError):
+            Server(data).start()
+        second = Server(data, args=["--wal-dir", str(tmp_path / "wal-2"),
+                                    "--flush-interval-ms", "200"]).start()
+
+        def count(server, table):
+            with dbapi.connect(server.uri, autocommit=True) as conn, conn.cursor() as cur:
+                try:
+                    cur.execute(f"SELECT count(*) FROM {table}")
+                    return cur.fetchall()[0][0]
+                except Exception:
+                    return None
+
+        def wait_for(server, table, expected, timeout=30):
+            deadline = time.monotonic() + timeout
+            while (got := count(server, table)) != expected:
+                assert time.monotonic() < deadline, f"{table}: {got} rows, expected {expected}"
+                time.sleep(0.2)
+
+        with dbapi.connect(first.uri, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE shared (n INT)")
+            cur.execute("INSERT INTO shared VALUES (1), (2)")
+        wait_for(second, "shared", 2)
+        with dbapi.connect(second.uri, autocommit=True) as conn, conn.cursor() as cur:
+            cur.execute("INSERT INTO shared VALUES (3)")
+        wait_for(first, "shared", 3)
+        status, _, _ = post(first.http, "/v1/track", track("shared-1", user="s-1", event="Seen"))
+        assert status == 200
+        wait_for(second, "events", 1)
+        assert count(first, "events") == 1
+    finally:
+        for server in [second, first]:
+            if server:
+                server.stop()

@@ -20,7 +20,7 @@ use tributary_catalog::builtin::EVENTS;
 use tributary_catalog::{Catalog, TenantSchema};
 
 use super::layout;
-use super::{WAL_APP_ID, Writer, now_micros};
+use super::{Writer, now_micros};
 use crate::error::Result;
 
 /// How often the flusher looks for due tables.
@@ -28,9 +28,11 @@ const TICK: Duration = Duration::from_millis(200);
 /// How often expired message ids are forgotten.
 const EXPIRE_EVERY: Duration = Duration::from_secs(600);
 
-/// The last log sequence each table has committed, for every table of every tenant.
+/// The last sequence of the log with `application_id` each table has committed, for every
+/// table of every tenant.
 pub(super) async fn committed_sequences(
     catalog: &Catalog,
+    application_id: &str,
 ) -> Result<HashMap<(String, String), u64>> {
     let mut committed = HashMap::new();
     for tenant in catalog.tenant_names() {
@@ -39,7 +41,7 @@ pub(super) async fn committed_sequences(
         };
         for table in datafusion::catalog::SchemaProvider::table_names(schema.as_ref()) {
             let delta = schema.delta_table(&table)?;
-            if let Some(seq) = committed_sequence(&delta).await? {
+            if let Some(seq) = committed_sequence(&delta, application_id).await? {
                 committed.insert((tenant.clone(), table), seq);
             }
         }
@@ -47,10 +49,10 @@ pub(super) async fn committed_sequences(
     Ok(committed)
 }
 
-async fn committed_sequence(delta: &DeltaTable) -> Result<Option<u64>> {
+async fn committed_sequence(delta: &DeltaTable, application_id: &str) -> Result<Option<u64>> {
     let version = delta
         .snapshot()?
-        .transaction_version(delta.log_store().as_ref(), WAL_APP_ID)
+        .transaction_version(delta.log_store().as_ref(), application_id)
         .await?;
     Ok(version.map(|v| v.max(0) as u64))
 }
@@ -118,12 +120,12 @@ impl Writer {
         };
         let delta = schema.delta_table(table)?;
         // After a failed attempt the commit may have landed anyway: the log tells.
-        let already = committed_sequence(&delta)
+        let already = committed_sequence(&delta, &self.application_id)
             .await?
             .is_some_and(|seq| seq >= pending.last_seq);
         if !already {
             let properties = CommitProperties::default().with_application_transaction(
-                Transaction::new(WAL_APP_ID, pending.last_seq as i64),
+                Transaction::new(&self.application_id, pending.last_seq as i64),
             );
             layout::write(delta, table, pending.batches)?
                 .with_save_mode(SaveMode::Append)
@@ -167,8 +169,8 @@ impl Writer {
         let replaced_seq = self.buffer.pending(tenant, table).map(|p| p.last_seq);
         let mut properties = CommitProperties::default();
         if let Some(seq) = replaced_seq {
-            properties =
-                properties.with_application_transaction(Transaction::new(WAL_APP_ID, seq as i64));
+            properties = properties
+                .with_application_transaction(Transaction::new(&self.application_id, seq as i64));
         }
         let mut write = layout::write(schema.delta_table(table)?, table, vec![batch.clone()])?
             .with_save_mode(SaveMode::Overwrite)

@@ -15,6 +15,7 @@ pub mod buffer;
 pub mod conform;
 pub mod dedup;
 mod flush;
+pub(crate) mod follow;
 mod layout;
 pub mod overlay;
 pub mod wal;
@@ -40,9 +41,6 @@ use wal::{Wal, WalRecord};
 /// (tenant, table).
 type TableKey = (String, String);
 
-/// The Delta application id under which flushes record the last log sequence they commit.
-pub const WAL_APP_ID: &str = "tributary-wal";
-
 /// Settings of the write path.
 #[derive(Debug, Clone)]
 pub struct WriteOptions {
@@ -63,6 +61,9 @@ pub struct WriteOptions {
     pub compact_after_commits: usize,
     /// `profiles` is rebuilt this often when a tenant's data changed (zero: only on request).
     pub profile_refresh: Duration,
+    /// How often commits of other processes on the same data root are looked for (zero:
+    /// never; only this process writes).
+    pub follow_interval: Duration,
 }
 
 impl WriteOptions {
@@ -83,6 +84,7 @@ impl WriteOptions {
             dedup_window: Duration::from_secs(7 * 24 * 3600),
             compact_after_commits: 20,
             profile_refresh: Duration::from_secs(60),
+            follow_interval: Duration::from_secs(1),
         }
     }
 }
@@ -130,6 +132,8 @@ pub struct Writer {
     /// Set when a write was refused because the buffer is full: the flusher then commits all.
     overloaded: std::sync::atomic::AtomicBool,
     hook: std::sync::OnceLock<Arc<dyn WriteHook>>,
+    /// The Delta application id of this writer's log ([`wal::application_id`]).
+    application_id: String,
     /// Keeps a temporary log directory alive as long as the writer.
     _temporary_wal: Option<tempfile::TempDir>,
 }
@@ -155,7 +159,8 @@ impl Writer {
                 (dir.path().to_path_buf(), Some(dir))
             }
         };
-        let committed = flush::committed_sequences(&catalog).await?;
+        let application_id = wal::application_id(&wal_dir)?;
+        let committed = flush::committed_sequences(&catalog, &application_id).await?;
         let floor = committed.values().copied().max().unwrap_or(0) + 1;
         let (wal, records) = Wal::open(&wal_dir, floor)?;
         let writer = Arc::new(Self {
@@ -169,6 +174,7 @@ impl Writer {
             flush_now: Arc::new(tokio::sync::Notify::new()),
             overloaded: std::sync::atomic::AtomicBool::new(false),
             hook: std::sync::OnceLock::new(),
+            application_id,
             _temporary_wal: temporary,
         });
         writer.load_message_ids().await?;

@@ -68,6 +68,40 @@ pub struct Wal {
     _lock: File,
 }
 
+/// The Delta application id under which the flushes of a log record the last sequence they
+/// committed; logs made before ids were per log keep this one.
+pub const LEGACY_APPLICATION_ID: &str = "tributary-wal";
+
+/// The file in a log directory holding its application id.
+const APPLICATION_ID_FILE: &str = "APPLICATION_ID";
+
+/// The Delta application id of the log in `dir`, made on first use: `tributary-wal-<random>`,
+/// or [`LEGACY_APPLICATION_ID`] for a log that already has records but no id yet. Each log
+/// has its own, so that two servers appending to one table never read each other's recorded
+/// sequence as their own (which would drop rows as "already committed").
+pub fn application_id(dir: &Path) -> Result<String> {
+    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, "create the log directory", e))?;
+    let path = dir.join(APPLICATION_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(&path, "read", e)),
+    }
+    let id = if list_segments(dir)?.is_empty() {
+        format!("{LEGACY_APPLICATION_ID}-{:032x}", rand::random::<u128>())
+    } else {
+        LEGACY_APPLICATION_ID.to_string()
+    };
+    let temporary = dir.join(format!("{APPLICATION_ID_FILE}.new"));
+    let mut file = File::create(&temporary).map_err(|e| io_error(&temporary, "create", e))?;
+    file.write_all(id.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error(&temporary, "write", e))?;
+    std::fs::rename(&temporary, &path).map_err(|e| io_error(&path, "rename", e))?;
+    Ok(id)
+}
+
 impl Wal {
     /// Opens the log in `dir`: reads every record in it (for replay) and starts the log thread.
     /// New records are numbered from `max(last record + 1, next_seq_floor)`.

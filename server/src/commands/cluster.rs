@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use tributary_catalog::{S3Options, Storage};
+use tributary_cluster::DataStore;
 use tributary_cluster::node::{ExecutorOptions, run_executor, run_scheduler};
 
 use crate::commands::DataRootArgs;
@@ -21,6 +22,10 @@ pub struct SchedulerArgs {
         default_value = "127.0.0.1:50050"
     )]
     pub bind: SocketAddr,
+
+    /// The data root the servers use (the scheduler decodes the scans of the plans it gets).
+    #[command(flatten)]
+    pub data: DataRootArgs,
 }
 
 /// `tributary executor`.
@@ -54,8 +59,9 @@ pub struct ExecutorArgs {
 
 /// Runs a scheduler until the process is stopped.
 pub async fn scheduler(args: SchedulerArgs) -> Result<()> {
+    let store = data_store(&args.data)?;
     eprintln!("tributary scheduler listening on {}", args.bind);
-    run_scheduler(args.bind).await?;
+    run_scheduler(args.bind, store).await?;
     Ok(())
 }
 
@@ -72,10 +78,7 @@ pub async fn executor(args: ExecutorArgs) -> Result<()> {
                 args.scheduler
             ))
         })?;
-    let storage = Storage::parse(&args.data.data, &S3Options::from(&args.data.s3))?;
-    let store = (storage.root().scheme() != "file")
-        .then(|| storage.bucket_store())
-        .transpose()?;
+    let store = data_store(&args.data)?;
     let slots = args.slots.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -94,4 +97,17 @@ pub async fn executor(args: ExecutorArgs) -> Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// The data root's store as cluster nodes need it (none for a local directory).
+pub fn data_store(data: &DataRootArgs) -> Result<Option<DataStore>> {
+    let storage = Storage::parse(&data.data, &S3Options::from(&data.s3))?;
+    store_of(&storage)
+}
+
+/// The store of `storage` as cluster nodes need it (none for a local directory).
+pub fn store_of(storage: &Storage) -> Result<Option<DataStore>> {
+    Ok((storage.root().scheme() != "file")
+        .then(|| storage.bucket_store())
+        .transpose()?)
 }

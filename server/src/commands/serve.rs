@@ -108,6 +108,10 @@ pub struct WriteArgs {
     /// `CALL refresh_profiles()`).
     #[arg(long, env = "TRIBUTARY_PROFILE_REFRESH_SECS", default_value_t = 60)]
     pub profile_refresh_secs: u64,
+    /// How often (milliseconds) commits other servers made on the same data root are looked
+    /// for and shown (0: never; this server is the root's only writer and reader).
+    #[arg(long, env = "TRIBUTARY_FOLLOW_STORAGE_MS", default_value_t = 1000)]
+    pub follow_storage_ms: u64,
 }
 
 impl WriteArgs {
@@ -122,6 +126,7 @@ impl WriteArgs {
         options.dedup_window = Duration::from_secs(self.dedup_window_hours * 3600);
         options.compact_after_commits = self.compact_after_flushes;
         options.profile_refresh = Duration::from_secs(self.profile_refresh_secs);
+        options.follow_interval = Duration::from_millis(self.follow_storage_ms);
         options
     }
 }
@@ -172,7 +177,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         );
     let engine = match &args.cluster {
         Some(url) => engine.with_remote(std::sync::Arc::new(
-            tributary_cluster::client::Cluster::new(url)?,
+            tributary_cluster::client::Cluster::new(
+                url,
+                crate::commands::cluster::store_of(&storage)?,
+            )?,
         )),
         None => engine,
     };

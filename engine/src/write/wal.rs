@@ -504,6 +504,18 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
+    #[test]
+    fn each_new_log_has_its_own_application_id_and_old_logs_keep_theirs() {
+        let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let id = application_id(first.path()).unwrap();
+        assert!(id.starts_with("tributary-wal-"), "{id}");
+        assert_eq!(application_id(first.path()).unwrap(), id, "stable across opens");
+        assert_ne!(application_id(second.path()).unwrap(), id);
+        let old = tempfile::tempdir().unwrap();
+        new_segment(old.path(), 1).unwrap();
+        assert_eq!(application_id(old.path()).unwrap(), LEGACY_APPLICATION_ID);
+    }
+
     fn record(value: i64) -> WalRecord {
         let batch =
             RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![value])) as _)])

@@ -125,7 +125,12 @@ def answers(server):
 
     with dbapi.connect(server.uri, autocommit=True) as conn:
         result = {}
-        for name, sql in QUERIES.items():
+        with conn.cursor() as cur:
+            # `segment_size` runs on the front door; the segment's own SQL travels.
+            cur.execute(f"EXPLAIN SEGMENT '{json.dumps(SEGMENT)}'")
+            members = cur.fetchall()[0][0]
+        for name, sql in [*QUERIES.items(),
+                          ("segment members", f"SELECT count(*) FROM ({members})")]:
             with conn.cursor() as cur:
                 cur.execute(sql)
                 result[name] = cur.fetchall()
@@ -163,16 +168,21 @@ def test_the_cluster_answers_as_one_server_does(tmp_path, sample, data_root):
         on_cluster = answers(front)
         assert on_cluster["group by"], "the data did not load"
 
-        # The scheduler gone: queries reading tables fail clearly, the rest still answer.
+        # The scheduler gone: every query above that reads tables fails clearly (so each one
+        # ran on the cluster), and queries that read none still answer.
         cluster.scheduler.kill()
         cluster.scheduler.wait()
         from adbc_driver_flightsql import dbapi
-        with dbapi.connect(front.uri, autocommit=True) as conn, conn.cursor() as cur:
-            with pytest.raises(Exception, match="cluster"):
-                cur.execute(QUERIES["group by"])
-                cur.fetchall()
-            cur.execute("SELECT 41 + 1")
-            assert cur.fetchall() == [(42,)]
+        with dbapi.connect(front.uri, autocommit=True) as conn:
+            for name, sql in QUERIES.items():
+                if name == "segment":
+                    continue
+                with conn.cursor() as cur, pytest.raises(Exception, match="cluster"):
+                    cur.execute(sql)
+                    cur.fetchall()
+            with conn.cursor() as cur:
+                cur.execute("SELECT 41 + 1")
+                assert cur.fetchall() == [(42,)]
         front.stop()
 
         local = Server(data, env=env, args=wal).start()

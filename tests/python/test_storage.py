@@ -98,3 +98,43 @@ def test_a_second_server_on_the_same_log_is_refused(tmp_path):
         conn_ok.stop()
     finally:
         first.stop()
+
+
+def test_a_delta_feature_the_scan_does_not_apply_is_refused_by_name(tmp_path, connect):
+    """A table another writer made with column mapping (its files name columns by physical
+    names) is refused with the feature's name, never read as NULLs; other tables still work."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = tmp_path / "data" / "default" / "mapped"
+    (table / "_delta_log").mkdir(parents=True)
+    pq.write_table(pa.table({"col-5f1c": pa.array([1, 2], pa.int64())}), table / "part-0.parquet")
+    field = {"name": "n", "type": "long", "nullable": True,
+             "metadata": {"delta.columnMapping.id": 1,
+                          "delta.columnMapping.physicalName": "col-5f1c"}}
+    actions = [
+        {"protocol": {"minReaderVersion": 2, "minWriterVersion": 5}},
+        {"metaData": {"id": "c0ffee00-0000-0000-0000-000000000001",
+                      "format": {"provider": "parquet", "options": {}},
+                      "schemaString": json.dumps({"type": "struct", "fields": [field]}),
+                      "partitionColumns": [], "createdTime": 1700000000000,
+                      "configuration": {"delta.columnMapping.mode": "name",
+                                        "delta.columnMapping.maxColumnId": "1"}}},
+        {"add": {"path": "part-0.parquet", "partitionValues": {}, "modificationTime": 1700000000000,
+                 "size": (table / "part-0.parquet").stat().st_size, "dataChange": True,
+                 "stats": json.dumps({"numRecords": 2})}},
+    ]
+    (table / "_delta_log" / "00000000000000000000.json").write_text(
+        "".join(json.dumps(a) + "\n" for a in actions))
+    server = Server(tmp_path / "data").start()
+    try:
+        with connect(server).cursor() as cur:
+            with pytest.raises(Exception, match="column mapping"):
+                cur.execute("SELECT * FROM mapped")
+                cur.fetchall()
+            cur.execute("SELECT count(*) FROM events")
+            assert cur.fetchall() == [(0,)]
+    finally:
+        server.stop()

@@ -12,6 +12,7 @@ Run it with benchmarks/run.sh cluster (see docs/benchmarks.md)."""
 import argparse
 import os
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -48,17 +49,19 @@ def wait_for_port(port, timeout=60):
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def start_cluster(binary, data, executors, slots):
-    """A scheduler and `executors` executors; returns their processes and the df:// URL."""
+def start_cluster(binary, data, executors, slots, work):
+    """A scheduler and `executors` executors writing shuffle files under `work`; returns their
+    processes and the df:// URL."""
     port = free_port()
-    processes = [subprocess.Popen([binary, "scheduler", "--bind", f"127.0.0.1:{port}"],
+    processes = [subprocess.Popen([binary, "scheduler", "--bind", f"127.0.0.1:{port}",
+                                   "--data", data],
                                   stdout=subprocess.DEVNULL, stderr=sys.stderr)]
     wait_for_port(port)
-    for _ in range(executors):
+    for i in range(executors):
         own = free_port(neighbour=True)
         processes.append(subprocess.Popen(
             [binary, "executor", "--scheduler", f"127.0.0.1:{port}", "--bind", f"127.0.0.1:{own}",
-             "--slots", str(slots), "--data", data],
+             "--slots", str(slots), "--data", data, "--work-dir", os.path.join(work, str(i))],
             stdout=subprocess.DEVNULL, stderr=sys.stderr))
         wait_for_port(own + 1)
     time.sleep(1)  # executors register with the scheduler after they listen
@@ -72,7 +75,13 @@ def stop(processes):
         process.wait(timeout=30)
 
 
-def run_queries(binary, data, sqls, runs, extra=()):
+def bytes_under(directory):
+    return sum(os.path.getsize(os.path.join(root, f))
+               for root, _, files in os.walk(directory) for f in files)
+
+
+def run_queries(binary, data, sqls, runs, extra=(), shuffle_dir=None):
+    """Each query's best time and answer, and the bytes of shuffle files one run wrote."""
     from adbc_driver_flightsql import dbapi
 
     server, addresses = start_server(binary, data, extra)
@@ -82,7 +91,13 @@ def run_queries(binary, data, sqls, runs, extra=()):
                 with conn.cursor() as cur:
                     cur.execute(sql)
                     return cur.fetchall()
-            return [best_of(runs, lambda: run(sql)) for sql in sqls]
+            results = []
+            for sql in sqls:
+                before = bytes_under(shuffle_dir) if shuffle_dir else 0
+                elapsed, answer = best_of(runs, lambda: run(sql))
+                shuffled = (bytes_under(shuffle_dir) - before) / runs if shuffle_dir else 0
+                results.append((elapsed, answer, shuffled))
+            return results
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -97,7 +112,6 @@ def main():
                         help="task slots per executor")
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "tributary-bench"))
     args = parser.parse_args()
-    from adbc_driver_flightsql import dbapi
 
     sample = os.path.join(args.work_dir, f"sample-{args.customers}")
     parquet = os.path.join(sample, "events.parquet")
@@ -116,34 +130,43 @@ def main():
             server.wait(timeout=60)
     with_names = [(q["name"], q["tributary"]) for q in queries(parquet, "unused")]
     sqls = [sql for _, sql in with_names]
-    results = {"local": run_queries(args.tributary, data, sqls, args.runs)}
+    results = {"local": run_queries(args.tributary, data, sqls + ["SELECT count(*) FROM events"],
+                                    args.runs)}
+    events = results["local"].pop()[1][0][0]
     for executors in (1, 2):
-        processes, url = start_cluster(args.tributary, data, executors, args.slots)
+        work = tempfile.mkdtemp(prefix="shuffle-", dir=args.work_dir)
+        processes, url = start_cluster(args.tributary, data, executors, args.slots, work)
         try:
             results[f"{executors} exec"] = run_queries(
-                args.tributary, data, sqls, args.runs, ["--cluster", url])
+                args.tributary, data, sqls, args.runs, ["--cluster", url], shuffle_dir=work)
         finally:
             stop(processes)
+            shutil.rmtree(work, ignore_errors=True)
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}")
-    print(f"data: {args.customers} customers; best of {args.runs} runs; {args.slots} slots per executor")
+    print(f"data: {args.customers} customers, {events} events; best of {args.runs} runs; "
+          f"{args.slots} slots per executor")
     print()
-    header = f"{'query':55} {'local':>9} {'1 exec':>9} {'2 exec':>9} {'2/1':>6}  answers"
+    header = (f"{'query':55} {'local':>9} {'1 exec':>9} {'2 exec':>9} {'2/1':>6} "
+              f"{'shuffled':>9} {'B/event':>8}  answers")
     print(header)
     print("-" * len(header))
     failed = False
     for i, (name, _) in enumerate(with_names):
-        local_time, expected = results["local"][i]
+        expected = results["local"][i][1]
         cells, agree = [], True
         for key in ("local", "1 exec", "2 exec"):
-            elapsed, answer = results[key][i]
+            elapsed, answer, _ = results[key][i]
             cells.append(f"{elapsed * 1000:7.0f}ms")
             agree &= normalise(answer) == normalise(expected)
         step = results["2 exec"][i][0] / results["1 exec"][i][0]
+        shuffled = results["2 exec"][i][2]
         failed |= not agree
-        print(f"{name:55} {' '.join(cells)} {step:6.2f}  {'agree' if agree else 'DIFFER'}")
+        print(f"{name:55} {' '.join(cells)} {step:6.2f} {shuffled / 1e6:7.1f}MB "
+              f"{shuffled / events:8.1f}  {'agree' if agree else 'DIFFER'}")
     print()
-    print("2/1 = time on 2 executors / time on 1 (below 1.0: the second executor helped)")
+    print("2/1 = time on 2 executors / time on 1 (below 1.0: the second executor helped);")
+    print("shuffled = shuffle files written by the executors in one run of the query on 2 executors")
     sys.exit(1 if failed else 0)
 
 

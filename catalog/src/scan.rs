@@ -18,9 +18,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::SortOptions;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{DFSchema, ScalarValue, not_impl_err};
+use datafusion::common::stats::Precision;
+use datafusion::common::{ColumnStatistics, DFSchema, ScalarValue, Statistics, not_impl_err};
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -53,6 +55,8 @@ struct DataFile {
     size: u64,
     /// One per partition column, typed as the table schema says.
     partition_values: Vec<ScalarValue>,
+    /// Of the file's columns, from its Delta statistics (see [`file_statistics`]).
+    statistics: Option<Arc<Statistics>>,
 }
 
 /// A Delta table at one snapshot, read by a plain Parquet scan.
@@ -116,6 +120,13 @@ impl SnapshotTable {
                     None => ScalarValue::try_from(field.data_type()),
                 })
                 .collect::<DfResult<Vec<_>>>()?;
+            // Partition columns get exact statistics from their values, which must not be null.
+            let statistics = partition_values
+                .iter()
+                .all(|v| !v.is_null())
+                .then(|| file_statistics(file.stats().as_deref(), &file_fields))
+                .flatten()
+                .map(Arc::new);
             files.push(DataFile {
                 path: table_root
                     .parts()
@@ -123,6 +134,7 @@ impl SnapshotTable {
                     .collect(),
                 size: file.size().max(0) as u64,
                 partition_values,
+                statistics,
             });
         }
         // Date partitions' directories sort by date: groups then hold neighbouring days.
@@ -232,6 +244,71 @@ impl SnapshotTable {
     }
 }
 
+/// The statistics of a data file's columns from its Delta `stats`: the row count, null counts,
+/// and bounds of number, date and time columns, so that DataFusion skips files a filter rules
+/// out without opening them. Bounds are inexact (never used as answers): Delta keeps times to
+/// the millisecond, so a time's maximum is rounded up; string bounds may be truncated prefixes
+/// and float bounds say nothing of NaN, so neither is used.
+fn file_statistics(stats: Option<&str>, file_fields: &[FieldRef]) -> Option<Statistics> {
+    let stats: serde_json::Value = serde_json::from_str(stats?).ok()?;
+    let rows = usize::try_from(stats.get("numRecords")?.as_u64()?).ok()?;
+    let of = |key: &str, field: &FieldRef| stats.get(key).and_then(|m| m.get(field.name()));
+    let column_statistics = file_fields
+        .iter()
+        .map(|field| {
+            let mut column = ColumnStatistics::new_unknown();
+            if let Some(nulls) = of("nullCount", field).and_then(serde_json::Value::as_u64) {
+                column.null_count = Precision::Exact(nulls as usize);
+            }
+            if has_usable_bounds(field.data_type()) {
+                let bound = |key| of(key, field).and_then(|v| scalar_of(v, field.data_type()));
+                if let Some(min) = bound("minValues") {
+                    column.min_value = Precision::Inexact(min);
+                }
+                if let Some(max) = bound("maxValues") {
+                    column.max_value = Precision::Inexact(rounded_up_to_the_millisecond(max));
+                }
+            }
+            column
+        })
+        .collect();
+    Some(Statistics {
+        num_rows: Precision::Exact(rows),
+        total_byte_size: Precision::Absent,
+        column_statistics,
+    })
+}
+
+fn has_usable_bounds(data_type: &DataType) -> bool {
+    data_type.is_integer()
+        || matches!(
+            data_type,
+            DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
+        )
+}
+
+fn scalar_of(value: &serde_json::Value, data_type: &DataType) -> Option<ScalarValue> {
+    let text = match value {
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => s.clone(),
+        _ => return None,
+    };
+    ScalarValue::try_from_string(text, data_type).ok()
+}
+
+/// A time kept to the millisecond, as the largest time it may stand for.
+fn rounded_up_to_the_millisecond(value: ScalarValue) -> ScalarValue {
+    match value {
+        ScalarValue::TimestampMicrosecond(Some(t), tz) => {
+            ScalarValue::TimestampMicrosecond(Some(t.saturating_add(999)), tz)
+        }
+        ScalarValue::TimestampNanosecond(Some(t), tz) => {
+            ScalarValue::TimestampNanosecond(Some(t.saturating_add(999_999)), tz)
+        }
+        other => other,
+    }
+}
+
 /// Deals files to at most `groups` groups of about equal bytes, keeping a partition's files
 /// together in the order given.
 fn file_groups(files: Vec<PartitionedFile>, groups: usize) -> Vec<FileGroup> {
@@ -300,7 +377,10 @@ impl TableProvider for SnapshotTable {
             .map(|file| {
                 let mut scanned = PartitionedFile::new(file.path.to_string(), file.size);
                 scanned.partition_values = file.partition_values.clone();
-                scanned
+                match &file.statistics {
+                    Some(statistics) => scanned.with_statistics(Arc::clone(statistics)),
+                    None => scanned,
+                }
             })
             .collect();
         state

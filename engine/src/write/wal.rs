@@ -509,7 +509,11 @@ mod tests {
         let (first, second) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let id = application_id(first.path()).unwrap();
         assert!(id.starts_with("tributary-wal-"), "{id}");
-        assert_eq!(application_id(first.path()).unwrap(), id, "stable across opens");
+        assert_eq!(
+            application_id(first.path()).unwrap(),
+            id,
+            "stable across opens"
+        );
         assert_ne!(application_id(second.path()).unwrap(), id);
         let old = tempfile::tempdir().unwrap();
         new_segment(old.path(), 1).unwrap();

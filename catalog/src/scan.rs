@@ -246,9 +246,11 @@ impl SnapshotTable {
 
 /// The statistics of a data file's columns from its Delta `stats`: the row count, null counts,
 /// and bounds of number, date and time columns, so that DataFusion skips files a filter rules
-/// out without opening them. Bounds are inexact (never used as answers): Delta keeps times to
-/// the millisecond, so a time's maximum is rounded up; string bounds may be truncated prefixes
-/// and float bounds say nothing of NaN, so neither is used.
+/// out without opening them. DataFusion prunes with `Exact` bounds only, so they are given as
+/// such, though a time's may not be attained: Delta keeps times to the millisecond, so a time's
+/// maximum is rounded up (still a true bound). These statistics feed only file pruning and the
+/// check of declared orderings, never an answer (the scan's own statistics stay unknown).
+/// String bounds may be truncated prefixes and float bounds say nothing of NaN: neither is used.
 fn file_statistics(stats: Option<&str>, file_fields: &[FieldRef]) -> Option<Statistics> {
     let stats: serde_json::Value = serde_json::from_str(stats?).ok()?;
     let rows = usize::try_from(stats.get("numRecords")?.as_u64()?).ok()?;
@@ -263,10 +265,10 @@ fn file_statistics(stats: Option<&str>, file_fields: &[FieldRef]) -> Option<Stat
             if has_usable_bounds(field.data_type()) {
                 let bound = |key| of(key, field).and_then(|v| scalar_of(v, field.data_type()));
                 if let Some(min) = bound("minValues") {
-                    column.min_value = Precision::Inexact(min);
+                    column.min_value = Precision::Exact(min);
                 }
                 if let Some(max) = bound("maxValues") {
-                    column.max_value = Precision::Inexact(rounded_up_to_the_millisecond(max));
+                    column.max_value = Precision::Exact(rounded_up_to_the_millisecond(max));
                 }
             }
             column
@@ -423,5 +425,58 @@ impl TableProvider for SnapshotTable {
         insert_op: InsertOp,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         self.delta.insert_into(state, input, insert_op).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{Field, TimeUnit};
+
+    #[test]
+    fn delta_statistics_become_bounds_of_numbers_and_times_only() {
+        let fields: Vec<FieldRef> = vec![
+            Arc::new(Field::new("event", DataType::Utf8View, true)),
+            Arc::new(Field::new(
+                "timestamp",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            )),
+            Arc::new(Field::new("n", DataType::Int64, true)),
+        ];
+        let stats = r#"{"numRecords": 3, "minValues": {"event": "a", "timestamp": "2026-01-04T00:00:18.799Z", "n": -2},
+            "maxValues": {"event": "zz", "timestamp": "2026-01-04T23:59:59.999Z", "n": 7},
+            "nullCount": {"event": 0, "timestamp": 0, "n": 1}}"#;
+        let statistics = file_statistics(Some(stats), &fields).unwrap();
+        assert_eq!(statistics.num_rows, Precision::Exact(3));
+        let [event, time, n] = &statistics.column_statistics[..] else {
+            panic!("three columns")
+        };
+        assert_eq!(
+            event.min_value,
+            Precision::Absent,
+            "string bounds may be prefixes"
+        );
+        assert_eq!(event.null_count, Precision::Exact(0));
+        let utc = Some("UTC".into());
+        assert_eq!(
+            time.min_value,
+            Precision::Exact(ScalarValue::TimestampMicrosecond(
+                Some(1_767_484_818_799_000),
+                utc.clone()
+            ))
+        );
+        assert_eq!(
+            time.max_value,
+            Precision::Exact(ScalarValue::TimestampMicrosecond(
+                Some(1_767_571_199_999_999),
+                utc
+            )),
+            "a millisecond maximum stands for every microsecond in it"
+        );
+        assert_eq!(n.min_value, Precision::Exact(ScalarValue::Int64(Some(-2))));
+        assert_eq!(n.null_count, Precision::Exact(1));
+        assert!(file_statistics(Some("not json"), &fields).is_none());
+        assert!(file_statistics(None, &fields).is_none());
     }
 }

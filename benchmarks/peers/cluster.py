@@ -94,7 +94,12 @@ def run_queries(binary, data, sqls, runs, extra=(), shuffle_dir=None):
             results = []
             for sql in sqls:
                 before = bytes_under(shuffle_dir) if shuffle_dir else 0
-                elapsed, answer = best_of(runs, lambda: run(sql))
+                try:
+                    elapsed, answer = best_of(runs, lambda: run(sql))
+                except Exception as e:  # reported in the table, not hidden
+                    print(f"error: {str(e)[:400]}", file=sys.stderr)
+                    results.append((None, None, 0))
+                    continue
                 shuffled = (bytes_under(shuffle_dir) - before) / runs if shuffle_dir else 0
                 results.append((elapsed, answer, shuffled))
             return results
@@ -157,12 +162,17 @@ def main():
         cells, agree = [], True
         for key in ("local", "1 exec", "2 exec"):
             elapsed, answer, _ = results[key][i]
+            if elapsed is None:
+                cells.append(f"{'ERROR':>9}")
+                agree = False
+                continue
             cells.append(f"{elapsed * 1000:7.0f}ms")
             agree &= normalise(answer) == normalise(expected)
-        step = results["2 exec"][i][0] / results["1 exec"][i][0]
+        one, two = results["1 exec"][i][0], results["2 exec"][i][0]
+        step = f"{two / one:6.2f}" if one and two else f"{'-':>6}"
         shuffled = results["2 exec"][i][2]
         failed |= not agree
-        print(f"{name:55} {' '.join(cells)} {step:6.2f} {shuffled / 1e6:7.1f}MB "
+        print(f"{name:55} {' '.join(cells)} {step} {shuffled / 1e6:7.1f}MB "
               f"{shuffled / events:8.1f}  {'agree' if agree else 'DIFFER'}")
     print()
     print("2/1 = time on 2 executors / time on 1 (below 1.0: the second executor helped);")

@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use ballista_core::config::BallistaConfig;
 use ballista_core::execution_plans::execute_physical_plan;
 use ballista_core::extension::SessionConfigExt;
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
@@ -18,9 +17,10 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::physical_plan::AsExecutionPlan;
 use datafusion_proto::protobuf::PhysicalPlanNode;
+use prost::Message;
 
 use crate::error::{Error, Result};
-use crate::{DataStore, node_session_state};
+use crate::{DataStore, GRPC_MESSAGE_BYTES, MAX_PLAN_BYTES, node_session_state};
 
 /// A Ballista cluster the front door sends read queries to.
 #[derive(Debug)]
@@ -69,9 +69,20 @@ impl Cluster {
         if !reads_files(plan) {
             return false;
         }
-        let decoded = PhysicalPlanNode::try_from_physical_plan(Arc::clone(plan), &self.codec)
-            .and_then(|node| node.try_into_physical_plan(&self.node, &self.codec));
-        match decoded {
+        let encoded = match PhysicalPlanNode::try_from_physical_plan(Arc::clone(plan), &self.codec)
+        {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                tracing::debug!("runs on the front door, it cannot be encoded: {e}");
+                return false;
+            }
+        };
+        let bytes = encoded.encoded_len();
+        if bytes > MAX_PLAN_BYTES {
+            tracing::debug!(bytes, "runs on the front door, its plan is too large to send");
+            return false;
+        }
+        match encoded.try_into_physical_plan(&self.node, &self.codec) {
             Ok(_) => true,
             Err(e) => {
                 tracing::debug!("runs on the front door, the cluster cannot decode it: {e}");
@@ -87,8 +98,12 @@ impl Cluster {
         config: &SessionConfig,
         session_id: String,
     ) -> Result<SendableRecordBatchStream> {
-        let config = config.clone().upgrade_for_ballista();
-        let ballista = BallistaConfig::default();
+        let mut config = config.clone().upgrade_for_ballista();
+        config.options_mut().set(
+            "ballista.client.grpc_max_message_size",
+            &GRPC_MESSAGE_BYTES.to_string(),
+        )?;
+        let ballista = config.ballista_config();
         execute_physical_plan::<PhysicalPlanNode>(
             self.scheduler.clone(),
             &ballista,

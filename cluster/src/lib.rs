@@ -22,6 +22,14 @@ use object_store::ObjectStore;
 
 pub use error::{Error, Result};
 
+/// The largest encoded plan sent to the cluster. Plans carry in-memory rows (the write buffer's,
+/// `identity_map`): a larger one runs on the front door rather than load every task with it.
+pub const MAX_PLAN_BYTES: usize = 64 * 1024 * 1024;
+
+/// The gRPC message limit of every node and of the front door's client: a plan of
+/// [`MAX_PLAN_BYTES`] with room for its task descriptions (Ballista's default is 16 MiB).
+pub const GRPC_MESSAGE_BYTES: usize = 2 * MAX_PLAN_BYTES;
+
 /// A data root's object store and the URL plans name it by (`s3://bucket`): nodes that decode
 /// or run plans reading an object store need it; local directories need none (`file://` is
 /// known everywhere).

@@ -15,7 +15,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::SessionConfig;
 
 use crate::error::{Error, Result};
-use crate::{DataStore, node_session_state};
+use crate::{DataStore, GRPC_MESSAGE_BYTES, node_session_state};
 
 /// Runs a scheduler on `bind` until the process ends; `store` is the data root's (it decodes
 /// the scans of the plans it is sent).
@@ -27,6 +27,8 @@ pub async fn run_scheduler(bind: SocketAddr, store: Option<DataStore>) -> Result
         override_session_builder: Some(Arc::new(move |config| {
             node_session_state(config, store.as_ref())
         })),
+        grpc_server_max_decoding_message_size: GRPC_MESSAGE_BYTES as u32,
+        grpc_server_max_encoding_message_size: GRPC_MESSAGE_BYTES as u32,
         ..SchedulerConfig::default()
     };
     let cluster = BallistaCluster::new_from_config(&config).await?;
@@ -75,6 +77,8 @@ pub async fn run_executor(options: ExecutorOptions) -> Result<()> {
             .work_dir
             .map(|dir| dir.to_string_lossy().into_owned()),
         executor_heartbeat_interval_seconds: 5,
+        grpc_max_decoding_message_size: GRPC_MESSAGE_BYTES as u32,
+        grpc_max_encoding_message_size: GRPC_MESSAGE_BYTES as u32,
         override_function_registry: Some(Arc::new(BallistaFunctionRegistry::from(&registry))),
         override_runtime_producer: options.store.map(|(url, store)| {
             let producer: RuntimeProducer = Arc::new(move |_config: &SessionConfig| {

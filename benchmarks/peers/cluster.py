@@ -75,13 +75,8 @@ def stop(processes):
         process.wait(timeout=30)
 
 
-def bytes_under(directory):
-    return sum(os.path.getsize(os.path.join(root, f))
-               for root, _, files in os.walk(directory) for f in files)
-
-
-def run_queries(binary, data, sqls, runs, extra=(), shuffle_dir=None):
-    """Each query's best time and answer, and the bytes of shuffle files one run wrote."""
+def run_queries(binary, data, sqls, runs, extra=()):
+    """Each query's best time and answer (None, None when it failed)."""
     from adbc_driver_flightsql import dbapi
 
     server, addresses = start_server(binary, data, extra)
@@ -93,15 +88,13 @@ def run_queries(binary, data, sqls, runs, extra=(), shuffle_dir=None):
                     return cur.fetchall()
             results = []
             for sql in sqls:
-                before = bytes_under(shuffle_dir) if shuffle_dir else 0
                 try:
                     elapsed, answer = best_of(runs, lambda: run(sql))
                 except Exception as e:  # reported in the table, not hidden
                     print(f"error: {str(e)[:400]}", file=sys.stderr)
-                    results.append((None, None, 0))
+                    results.append((None, None))
                     continue
-                shuffled = (bytes_under(shuffle_dir) - before) / runs if shuffle_dir else 0
-                results.append((elapsed, answer, shuffled))
+                results.append((elapsed, answer))
             return results
     finally:
         server.terminate()
@@ -139,11 +132,11 @@ def main():
                                     args.runs)}
     events = results["local"].pop()[1][0][0]
     for executors in (1, 2):
-        work = tempfile.mkdtemp(prefix="shuffle-", dir=args.work_dir)
+        work = tempfile.mkdtemp(prefix="shuffle-", dir=args.work_dir)  # removed afterwards
         processes, url = start_cluster(args.tributary, data, executors, args.slots, work)
         try:
             results[f"{executors} exec"] = run_queries(
-                args.tributary, data, sqls, args.runs, ["--cluster", url], shuffle_dir=work)
+                args.tributary, data, sqls, args.runs, ["--cluster", url])
         finally:
             stop(processes)
             shutil.rmtree(work, ignore_errors=True)
@@ -152,8 +145,7 @@ def main():
     print(f"data: {args.customers} customers, {events} events; best of {args.runs} runs; "
           f"{args.slots} slots per executor")
     print()
-    header = (f"{'query':55} {'local':>9} {'1 exec':>9} {'2 exec':>9} {'2/1':>6} "
-              f"{'shuffled':>9} {'B/event':>8}  answers")
+    header = f"{'query':55} {'local':>9} {'1 exec':>9} {'2 exec':>9} {'2/1':>6}  answers"
     print(header)
     print("-" * len(header))
     failed = False
@@ -161,7 +153,7 @@ def main():
         expected = results["local"][i][1]
         cells, agree = [], True
         for key in ("local", "1 exec", "2 exec"):
-            elapsed, answer, _ = results[key][i]
+            elapsed, answer = results[key][i]
             if elapsed is None:
                 cells.append(f"{'ERROR':>9}")
                 agree = False
@@ -170,13 +162,10 @@ def main():
             agree &= normalise(answer) == normalise(expected)
         one, two = results["1 exec"][i][0], results["2 exec"][i][0]
         step = f"{two / one:6.2f}" if one and two else f"{'-':>6}"
-        shuffled = results["2 exec"][i][2]
         failed |= not agree
-        print(f"{name:55} {' '.join(cells)} {step} {shuffled / 1e6:7.1f}MB "
-              f"{shuffled / events:8.1f}  {'agree' if agree else 'DIFFER'}")
+        print(f"{name:55} {' '.join(cells)} {step}  {'agree' if agree else 'DIFFER'}")
     print()
-    print("2/1 = time on 2 executors / time on 1 (below 1.0: the second executor helped);")
-    print("shuffled = shuffle files written by the executors in one run of the query on 2 executors")
+    print("2/1 = time on 2 executors / time on 1 (below 1.0: the second executor helped)")
     sys.exit(1 if failed else 0)
 
 

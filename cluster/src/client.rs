@@ -79,7 +79,10 @@ impl Cluster {
         };
         let bytes = encoded.encoded_len();
         if bytes > MAX_PLAN_BYTES {
-            tracing::debug!(bytes, "runs on the front door, its plan is too large to send");
+            tracing::debug!(
+                bytes,
+                "runs on the front door, its plan is too large to send"
+            );
             return false;
         }
         match encoded.try_into_physical_plan(&self.node, &self.codec) {

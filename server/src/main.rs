@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve SQL over Arrow Flight SQL on a data root (local directory by default).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Run SQL against a server: one statement with -c, or an interactive prompt.
     Sql(sql::SqlArgs),
     /// Load a CSV, Parquet or NDJSON file into a table on a server.
@@ -56,7 +56,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(args) => serve::run(*args).await,
             Command::Sql(args) => sql::run(args).await,
             Command::Import(args) => import::run(args).await,
             Command::Profile(args) => identity::profile(args).await,

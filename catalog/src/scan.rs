@@ -311,6 +311,26 @@ fn rounded_up_to_the_millisecond(value: ScalarValue) -> ScalarValue {
     }
 }
 
+/// How large the scan of `files` is, as the planner needs it to choose a join's build side:
+/// rows and bytes, inexact (files' Delta row counts where known, the sum of their sizes).
+fn scan_statistics(files: &[&DataFile], scan_schema: &Schema) -> Statistics {
+    let mut statistics = Statistics::new_unknown(scan_schema);
+    let rows: Option<usize> = files
+        .iter()
+        .map(|f| {
+            f.statistics
+                .as_ref()
+                .and_then(|s| s.num_rows.get_value().copied())
+        })
+        .sum();
+    if let Some(rows) = rows {
+        statistics.num_rows = Precision::Inexact(rows);
+    }
+    statistics.total_byte_size =
+        Precision::Inexact(files.iter().map(|f| f.size as usize).sum::<usize>());
+    statistics
+}
+
 /// Deals files to at most `groups` groups of about equal bytes, keeping a partition's files
 /// together in the order given.
 fn file_groups(files: Vec<PartitionedFile>, groups: usize) -> Vec<FileGroup> {
@@ -374,6 +394,7 @@ impl TableProvider for SnapshotTable {
             let projected = Arc::new(scan_schema.project(&projection)?);
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
+        let statistics = scan_statistics(&files, &scan_schema);
         let files: Vec<PartitionedFile> = files
             .into_iter()
             .map(|file| {
@@ -398,6 +419,7 @@ impl TableProvider for SnapshotTable {
                 .with_projection_indices(Some(projection))?
                 .with_limit(limit)
                 .with_output_ordering(self.output_ordering(&scan_schema))
+                .with_statistics(statistics)
                 .build();
         format.create_physical_plan(state, config).await
     }

@@ -29,6 +29,8 @@ pub async fn run_scheduler(bind: SocketAddr, store: Option<DataStore>) -> Result
         })),
         grpc_server_max_decoding_message_size: GRPC_MESSAGE_BYTES as u32,
         grpc_server_max_encoding_message_size: GRPC_MESSAGE_BYTES as u32,
+        // Tasks sent to executors carry the plan's in-memory rows too.
+        grpc_client_max_message_size: GRPC_MESSAGE_BYTES as u32,
         ..SchedulerConfig::default()
     };
     let cluster = BallistaCluster::new_from_config(&config).await?;

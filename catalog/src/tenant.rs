@@ -171,19 +171,22 @@ impl TenantSchema {
         if is_built_in(name) {
             return Err(Error::BuiltInTable(name.to_string()));
         }
+        // Marked before it leaves the map, so that following the data root never sees it
+        // neither shown nor being dropped (and opens it again from its files).
+        self.dropping_table(name, true);
         let removed = self
             .tables
             .write()
             .expect("table map poisoned")
             .remove(name);
         if removed.is_none() {
+            self.dropping_table(name, false);
             return if if_exists {
                 Ok(false)
             } else {
                 Err(self.not_found(name))
             };
         }
-        self.dropping_table(name, true);
         let deleted = self.delete_table_files(name).await;
         self.dropping_table(name, false);
         deleted?;
@@ -297,7 +300,7 @@ impl TenantSchema {
                 continue;
             }
             match self.load(name).await {
-                Ok(open) => self.insert(name, open),
+                Ok(open) => self.insert_if_new(name, open),
                 // A table being created (no log yet) or a stray directory.
                 Err(Error::Delta(e)) if matches!(*e, DeltaTableError::NotATable(_)) => {}
                 Err(e) => {
@@ -337,6 +340,16 @@ impl TenantSchema {
         let mut table = self.storage.delta_builder(self.table_url(name)?)?.build()?;
         table.load().await?;
         open_table(name, table).await
+    }
+
+    /// Shows a table another process created, unless this process made or dropped one of that
+    /// name meanwhile.
+    fn insert_if_new(&self, name: &str, open: OpenTable) {
+        let dropping = self.dropping.lock().expect("dropping set poisoned");
+        let mut tables = self.tables.write().expect("table map poisoned");
+        if !dropping.contains(name) && !tables.contains_key(name) {
+            tables.insert(name.to_string(), open);
+        }
     }
 
     fn insert(&self, name: &str, open: OpenTable) {

@@ -126,6 +126,16 @@ impl Engine {
 
     /// Sends the read queries `remote` takes there (a cluster) instead of running them here.
     pub fn with_remote(mut self, remote: Arc<dyn remote::RemotePlans>) -> Self {
+        // A cluster's scheduler optimizes the plans it gets again (it may swap a join's
+        // inputs), which dynamic filters built here do not survive; Ballista turns them off for
+        // its own plans too. Set once on the template every query session is cloned from.
+        let mut template = self.template.as_ref().clone();
+        let optimizer = &mut template.config_mut().options_mut().optimizer;
+        optimizer.enable_dynamic_filter_pushdown = false;
+        optimizer.enable_join_dynamic_filter_pushdown = false;
+        optimizer.enable_topk_dynamic_filter_pushdown = false;
+        optimizer.enable_aggregate_dynamic_filter_pushdown = false;
+        self.template = Arc::new(template);
         self.remote = Some(remote);
         self
     }
@@ -140,21 +150,7 @@ impl Engine {
     /// The template state, with its own memory pool when queries have a memory limit, and
     /// with only the `visible` tenants when given.
     fn session_state(&self, visible: Option<BTreeSet<String>>) -> Result<SessionState> {
-        let mut state = self.template.as_ref().clone();
-        if self.remote.is_some() {
-            // A cluster's scheduler optimizes the plans it gets again (it may swap a join's
-            // inputs), which dynamic filters built here do not survive; Ballista turns them off
-            // for its own plans too.
-            state
-                .config_mut()
-                .options_mut()
-                .optimizer
-                .enable_dynamic_filter_pushdown = false;
-            let optimizer = &mut state.config_mut().options_mut().optimizer;
-            optimizer.enable_join_dynamic_filter_pushdown = false;
-            optimizer.enable_topk_dynamic_filter_pushdown = false;
-            optimizer.enable_aggregate_dynamic_filter_pushdown = false;
-        }
+        let state = self.template.as_ref().clone();
         let runtime = match self.query_memory_bytes {
             Some(bytes) => {
                 let pool = datafusion::execution::memory_pool::TrackConsumersPool::new(

@@ -36,6 +36,9 @@ pub const SYSTEM_DIRECTORY: &str = "_tributary";
 pub struct Catalog {
     storage: Storage,
     tenants: RwLock<BTreeMap<String, Arc<TenantSchema>>>,
+    /// Held while a tenant is opened or created: `CREATE DATABASE` and following the data root
+    /// (which opens tenants found there) must not both create its built-in tables.
+    opening: tokio::sync::Mutex<()>,
 }
 
 impl Catalog {
@@ -45,6 +48,7 @@ impl Catalog {
         let catalog = Arc::new(Self {
             storage,
             tenants: RwLock::new(BTreeMap::new()),
+            opening: tokio::sync::Mutex::new(()),
         });
         let mut names = catalog.tenant_directories().await?;
         if !names.iter().any(|n| n == DEFAULT_TENANT) {
@@ -88,6 +92,10 @@ impl Catalog {
 
     /// Creates a tenant with its built-in tables (or opens it if it exists).
     pub async fn create_tenant(&self, name: &str) -> Result<Arc<TenantSchema>> {
+        if let Some(existing) = self.tenant(name) {
+            return Ok(existing);
+        }
+        let _opening = self.opening.lock().await;
         if let Some(existing) = self.tenant(name) {
             return Ok(existing);
         }

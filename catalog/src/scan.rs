@@ -162,6 +162,17 @@ impl SnapshotTable {
         })
     }
 
+    /// The snapshot's data files (paths from the store's root) and the store they are in,
+    /// for readers that keep rows of their own (`customer_events`); refused like a scan when
+    /// the table uses a feature this reader does not apply.
+    pub fn data_files(&self) -> DfResult<(Arc<dyn ObjectStore>, Vec<Path>)> {
+        if let Some(reason) = &self.unsupported {
+            return not_impl_err!("{reason}, which Tributary's scan cannot read yet");
+        }
+        let files = self.files.iter().map(|f| f.path.clone()).collect();
+        Ok((Arc::clone(&self.store), files))
+    }
+
     /// The order of the scan's columns: the files' columns, then the partition columns.
     fn scan_schema(&self) -> Schema {
         Schema::new(

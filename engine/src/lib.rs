@@ -10,6 +10,7 @@
 //! [`functions`].
 
 pub mod activation;
+mod computed;
 pub mod dml;
 mod error;
 pub mod functions;

@@ -25,6 +25,9 @@ pub struct Sources<'a> {
     pub profiles: &'a str,
     /// Every event with its customer: `customer_id, timestamp, event, properties`.
     pub events: &'a str,
+    /// The same events without their properties: `customer_id, timestamp, event` (read when
+    /// no condition looks at a property; the engine serves it faster).
+    pub event_times: &'a str,
 }
 
 /// Compiles `definition` over `sources`; relative windows count back from the definition's
@@ -133,7 +136,12 @@ impl<'a> Compiler<'a> {
                 .map(String::from)
                 .collect::<Vec<_>>();
             columns.extend(self.event_values.iter().cloned());
-            let events = format!("(SELECT {} FROM {})", columns.join(", "), sources.events);
+            let source = if self.event_values.is_empty() {
+                sources.event_times
+            } else {
+                sources.events
+            };
+            let events = format!("(SELECT {} FROM {source})", columns.join(", "));
             sql.push_str(&format!(
                 " LEFT JOIN (SELECT customer_id, {measures} FROM {events} e \
                  WHERE e.timestamp <= {as_of} AND ({filters}) GROUP BY customer_id) b \
@@ -396,6 +404,7 @@ mod tests {
         customers: "customers",
         profiles: "profiles",
         events: "events",
+        event_times: "event_times",
     };
 
     fn sql_of(definition: &serde_json::Value) -> String {

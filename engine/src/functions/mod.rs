@@ -12,7 +12,6 @@ mod args;
 pub mod clv;
 pub mod clv_params;
 pub mod clv_summary;
-mod computed;
 pub mod customer_identities;
 pub mod customer_journey;
 pub mod customer_profile;
@@ -43,7 +42,7 @@ use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
 use datafusion::logical_expr::{Expr, ScalarUDF, cast, col};
 use datafusion::prelude::SessionContext;
 
-pub(crate) use computed::{Compute, ComputedExec, projected};
+pub(crate) use crate::computed::{Compute, ComputedExec, projected};
 
 use crate::error::Result;
 use crate::identity::IdentityService;

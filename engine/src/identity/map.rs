@@ -1,11 +1,14 @@
-//! `identity_map` (id_type, id_value, customer_id, updated_at): a virtual table of every tenant,
-//! read from the live identity graph (its batch cached per graph version by
-//! [`super::TenantIdentity::map_batch`]), so a join on it always sees the current resolution.
+//! The tables every tenant has that are read from its live identity graph (their batches cached
+//! per graph version by [`super::TenantIdentity::view_batch`]), so a query always sees the
+//! current resolution: `identity_map` (id_type, id_value, customer_id, updated_at) and
+//! `customer_ids` (customer_id: one row per customer).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondBuilder};
+use datafusion::arrow::array::{
+    ArrayRef, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
@@ -20,6 +23,62 @@ use super::TenantIdentity;
 
 /// Name of the live identity map table.
 pub const IDENTITY_MAP: &str = "identity_map";
+
+/// Name of the table of every customer (not `customers`: a name users give their own tables).
+pub const CUSTOMER_IDS: &str = "customer_ids";
+
+/// A table read from the live graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GraphView {
+    /// `identity_map`.
+    IdentityMap = 0,
+    /// `customer_ids`.
+    Customers = 1,
+}
+
+impl GraphView {
+    /// Every view.
+    pub const ALL: [GraphView; 2] = [GraphView::IdentityMap, GraphView::Customers];
+
+    /// Its table name.
+    pub fn name(self) -> &'static str {
+        match self {
+            GraphView::IdentityMap => IDENTITY_MAP,
+            GraphView::Customers => CUSTOMER_IDS,
+        }
+    }
+
+    /// The view named `name`.
+    pub fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|view| view.name() == name)
+    }
+
+    /// Its columns.
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            GraphView::IdentityMap => identity_map_schema(),
+            GraphView::Customers => Arc::new(Schema::new(vec![Field::new(
+                "customer_id",
+                DataType::Utf8,
+                false,
+            )])),
+        }
+    }
+
+    /// Its rows under `graph`.
+    pub fn batch(self, graph: &IdentityGraph) -> datafusion::error::Result<RecordBatch> {
+        match self {
+            GraphView::IdentityMap => identity_map_batch(graph),
+            GraphView::Customers => {
+                let ids: StringArray = graph
+                    .customers()
+                    .map(|(customer, _, _)| Some(customer.to_string()))
+                    .collect();
+                Ok(RecordBatch::try_new(self.schema(), vec![Arc::new(ids)])?)
+            }
+        }
+    }
+}
 
 /// `identity_map`'s columns.
 pub fn identity_map_schema() -> SchemaRef {
@@ -55,23 +114,24 @@ pub fn identity_map_batch(graph: &IdentityGraph) -> datafusion::error::Result<Re
     Ok(RecordBatch::try_new(identity_map_schema(), columns)?)
 }
 
-/// `identity_map` of one tenant.
+/// One [`GraphView`] of one tenant.
 #[derive(Debug)]
-pub struct IdentityMapTable {
+pub struct GraphTable {
     identity: Arc<TenantIdentity>,
+    view: GraphView,
 }
 
-impl IdentityMapTable {
-    /// The table over a tenant's live graph.
-    pub fn new(identity: Arc<TenantIdentity>) -> Self {
-        Self { identity }
+impl GraphTable {
+    /// `view` over a tenant's live graph.
+    pub fn new(identity: Arc<TenantIdentity>, view: GraphView) -> Self {
+        Self { identity, view }
     }
 }
 
 #[async_trait]
-impl TableProvider for IdentityMapTable {
+impl TableProvider for GraphTable {
     fn schema(&self) -> SchemaRef {
-        identity_map_schema()
+        self.view.schema()
     }
 
     fn table_type(&self) -> TableType {
@@ -87,11 +147,11 @@ impl TableProvider for IdentityMapTable {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let batch = self
             .identity
-            .map_batch()
+            .view_batch(self.view)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         Ok(MemorySourceConfig::try_new_exec(
             &[vec![batch]],
-            identity_map_schema(),
+            self.view.schema(),
             projection.cloned(),
         )?)
     }

@@ -8,6 +8,7 @@
 //! when absent; see the `tributary_identity` crate). They are read when a tenant's graph is
 //! built: at start, or by `CALL rebuild_identity()`.
 
+pub mod customer_events;
 pub mod forget;
 pub mod map;
 pub mod profiles;
@@ -40,6 +41,8 @@ pub struct TenantIdentity {
     changes: std::sync::atomic::AtomicU64,
     /// The value of `changes` the last profile refresh saw.
     profiled: std::sync::atomic::AtomicU64,
+    /// The committed events `customer_events` serves.
+    events_index: customer_events::EventIndex,
 }
 
 #[derive(Debug)]
@@ -48,9 +51,9 @@ struct TenantState {
     /// While a batch rebuild runs, acknowledged rows wait here for the new graph.
     loading: bool,
     pending: Vec<(String, RecordBatch)>,
-    /// Bumped on every change; `identity_map` caches its batch per version.
+    /// Bumped on every change; each [`map::GraphView`] caches its batch per version.
     version: u64,
-    map_cache: Option<(u64, RecordBatch)>,
+    view_cache: [Option<(u64, RecordBatch)>; map::GraphView::ALL.len()],
 }
 
 impl TenantIdentity {
@@ -62,10 +65,11 @@ impl TenantIdentity {
                 loading: false,
                 pending: Vec::new(),
                 version: 0,
-                map_cache: None,
+                view_cache: Default::default(),
             }),
             changes: std::sync::atomic::AtomicU64::new(1),
             profiled: std::sync::atomic::AtomicU64::new(0),
+            events_index: customer_events::EventIndex::default(),
         }
     }
 
@@ -92,21 +96,32 @@ impl TenantIdentity {
         read(&self.state.lock().expect("identity state poisoned").graph)
     }
 
+    /// Runs `read` on the current graph and its version (which every change moves).
+    pub(crate) fn read_versioned<T>(&self, read: impl FnOnce(u64, &IdentityGraph) -> T) -> T {
+        let state = self.state.lock().expect("identity state poisoned");
+        read(state.version, &state.graph)
+    }
+
+    /// The committed events as `customer_events` keeps them.
+    pub(crate) fn events_index(&self) -> &customer_events::EventIndex {
+        &self.events_index
+    }
+
     /// The tenant's name.
     pub fn tenant(&self) -> &str {
         &self.tenant
     }
 
-    /// `identity_map` as one batch, rebuilt only when the graph changed.
-    pub fn map_batch(&self) -> Result<RecordBatch> {
+    /// `view` as one batch, rebuilt only when the graph changed.
+    pub fn view_batch(&self, view: map::GraphView) -> Result<RecordBatch> {
         let mut state = self.state.lock().expect("identity state poisoned");
-        if let Some((version, batch)) = &state.map_cache
+        if let Some((version, batch)) = &state.view_cache[view as usize]
             && *version == state.version
         {
             return Ok(batch.clone());
         }
-        let batch = map::identity_map_batch(&state.graph)?;
-        state.map_cache = Some((state.version, batch.clone()));
+        let batch = view.batch(&state.graph)?;
+        state.view_cache[view as usize] = Some((state.version, batch.clone()));
         Ok(batch)
     }
 }
@@ -408,16 +423,33 @@ fn changes_batch(changes: &[Change]) -> Result<RecordBatch> {
 
 impl crate::write::overlay::VirtualTables for IdentityService {
     fn names(&self) -> Vec<String> {
-        vec![map::IDENTITY_MAP.to_string()]
+        map::GraphView::ALL
+            .iter()
+            .map(|view| view.name())
+            .chain([customer_events::CUSTOMER_EVENTS])
+            .map(String::from)
+            .collect()
     }
 
     fn table(
         &self,
         tenant: &str,
         name: &str,
+        stored: &dyn Fn(&str) -> Option<crate::write::overlay::StoredTable>,
     ) -> Option<Arc<dyn datafusion::catalog::TableProvider>> {
-        (name == map::IDENTITY_MAP)
-            .then(|| Arc::new(map::IdentityMapTable::new(self.tenant(tenant))) as _)
+        if let Some(view) = map::GraphView::named(name) {
+            return Some(Arc::new(map::GraphTable::new(self.tenant(tenant), view)));
+        }
+        match name {
+            customer_events::CUSTOMER_EVENTS => {
+                let events = stored(tributary_catalog::builtin::EVENTS)?;
+                Some(Arc::new(customer_events::CustomerEventsTable::new(
+                    self.tenant(tenant),
+                    events,
+                )))
+            }
+            _ => None,
+        }
     }
 }
 

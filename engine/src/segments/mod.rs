@@ -29,7 +29,8 @@ use tributary_segments::{Definition, Explained, Sources, compile, explain, parse
 
 use crate::Engine;
 use crate::error::{Error, Result};
-use crate::identity::map::IDENTITY_MAP;
+use crate::identity::customer_events::CUSTOMER_EVENTS;
+use crate::identity::map::CUSTOMER_IDS;
 use crate::identity::profiles::resolved_events;
 use crate::identity::records::{as_int64, as_micros, as_utf8};
 use crate::tenant_of;
@@ -63,18 +64,20 @@ pub async fn changed() {
 /// Serializes the writes of stored segments (each rewrites a whole table).
 static WRITES: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
 
-/// Runs `f` with the tenant's relations as a segment reads them: every customer of
-/// `identity_map`, `profiles`, and the events with their customer.
+/// Runs `f` with the tenant's relations as a segment reads them: every customer
+/// (`customer_ids`), `profiles`, and the events with their customer (`customer_events` when
+/// their properties are not needed).
 pub fn with_sources<T>(f: impl FnOnce(&Sources<'_>) -> T) -> T {
-    let customers = format!("(SELECT DISTINCT customer_id FROM {IDENTITY_MAP})");
+    let customers = CUSTOMER_IDS;
     let events = format!(
         "({})",
         resolved_events("TRUE", "e.timestamp, e.event, e.properties", "TRUE")
     );
     f(&Sources {
-        customers: &customers,
+        customers,
         profiles: PROFILES,
         events: &events,
+        event_times: CUSTOMER_EVENTS,
     })
 }
 

@@ -22,12 +22,28 @@ use tributary_catalog::{Catalog, PUBLIC_SCHEMA, TenantSchema};
 use super::buffer::WriteBuffer;
 use super::conform::cast_batch;
 
-/// Tables every tenant has that are computed, not stored (`identity_map`).
+/// Tables every tenant has that are computed, not stored (`identity_map`, `customer_events`).
 pub trait VirtualTables: Send + Sync + std::fmt::Debug {
     /// Their names.
     fn names(&self) -> Vec<String>;
-    /// One of them, for `tenant`.
-    fn table(&self, tenant: &str, name: &str) -> Option<Arc<dyn TableProvider>>;
+    /// One of them, for `tenant`; `stored` reads one of the tenant's stored tables as a query
+    /// would see it now.
+    fn table(
+        &self,
+        tenant: &str,
+        name: &str,
+        stored: &dyn Fn(&str) -> Option<StoredTable>,
+    ) -> Option<Arc<dyn TableProvider>>;
+}
+
+/// A stored table as a query sees it at one moment: its Delta snapshot's provider and the rows
+/// buffered for it, taken together (no row in both, none missing).
+#[derive(Debug, Clone)]
+pub struct StoredTable {
+    /// The Delta snapshot (`tributary_catalog::SnapshotTable`).
+    pub committed: Arc<dyn TableProvider>,
+    /// Acknowledged rows not yet in that snapshot.
+    pub buffered: Vec<RecordBatch>,
 }
 
 /// The tenants, as DataFusion catalogs whose tables include buffered rows.
@@ -139,20 +155,21 @@ impl SchemaProvider for BufferedSchema {
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        let stored = |name: &str| self.stored(name);
         if let Some(computed) = self
             .virtual_tables()
-            .and_then(|v| v.table(self.tenant.tenant(), name))
+            .and_then(|v| v.table(self.tenant.tenant(), name, &stored))
         {
             return Ok(Some(computed));
         }
-        let (provider, rows) = self.buffer.read(self.tenant.tenant(), name, |rows| {
-            (self.tenant.provider(name), rows)
-        });
-        Ok(provider.map(|inner| {
-            if rows.is_empty() {
-                inner
+        Ok(self.stored(name).map(|table| {
+            if table.buffered.is_empty() {
+                table.committed
             } else {
-                Arc::new(BufferedTable { inner, rows }) as Arc<dyn TableProvider>
+                Arc::new(BufferedTable {
+                    inner: table.committed,
+                    rows: table.buffered,
+                }) as Arc<dyn TableProvider>
             }
         }))
     }
@@ -176,6 +193,17 @@ impl SchemaProvider for BufferedSchema {
 impl BufferedSchema {
     fn virtual_tables(&self) -> Option<Arc<dyn VirtualTables>> {
         self.virtual_tables.as_ref().and_then(Weak::upgrade)
+    }
+
+    /// The stored table `name` and its buffered rows, read under the buffer's lock.
+    fn stored(&self, name: &str) -> Option<StoredTable> {
+        let (provider, buffered) = self.buffer.read(self.tenant.tenant(), name, |rows| {
+            (self.tenant.provider(name), rows)
+        });
+        provider.map(|committed| StoredTable {
+            committed,
+            buffered,
+        })
     }
 }
 

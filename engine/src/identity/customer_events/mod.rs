@@ -1,0 +1,358 @@
+//! `customer_events` (customer_id, event, timestamp): every event with the customer it belongs
+//! to now, served from memory — what segment counts, funnels by customer and journeys read,
+//! without joining `events` to `identity_map` (twice: by `user_id`, by `anonymous_id`) and
+//! decoding the same Parquet pages on every query.
+//!
+//! It is exact, not a cache that lags: a query sees the events `events` shows it (the snapshot
+//! and the buffered rows, taken together) with the customers `identity_map` gives it —
+//! `coalesce(customer of user_id, customer of anonymous_id)`, NULL when neither is known.
+//! - The rows of each committed Delta file are read once into a [`Chunk`] and kept while the
+//!   file is in the snapshot (files never change; a compaction's new files are read, its
+//!   removed ones forgotten).
+//! - Each event's person is the ordinal of its (`user_id`, `anonymous_id`) pair; the customer of
+//!   every pair is looked up in the live identity graph once per graph version ([`Stitch`]).
+//! - Buffered rows are stitched when the query runs.
+//! - Filters on `event` and `timestamp` choose the row ranges read ([`windows`]); DataFusion
+//!   filters again above (the pushdown is inexact).
+//!
+//! Memory, per tenant and from its first query on: 12 bytes per event plus the text of every
+//! distinct (`user_id`, `anonymous_id`) pair.
+
+mod chunk;
+mod windows;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, StringArray, StringViewArray,
+    TimestampMicrosecondArray, UInt32Array,
+};
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use futures::{StreamExt, TryStreamExt, stream};
+use object_store::ObjectStore;
+use object_store::path::Path;
+use tributary_catalog::builtin::{EVENTS, timestamp_type};
+use tributary_catalog::scan::SnapshotTable;
+use tributary_identity::{CustomerId, IdentityGraph};
+
+use self::chunk::{Chunk, People};
+use self::windows::Windows;
+use super::TenantIdentity;
+use super::records::{ANONYMOUS_ID, USER_ID};
+use crate::computed::{Compute, ComputedExec, projected};
+use crate::write::overlay::StoredTable;
+
+/// The table's name.
+pub const CUSTOMER_EVENTS: &str = "customer_events";
+
+/// Files read at once when chunks are missing.
+const PARALLEL_READS: usize = 8;
+
+/// A pair with no customer in [`Stitch::customer_of`].
+const NO_CUSTOMER: u32 = u32::MAX;
+
+/// `customer_events`' columns.
+pub fn customer_events_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8View, true),
+        Field::new("event", DataType::Utf8View, true),
+        Field::new("timestamp", timestamp_type(), false),
+    ]))
+}
+
+/// The chunks and pairs of one tenant's committed events.
+#[derive(Debug, Default)]
+pub struct EventIndex {
+    state: tokio::sync::Mutex<IndexState>,
+}
+
+#[derive(Debug, Default)]
+struct IndexState {
+    chunks: HashMap<Path, Arc<Chunk>>,
+    people: People,
+    stitch: Option<Arc<Stitch>>,
+}
+
+/// The customer of every pair of [`People`] under one version of the identity graph.
+#[derive(Debug, Clone)]
+struct Stitch {
+    graph_version: u64,
+    /// Per pair ordinal: an index into `names`, or [`NO_CUSTOMER`].
+    customer_of: Vec<u32>,
+    ordinals: HashMap<CustomerId, u32>,
+    names: Vec<String>,
+    /// `names` as an array, for `take`.
+    array: Arc<StringViewArray>,
+}
+
+impl Stitch {
+    fn new(graph_version: u64) -> Self {
+        Stitch {
+            graph_version,
+            customer_of: Vec::new(),
+            ordinals: HashMap::new(),
+            names: Vec::new(),
+            array: Arc::new(StringViewArray::from(Vec::<&str>::new())),
+        }
+    }
+
+    /// Looks up the pairs `people` has that this stitch does not cover yet.
+    fn extend(&mut self, people: &People, graph: &IdentityGraph) {
+        let known = self.names.len();
+        for ordinal in self.customer_of.len()..people.len() {
+            let customer = customer_of(graph, people.pair(ordinal as u32));
+            let index = match customer {
+                None => NO_CUSTOMER,
+                Some(id) => *self.ordinals.entry(id).or_insert_with(|| {
+                    self.names.push(id.to_string());
+                    (self.names.len() - 1) as u32
+                }),
+            };
+            self.customer_of.push(index);
+        }
+        if self.names.len() != known || self.array.len() != self.names.len() {
+            self.array = Arc::new(StringViewArray::from_iter_values(&self.names));
+        }
+    }
+}
+
+/// The customer of an event: its user id's, else its anonymous id's.
+fn customer_of(
+    graph: &IdentityGraph,
+    (user, anonymous): (Option<&str>, Option<&str>),
+) -> Option<CustomerId> {
+    user.and_then(|u| graph.customer_of(USER_ID, u))
+        .or_else(|| anonymous.and_then(|a| graph.customer_of(ANONYMOUS_ID, a)))
+}
+
+impl EventIndex {
+    /// The chunks of `files` (reading those not kept yet, forgetting those no longer listed)
+    /// and the stitch of every pair under the current graph.
+    async fn current(
+        &self,
+        identity: &TenantIdentity,
+        store: &Arc<dyn ObjectStore>,
+        files: &[Path],
+    ) -> DfResult<(Vec<Arc<Chunk>>, Arc<Stitch>)> {
+        let mut state = self.state.lock().await;
+        let missing: Vec<Path> = files
+            .iter()
+            .filter(|path| !state.chunks.contains_key(*path))
+            .cloned()
+            .collect();
+        let read: Vec<(Path, Vec<RecordBatch>)> = stream::iter(missing)
+            .map(|path| {
+                let store = Arc::clone(store);
+                async move {
+                    let batches = chunk::read_file(store, path.clone()).await?;
+                    Ok::<_, DataFusionError>((path, batches))
+                }
+            })
+            .buffer_unordered(PARALLEL_READS)
+            .try_collect()
+            .await?;
+        let state = &mut *state;
+        for (path, batches) in read {
+            let chunk = Chunk::of(&batches, &mut state.people)?;
+            state.chunks.insert(path, Arc::new(chunk));
+        }
+        if state.chunks.len() > files.len() {
+            let listed: std::collections::HashSet<&Path> = files.iter().collect();
+            state.chunks.retain(|path, _| listed.contains(path));
+        }
+        let stitch = identity.read_versioned(|version, graph| {
+            let mut stitch = match &state.stitch {
+                Some(s)
+                    if s.graph_version == version && s.customer_of.len() == state.people.len() =>
+                {
+                    return Arc::clone(s);
+                }
+                Some(s) if s.graph_version == version => Stitch::clone(s),
+                _ => Stitch::new(version),
+            };
+            stitch.extend(&state.people, graph);
+            let stitch = Arc::new(stitch);
+            state.stitch = Some(Arc::clone(&stitch));
+            stitch
+        });
+        let chunks = files
+            .iter()
+            .filter_map(|path| state.chunks.get(path).cloned())
+            .collect();
+        Ok((chunks, stitch))
+    }
+}
+
+/// The rows of `customer_events` the windows admit, as batches of its full schema.
+async fn rows(
+    identity: Arc<TenantIdentity>,
+    events: StoredTable,
+    windows: Windows,
+) -> DfResult<Vec<RecordBatch>> {
+    let snapshot = events
+        .committed
+        .downcast_ref::<SnapshotTable>()
+        .ok_or_else(|| {
+            DataFusionError::Internal(format!(
+                "{CUSTOMER_EVENTS} needs the Delta scan of {EVENTS}"
+            ))
+        })?;
+    let (store, files) = snapshot.data_files()?;
+    let (chunks, stitch) = identity
+        .events_index()
+        .current(&identity, &store, &files)
+        .await?;
+    let schema = customer_events_schema();
+    let mut batches = Vec::new();
+    for chunk in &chunks {
+        for group in &chunk.groups {
+            let ranges = windows.ranges(group.event.as_deref());
+            if ranges.is_empty() {
+                continue;
+            }
+            for slice in chunk.slices(group, &ranges) {
+                let keys: UInt32Array = chunk.people[slice.clone()]
+                    .iter()
+                    .map(|&p| {
+                        let c = stitch.customer_of[p as usize];
+                        (c != NO_CUSTOMER).then_some(c)
+                    })
+                    .collect();
+                let customers = take(stitch.array.as_ref(), &keys, None)?;
+                let event = repeated(group.event.as_deref(), slice.len())?;
+                let times = TimestampMicrosecondArray::new(
+                    chunk.times.slice(slice.start, slice.len()),
+                    None,
+                )
+                .with_timezone("UTC");
+                batches.push(RecordBatch::try_new(
+                    Arc::clone(&schema),
+                    vec![customers, event, Arc::new(times)],
+                )?);
+            }
+        }
+    }
+    for batch in &events.buffered {
+        batches.push(stitch_buffered(&identity, batch, &schema)?);
+    }
+    Ok(batches)
+}
+
+/// `event` `n` times, sharing one copy of its text.
+fn repeated(event: Option<&str>, n: usize) -> DfResult<ArrayRef> {
+    let one = StringViewArray::from(vec![event]);
+    let zeros = UInt32Array::from(vec![0; n]);
+    Ok(take(&one, &zeros, None)?)
+}
+
+/// Buffered `events` rows with their customers under the current graph.
+fn stitch_buffered(
+    identity: &TenantIdentity,
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> DfResult<RecordBatch> {
+    let text = |name: &str| -> DfResult<StringArray> {
+        let column = batch.column_by_name(name).ok_or_else(|| {
+            DataFusionError::Internal(format!("buffered {EVENTS} rows have no '{name}' column"))
+        })?;
+        Ok(cast(column, &DataType::Utf8)?.as_string::<i32>().clone())
+    };
+    let (users, anonymous, events) = (text("user_id")?, text("anonymous_id")?, text("event")?);
+    fn value(array: &StringArray, row: usize) -> Option<&str> {
+        array.is_valid(row).then(|| array.value(row))
+    }
+    let customers: StringViewArray = identity.read(|graph| {
+        (0..batch.num_rows())
+            .map(|row| {
+                customer_of(graph, (value(&users, row), value(&anonymous, row)))
+                    .map(|id| id.to_string())
+            })
+            .collect()
+    });
+    let times = batch
+        .column_by_name("timestamp")
+        .ok_or_else(|| DataFusionError::Internal(format!("buffered {EVENTS} rows have no time")))?;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(customers),
+        cast(&events, &DataType::Utf8View)?,
+        cast(times, &timestamp_type())?,
+    ];
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )?)
+}
+
+/// `customer_events` of one tenant, as one query sees it.
+#[derive(Debug)]
+pub struct CustomerEventsTable {
+    identity: Arc<TenantIdentity>,
+    events: StoredTable,
+}
+
+impl CustomerEventsTable {
+    /// The table over `events` (the tenant's `events` as the query sees it).
+    pub fn new(identity: Arc<TenantIdentity>, events: StoredTable) -> Self {
+        Self { identity, events }
+    }
+}
+
+#[async_trait]
+impl TableProvider for CustomerEventsTable {
+    fn schema(&self) -> SchemaRef {
+        customer_events_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> DfResult<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let schema = match projection {
+            Some(columns) => Arc::new(customer_events_schema().project(columns)?),
+            None => customer_events_schema(),
+        };
+        let windows = Windows::of(filters);
+        let (identity, events) = (Arc::clone(&self.identity), self.events.clone());
+        let projection = projection.cloned();
+        let compute: Compute = Arc::new(move || {
+            let (identity, events, windows) =
+                (Arc::clone(&identity), events.clone(), windows.clone());
+            let projection = projection.clone();
+            Box::pin(async move {
+                rows(identity, events, windows)
+                    .await?
+                    .into_iter()
+                    .map(|batch| projected(batch, projection.as_deref()))
+                    .collect()
+            })
+        });
+        Ok(Arc::new(ComputedExec::new(
+            CUSTOMER_EVENTS,
+            schema,
+            compute,
+        )))
+    }
+}

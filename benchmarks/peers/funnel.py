@@ -86,6 +86,18 @@ def queries(parquet, mapping):
             "duckdb": None,
         },
         {
+            # Tributary's own relation of stitched events (no join), against chDB's join.
+            "name": "the same by customer, customer_events",
+            "tributary": "SELECT level, count(*) AS people FROM (SELECT window_funnel("
+                         f"INTERVAL '1 day', timestamp, {conds}) AS level FROM customer_events "
+                         "GROUP BY customer_key) GROUP BY level ORDER BY level",
+            "chdb": customer_funnel(
+                src_ch, map_ch,
+                f"windowFunnel({WINDOW_MICROS})(toUInt64(toUnixTimestamp64Micro(e.timestamp)), {e_conds})",
+                " SETTINGS join_use_nulls = 1"),
+            "duckdb": None,
+        },
+        {
             "name": "GROUP BY event, distinct anonymous_id, revenue",
             "tributary": group_by_event("events", "count(DISTINCT anonymous_id)",
                                         "json_get_float(properties, 'revenue')"),

@@ -19,14 +19,14 @@ use crate::test::{Kind, Test};
 /// The relations a segment reads, as SQL a `FROM` takes (a table name or a parenthesized query).
 #[derive(Debug, Clone, Copy)]
 pub struct Sources<'a> {
-    /// One row per customer: `customer_id`.
+    /// One row per customer: `customer_id, customer_key` (a number standing for the id).
     pub customers: &'a str,
     /// The `profiles` table.
     pub profiles: &'a str,
     /// Every event with its customer: `customer_id, timestamp, event, properties`.
     pub events: &'a str,
-    /// The same events without their properties: `customer_id, timestamp, event` (read when
-    /// no condition looks at a property; the engine serves it faster).
+    /// The same events without their properties: `customer_key, timestamp, event` (read when
+    /// no condition looks at a property; grouped and joined by the key, which is cheaper).
     pub event_times: &'a str,
 }
 
@@ -131,21 +131,21 @@ impl<'a> Compiler<'a> {
             ));
         }
         if !self.measures.is_empty() {
-            let mut columns = vec!["customer_id", "timestamp", "event"]
+            let (source, key) = if self.event_values.is_empty() {
+                (sources.event_times, "customer_key")
+            } else {
+                (sources.events, "customer_id")
+            };
+            let mut columns = vec![key, "timestamp", "event"]
                 .into_iter()
                 .map(String::from)
                 .collect::<Vec<_>>();
             columns.extend(self.event_values.iter().cloned());
-            let source = if self.event_values.is_empty() {
-                sources.event_times
-            } else {
-                sources.events
-            };
             let events = format!("(SELECT {} FROM {source})", columns.join(", "));
             sql.push_str(&format!(
-                " LEFT JOIN (SELECT customer_id, {measures} FROM {events} e \
-                 WHERE e.timestamp <= {as_of} AND ({filters}) GROUP BY customer_id) b \
-                 ON b.customer_id = c.customer_id",
+                " LEFT JOIN (SELECT {key}, {measures} FROM {events} e \
+                 WHERE e.timestamp <= {as_of} AND ({filters}) GROUP BY {key}) b \
+                 ON b.{key} = c.{key}",
                 measures = self.measures.join(", "),
                 filters = self.event_filters.join(" OR "),
             ));

@@ -1,13 +1,14 @@
 //! The tables every tenant has that are read from its live identity graph (their batches cached
 //! per graph version by [`super::TenantIdentity::view_batch`]), so a query always sees the
 //! current resolution: `identity_map` (id_type, id_value, customer_id, updated_at) and
-//! `customer_ids` (customer_id: one row per customer).
+//! `customer_ids` (customer_id, customer_key: one row per customer; the key is
+//! [`super::keys`]').
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, RecordBatch, StringArray, StringBuilder, TimestampMicrosecondBuilder,
+    ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
@@ -20,6 +21,7 @@ use tributary_catalog::builtin::timestamp_type;
 use tributary_identity::IdentityGraph;
 
 use super::TenantIdentity;
+use super::keys::CustomerKeys;
 
 /// Name of the live identity map table.
 pub const IDENTITY_MAP: &str = "identity_map";
@@ -57,24 +59,29 @@ impl GraphView {
     pub fn schema(self) -> SchemaRef {
         match self {
             GraphView::IdentityMap => identity_map_schema(),
-            GraphView::Customers => Arc::new(Schema::new(vec![Field::new(
-                "customer_id",
-                DataType::Utf8,
-                false,
-            )])),
+            GraphView::Customers => Arc::new(Schema::new(vec![
+                Field::new("customer_id", DataType::Utf8, false),
+                Field::new("customer_key", DataType::UInt32, false),
+            ])),
         }
     }
 
-    /// Its rows under `graph`.
-    pub fn batch(self, graph: &IdentityGraph) -> datafusion::error::Result<RecordBatch> {
+    /// Its rows under `graph`, with the customers' `keys`.
+    pub fn batch(
+        self,
+        graph: &IdentityGraph,
+        keys: &mut CustomerKeys,
+    ) -> datafusion::error::Result<RecordBatch> {
         match self {
             GraphView::IdentityMap => identity_map_batch(graph),
             GraphView::Customers => {
-                let ids: StringArray = graph
-                    .customers()
-                    .map(|(customer, _, _)| Some(customer.to_string()))
-                    .collect();
-                Ok(RecordBatch::try_new(self.schema(), vec![Arc::new(ids)])?)
+                let (mut ids, mut numbers) = (StringBuilder::new(), UInt32Builder::new());
+                for (customer, _, _) in graph.customers() {
+                    ids.append_value(customer.to_string());
+                    numbers.append_value(keys.key(customer));
+                }
+                let columns: Vec<ArrayRef> = vec![Arc::new(ids.finish()), Arc::new(numbers.finish())];
+                Ok(RecordBatch::try_new(self.schema(), columns)?)
             }
         }
     }

@@ -10,6 +10,7 @@
 
 pub mod customer_events;
 pub mod forget;
+pub mod keys;
 pub mod map;
 pub mod profiles;
 pub mod records;
@@ -54,6 +55,8 @@ struct TenantState {
     /// Bumped on every change; each [`map::GraphView`] caches its batch per version.
     version: u64,
     view_cache: [Option<(u64, RecordBatch)>; map::GraphView::ALL.len()],
+    /// The `customer_key` of every customer seen.
+    keys: keys::CustomerKeys,
 }
 
 impl TenantIdentity {
@@ -66,6 +69,7 @@ impl TenantIdentity {
                 pending: Vec::new(),
                 version: 0,
                 view_cache: Default::default(),
+                keys: keys::CustomerKeys::default(),
             }),
             changes: std::sync::atomic::AtomicU64::new(1),
             profiled: std::sync::atomic::AtomicU64::new(0),
@@ -96,10 +100,14 @@ impl TenantIdentity {
         read(&self.state.lock().expect("identity state poisoned").graph)
     }
 
-    /// Runs `read` on the current graph and its version (which every change moves).
-    pub(crate) fn read_versioned<T>(&self, read: impl FnOnce(u64, &IdentityGraph) -> T) -> T {
-        let state = self.state.lock().expect("identity state poisoned");
-        read(state.version, &state.graph)
+    /// Runs `read` on the current graph, its version (which every change moves) and the
+    /// customers' keys.
+    pub(crate) fn read_keyed<T>(
+        &self,
+        read: impl FnOnce(u64, &IdentityGraph, &mut keys::CustomerKeys) -> T,
+    ) -> T {
+        let state = &mut *self.state.lock().expect("identity state poisoned");
+        read(state.version, &state.graph, &mut state.keys)
     }
 
     /// The committed events as `customer_events` keeps them.
@@ -120,7 +128,8 @@ impl TenantIdentity {
         {
             return Ok(batch.clone());
         }
-        let batch = view.batch(&state.graph)?;
+        let state = &mut *state;
+        let batch = view.batch(&state.graph, &mut state.keys)?;
         state.view_cache[view as usize] = Some((state.version, batch.clone()));
         Ok(batch)
     }

@@ -47,7 +47,7 @@ use self::chunk::{Chunk, People};
 use self::windows::Windows;
 use super::TenantIdentity;
 use super::records::{ANONYMOUS_ID, USER_ID};
-use crate::computed::{Compute, ComputedExec, projected};
+use crate::computed::{Compute, ComputedExec};
 use crate::write::overlay::StoredTable;
 
 /// The table's name.
@@ -56,7 +56,7 @@ pub const CUSTOMER_EVENTS: &str = "customer_events";
 /// Files read at once when chunks are missing.
 const PARALLEL_READS: usize = 8;
 
-/// A pair with no customer in [`Stitch::customer_of`].
+/// A pair with no customer in [`Stitch::key_of`].
 const NO_CUSTOMER: u32 = u32::MAX;
 
 /// `customer_events`' columns.
@@ -65,6 +65,7 @@ pub fn customer_events_schema() -> SchemaRef {
         Field::new("customer_id", DataType::Utf8View, true),
         Field::new("event", DataType::Utf8View, true),
         Field::new("timestamp", timestamp_type(), false),
+        Field::new("customer_key", DataType::UInt32, true),
     ]))
 }
 
@@ -85,43 +86,10 @@ struct IndexState {
 #[derive(Debug, Clone)]
 struct Stitch {
     graph_version: u64,
-    /// Per pair ordinal: an index into `names`, or [`NO_CUSTOMER`].
-    customer_of: Vec<u32>,
-    ordinals: HashMap<CustomerId, u32>,
-    names: Vec<String>,
-    /// `names` as an array, for `take`.
-    array: Arc<StringViewArray>,
-}
-
-impl Stitch {
-    fn new(graph_version: u64) -> Self {
-        Stitch {
-            graph_version,
-            customer_of: Vec::new(),
-            ordinals: HashMap::new(),
-            names: Vec::new(),
-            array: Arc::new(StringViewArray::from(Vec::<&str>::new())),
-        }
-    }
-
-    /// Looks up the pairs `people` has that this stitch does not cover yet.
-    fn extend(&mut self, people: &People, graph: &IdentityGraph) {
-        let known = self.names.len();
-        for ordinal in self.customer_of.len()..people.len() {
-            let customer = customer_of(graph, people.pair(ordinal as u32));
-            let index = match customer {
-                None => NO_CUSTOMER,
-                Some(id) => *self.ordinals.entry(id).or_insert_with(|| {
-                    self.names.push(id.to_string());
-                    (self.names.len() - 1) as u32
-                }),
-            };
-            self.customer_of.push(index);
-        }
-        if self.names.len() != known || self.array.len() != self.names.len() {
-            self.array = Arc::new(StringViewArray::from_iter_values(&self.names));
-        }
-    }
+    /// Per pair ordinal: its customer's `customer_key`, or [`NO_CUSTOMER`].
+    key_of: Vec<u32>,
+    /// Every customer id by key (at least every key of `key_of`).
+    ids: Arc<StringViewArray>,
 }
 
 /// The customer of an event: its user id's, else its anonymous id's.
@@ -168,17 +136,25 @@ impl EventIndex {
             let listed: std::collections::HashSet<&Path> = files.iter().collect();
             state.chunks.retain(|path, _| listed.contains(path));
         }
-        let stitch = identity.read_versioned(|version, graph| {
+        let stitch = identity.read_keyed(|version, graph, keys| {
             let mut stitch = match &state.stitch {
-                Some(s)
-                    if s.graph_version == version && s.customer_of.len() == state.people.len() =>
-                {
+                Some(s) if s.graph_version == version && s.key_of.len() == state.people.len() => {
                     return Arc::clone(s);
                 }
                 Some(s) if s.graph_version == version => Stitch::clone(s),
-                _ => Stitch::new(version),
+                _ => Stitch {
+                    graph_version: version,
+                    key_of: Vec::with_capacity(state.people.len()),
+                    ids: keys.ids(),
+                },
             };
-            stitch.extend(&state.people, graph);
+            for ordinal in stitch.key_of.len()..state.people.len() {
+                let customer = customer_of(graph, state.people.pair(ordinal as u32));
+                stitch
+                    .key_of
+                    .push(customer.map_or(NO_CUSTOMER, |id| keys.key(id)));
+            }
+            stitch.ids = keys.ids();
             let stitch = Arc::new(stitch);
             state.stitch = Some(Arc::clone(&stitch));
             stitch
@@ -191,19 +167,18 @@ impl EventIndex {
     }
 }
 
-/// The rows of `customer_events` the windows admit, as batches of its full schema.
+/// The rows of `customer_events` the windows admit, with the columns of `projection`.
 async fn rows(
     identity: Arc<TenantIdentity>,
     events: StoredTable,
     windows: Windows,
+    projection: Option<Vec<usize>>,
 ) -> DfResult<Vec<RecordBatch>> {
     let snapshot = events
         .committed
         .downcast_ref::<SnapshotTable>()
         .ok_or_else(|| {
-            DataFusionError::Internal(format!(
-                "{CUSTOMER_EVENTS} needs the Delta scan of {EVENTS}"
-            ))
+            DataFusionError::Internal(format!("{CUSTOMER_EVENTS} needs the Delta scan of {EVENTS}"))
         })?;
     let (store, files) = snapshot.data_files()?;
     let (chunks, stitch) = identity
@@ -211,6 +186,8 @@ async fn rows(
         .current(&identity, &store, &files)
         .await?;
     let schema = customer_events_schema();
+    let columns: Vec<usize> = projection.unwrap_or_else(|| (0..schema.fields().len()).collect());
+    let output = Arc::new(schema.project(&columns)?);
     let mut batches = Vec::new();
     for chunk in &chunks {
         for group in &chunk.groups {
@@ -222,26 +199,36 @@ async fn rows(
                 let keys: UInt32Array = chunk.people[slice.clone()]
                     .iter()
                     .map(|&p| {
-                        let c = stitch.customer_of[p as usize];
-                        (c != NO_CUSTOMER).then_some(c)
+                        let key = stitch.key_of[p as usize];
+                        (key != NO_CUSTOMER).then_some(key)
                     })
                     .collect();
-                let customers = take(stitch.array.as_ref(), &keys, None)?;
-                let event = repeated(group.event.as_deref(), slice.len())?;
-                let times = TimestampMicrosecondArray::new(
-                    chunk.times.slice(slice.start, slice.len()),
-                    None,
-                )
-                .with_timezone("UTC");
-                batches.push(RecordBatch::try_new(
-                    Arc::clone(&schema),
-                    vec![customers, event, Arc::new(times)],
+                let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+                for &column in &columns {
+                    arrays.push(match column {
+                        0 => take(stitch.ids.as_ref(), &keys, None)?,
+                        1 => repeated(group.event.as_deref(), slice.len())?,
+                        2 => Arc::new(
+                            TimestampMicrosecondArray::new(
+                                chunk.times.slice(slice.start, slice.len()),
+                                None,
+                            )
+                            .with_timezone("UTC"),
+                        ),
+                        _ => Arc::new(keys.clone()),
+                    });
+                }
+                batches.push(RecordBatch::try_new_with_options(
+                    Arc::clone(&output),
+                    arrays,
+                    &RecordBatchOptions::new().with_row_count(Some(slice.len())),
                 )?);
             }
         }
     }
     for batch in &events.buffered {
-        batches.push(stitch_buffered(&identity, batch, &schema)?);
+        let stitched = stitch_buffered(&identity, batch, &schema)?;
+        batches.push(stitched.project(&columns)?);
     }
     Ok(batches)
 }
@@ -269,27 +256,26 @@ fn stitch_buffered(
     fn value(array: &StringArray, row: usize) -> Option<&str> {
         array.is_valid(row).then(|| array.value(row))
     }
-    let customers: StringViewArray = identity.read(|graph| {
-        (0..batch.num_rows())
-            .map(|row| {
-                customer_of(graph, (value(&users, row), value(&anonymous, row)))
-                    .map(|id| id.to_string())
-            })
-            .collect()
-    });
+    let (ids, keys): (Vec<Option<String>>, Vec<Option<u32>>) =
+        identity.read_keyed(|_, graph, keys| {
+            (0..batch.num_rows())
+                .map(|row| {
+                    let customer =
+                        customer_of(graph, (value(&users, row), value(&anonymous, row)));
+                    (customer.map(|id| id.to_string()), customer.map(|id| keys.key(id)))
+                })
+                .unzip()
+        });
     let times = batch
         .column_by_name("timestamp")
         .ok_or_else(|| DataFusionError::Internal(format!("buffered {EVENTS} rows have no time")))?;
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(customers),
+        Arc::new(StringViewArray::from(ids)),
         cast(&events, &DataType::Utf8View)?,
         cast(times, &timestamp_type())?,
+        Arc::new(UInt32Array::from(keys)),
     ];
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        columns,
-        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-    )?)
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 /// `customer_events` of one tenant, as one query sees it.
@@ -338,16 +324,8 @@ impl TableProvider for CustomerEventsTable {
         let (identity, events) = (Arc::clone(&self.identity), self.events.clone());
         let projection = projection.cloned();
         let compute: Compute = Arc::new(move || {
-            let (identity, events, windows) =
-                (Arc::clone(&identity), events.clone(), windows.clone());
-            let projection = projection.clone();
-            Box::pin(async move {
-                rows(identity, events, windows)
-                    .await?
-                    .into_iter()
-                    .map(|batch| projected(batch, projection.as_deref()))
-                    .collect()
-            })
+            let (identity, events) = (Arc::clone(&identity), events.clone());
+            Box::pin(rows(identity, events, windows.clone(), projection.clone()))
         });
         Ok(Arc::new(ComputedExec::new(
             CUSTOMER_EVENTS,

@@ -101,6 +101,8 @@ pub async fn execute_write(
 
 async fn execute_dml(catalog: &Catalog, ctx: &SessionContext, dml: DmlStatement) -> Result<u64> {
     let (tenant, table) = resolve(catalog, ctx, &dml.table_name)?;
+    // Another server on the same data root may have committed since this one last looked.
+    show_latest(&tenant, &table).await?;
     let delta = tenant.delta_table(&table)?;
     let session = Arc::new(ctx.state());
     let count = match &dml.op {
@@ -119,7 +121,7 @@ async fn execute_dml(catalog: &Catalog, ctx: &SessionContext, dml: DmlStatement)
             if let Some(predicate) = dml_predicate(&dml.input)? {
                 delete = delete.with_predicate(predicate);
             }
-            let (_, metrics) = delete.await?;
+            let (_, metrics) = conflict_named(&tenant, &table, delete.await).await?;
             metrics.num_deleted_rows.map_or(matching, |n| n as u64)
         }
         WriteOp::Update => {
@@ -130,7 +132,7 @@ async fn execute_dml(catalog: &Catalog, ctx: &SessionContext, dml: DmlStatement)
             if let Some(predicate) = dml_predicate(&dml.input)? {
                 update = update.with_predicate(predicate);
             }
-            let (_, metrics) = update.await?;
+            let (_, metrics) = conflict_named(&tenant, &table, update.await).await?;
             metrics.num_updated_rows as u64
         }
         other => {
@@ -142,6 +144,39 @@ async fn execute_dml(catalog: &Catalog, ctx: &SessionContext, dml: DmlStatement)
     };
     tenant.refresh(&table).await?;
     Ok(count)
+}
+
+/// `result`, with a commit conflict (another writer committed to the table first: the Delta
+/// log's optimistic concurrency) told as such, after loading the table's latest snapshot so
+/// that running the statement again starts from the other writer's commit.
+async fn conflict_named<T>(
+    tenant: &TenantSchema,
+    table: &str,
+    result: std::result::Result<T, deltalake::DeltaTableError>,
+) -> Result<T> {
+    match result {
+        Err(error) if crate::error::is_commit_conflict(&error) => {
+            if let Err(e) = show_latest(tenant, table).await {
+                tracing::warn!(table, "cannot load the table after a commit conflict: {e}");
+            }
+            // delta-rs adds advice about isolation levels Tributary does not offer: keep the cause.
+            let cause = error.to_string();
+            let cause = cause.lines().next().unwrap_or_default();
+            Err(Error::Conflict(format!(
+                "table '{table}' was changed by another writer while this statement ran, so it \
+                 changed nothing: run it again (Delta: {cause})"
+            )))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Loads the table's latest snapshot and shows it to queries, unless this process has shown a
+/// newer one meanwhile (a flush may commit while the log is read).
+async fn show_latest(tenant: &TenantSchema, table: &str) -> Result<()> {
+    let latest = tenant.load_latest(table).await?;
+    tenant.install_if_newer(table, latest);
+    Ok(())
 }
 
 /// Appends the rows of `input` to an existing table through DataFusion's INSERT path.

@@ -66,6 +66,10 @@ pub enum Error {
     /// The query was cancelled by its client.
     #[error("{0}")]
     Cancelled(String),
+
+    /// Another writer committed to the table first; the statement changed nothing.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<DataFusionError> for Error {
@@ -107,6 +111,8 @@ pub enum ErrorClass {
     Cancelled,
     /// The server cannot take it now: retry later.
     Overloaded,
+    /// Another writer changed the data first; nothing was changed: run the statement again.
+    Conflict,
     /// Storage or the engine failed: not the user's doing.
     Internal,
 }
@@ -142,6 +148,7 @@ impl Error {
             Self::Auth(e) => auth_class(e),
             Self::Timeout(_) => ErrorClass::Timeout,
             Self::Cancelled(_) => ErrorClass::Cancelled,
+            Self::Conflict(_) => ErrorClass::Conflict,
         }
     }
 
@@ -244,8 +251,24 @@ fn delta_class(error: &DeltaTableError) -> ErrorClass {
         | DeltaTableError::InvalidDateTimeString { .. }
         | DeltaTableError::MissingFeature { .. } => ErrorClass::InvalidInput,
         DeltaTableError::Arrow { source } => arrow_class(source),
+        error if is_commit_conflict(error) => ErrorClass::Conflict,
         _ => ErrorClass::Internal,
     }
+}
+
+/// True when Delta refused a commit because another writer committed first (the optimistic
+/// concurrency of the Delta log).
+pub(crate) fn is_commit_conflict(error: &DeltaTableError) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    matches!(
+        error,
+        DeltaTableError::VersionAlreadyExists(_)
+            | DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(_)
+                    | TransactionError::VersionAlreadyExists(_)
+                    | TransactionError::MaxCommitAttempts(_)
+            }
+    )
 }
 
 /// The engine's result type.
@@ -299,6 +322,11 @@ mod tests {
                 ErrorClass::PermissionDenied,
             ),
             (Error::Overloaded("x".into()), ErrorClass::Overloaded),
+            (Error::Conflict("x".into()), ErrorClass::Conflict),
+            (
+                Error::from(DeltaTableError::VersionAlreadyExists(3)),
+                ErrorClass::Conflict,
+            ),
             (Error::Storage("x".into()), ErrorClass::Internal),
             (Error::Internal("x".into()), ErrorClass::Internal),
             (Error::Catalog(table()), ErrorClass::NotFound),

@@ -105,6 +105,7 @@ pub(crate) fn grpc_code(class: ErrorClass) -> Code {
         ErrorClass::Timeout => Code::DeadlineExceeded,
         ErrorClass::Cancelled => Code::Cancelled,
         ErrorClass::Overloaded => Code::Unavailable,
+        ErrorClass::Conflict => Code::Aborted,
         ErrorClass::Internal => Code::Internal,
     }
 }
@@ -121,6 +122,7 @@ pub(crate) fn http_status(class: ErrorClass) -> StatusCode {
         // 499 "client closed request": the caller cancelled it.
         ErrorClass::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
         ErrorClass::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorClass::Conflict => StatusCode::CONFLICT,
         ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -154,7 +156,7 @@ pub(crate) fn status_of_datafusion(error: datafusion::error::DataFusionError) ->
 mod tests {
     use super::*;
 
-    const EVERY_CLASS: [ErrorClass; 9] = [
+    const EVERY_CLASS: [ErrorClass; 10] = [
         ErrorClass::InvalidInput,
         ErrorClass::NotFound,
         ErrorClass::AlreadyExists,
@@ -163,6 +165,7 @@ mod tests {
         ErrorClass::Timeout,
         ErrorClass::Cancelled,
         ErrorClass::Overloaded,
+        ErrorClass::Conflict,
         ErrorClass::Internal,
     ];
 
@@ -173,11 +176,18 @@ mod tests {
         let statuses: std::collections::HashSet<_> =
             EVERY_CLASS.iter().map(|c| http_status(*c)).collect();
         assert_eq!(codes.len(), EVERY_CLASS.len());
-        assert_eq!(statuses.len(), EVERY_CLASS.len());
+        // HTTP has one "conflict with the current state": 409 for both AlreadyExists and
+        // Conflict (gRPC tells them apart: ALREADY_EXISTS, ABORTED).
+        assert_eq!(statuses.len(), EVERY_CLASS.len() - 1);
+        assert_eq!(
+            http_status(ErrorClass::Conflict),
+            http_status(ErrorClass::AlreadyExists)
+        );
         for class in EVERY_CLASS {
-            // The user's mistakes are 4xx; the server's failures are 5xx.
+            // The user's mistakes are 4xx; the server's failures are 5xx; a write that lost a
+            // race with another writer is 409, to be sent again.
             assert_eq!(
-                class.is_user_error(),
+                class.is_user_error() || class == ErrorClass::Conflict,
                 http_status(class).is_client_error(),
                 "{class:?}"
             );

@@ -53,7 +53,10 @@ mod tests {
     fn keys_are_stable_and_ids_follow_them() {
         let mut keys = CustomerKeys::default();
         let id = |text: &str| text.parse::<CustomerId>().expect("a customer id");
-        let (a, b) = (id("c000000000000000000000001"), id("c00000000000000000000abcd"));
+        let (a, b) = (
+            id("c000000000000000000000001"),
+            id("c00000000000000000000abcd"),
+        );
         let first = keys.key(a);
         assert_eq!(keys.key(a), first);
         let ids = keys.ids();

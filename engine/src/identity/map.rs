@@ -80,7 +80,8 @@ impl GraphView {
                     ids.append_value(customer.to_string());
                     numbers.append_value(keys.key(customer));
                 }
-                let columns: Vec<ArrayRef> = vec![Arc::new(ids.finish()), Arc::new(numbers.finish())];
+                let columns: Vec<ArrayRef> =
+                    vec![Arc::new(ids.finish()), Arc::new(numbers.finish())];
                 Ok(RecordBatch::try_new(self.schema(), columns)?)
             }
         }

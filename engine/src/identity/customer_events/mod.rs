@@ -178,7 +178,9 @@ async fn rows(
         .committed
         .downcast_ref::<SnapshotTable>()
         .ok_or_else(|| {
-            DataFusionError::Internal(format!("{CUSTOMER_EVENTS} needs the Delta scan of {EVENTS}"))
+            DataFusionError::Internal(format!(
+                "{CUSTOMER_EVENTS} needs the Delta scan of {EVENTS}"
+            ))
         })?;
     let (store, files) = snapshot.data_files()?;
     let (chunks, stitch) = identity
@@ -260,9 +262,11 @@ fn stitch_buffered(
         identity.read_keyed(|_, graph, keys| {
             (0..batch.num_rows())
                 .map(|row| {
-                    let customer =
-                        customer_of(graph, (value(&users, row), value(&anonymous, row)));
-                    (customer.map(|id| id.to_string()), customer.map(|id| keys.key(id)))
+                    let customer = customer_of(graph, (value(&users, row), value(&anonymous, row)));
+                    (
+                        customer.map(|id| id.to_string()),
+                        customer.map(|id| keys.key(id)),
+                    )
                 })
                 .unzip()
         });

@@ -3,7 +3,7 @@
 //! Shape: every customer (`customers`), joined to the profile values its conditions read (one
 //! projection of `profiles`) and to one aggregate of its events holding every behaviour and funnel measure (one scan of the
 //! events, each measure `FILTER`ed to its own events); the condition tree becomes the `WHERE`
-//! clause, each leaf `coalesce(…, false)` so that a missing value is "no" and `not` means
+//! clause, each leaf `(…) IS TRUE` so that a missing value is "no" and `not` means
 //! "everyone else". A customer with no matching event has count 0 / sum 0 / NULL time.
 //!
 //! [`explain`] compiles the same joins for one customer, with each condition's value and answer
@@ -368,9 +368,11 @@ impl Compiler<'_> {
     }
 }
 
-/// A leaf condition, false where SQL would say NULL.
+/// A leaf condition, false where SQL would say NULL. (`IS TRUE` rather than
+/// `coalesce(…, false)`, which DataFusion rewrites to `x IS NOT NULL AND x`, evaluating `x` — a
+/// JSON lookup for a trait — twice.)
 fn leaf(condition: &str) -> String {
-    format!("coalesce({condition}, false)")
+    format!("(({condition}) IS TRUE)")
 }
 
 /// The value at `key` of the JSON text column `json`, read as the type `test` compares.
@@ -467,7 +469,7 @@ mod tests {
         let outer = parse(r#"{"segment": "vip", "member": false}"#).unwrap();
         let sql = compile(&outer, &SOURCES, Utc::now(), &lookup).unwrap();
         assert!(
-            sql.contains("(NOT coalesce(p.v0 = 'gold', false))"),
+            sql.contains("(NOT ((p.v0 = 'gold') IS TRUE))"),
             "{sql}"
         );
         let cycle = parse(r#"{"all": [{"segment": "a"}]}"#).unwrap();

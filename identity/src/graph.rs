@@ -634,6 +634,29 @@ impl IdentityGraph {
         CustomerId::of(&self.types[n.kind as usize].name, &n.value)
     }
 
+    /// The number of an identifier's node, stable for the life of this graph (a rebuilt graph
+    /// numbers afresh); `None` when the identifier is unknown.
+    pub fn node(&self, id_type: &str, value: &str) -> Option<u32> {
+        self.node_of(id_type, value)
+    }
+
+    /// The founder node of the customer `node` belongs to, `None` when the node is blocked:
+    /// `customer_of(t, v)` is `node(t, v)`, then `founder`, then [`Self::founder_id`]. Readers
+    /// that keep node numbers resolve many identifiers without hashing their text again.
+    pub fn founder(&self, node: u32) -> Option<u32> {
+        self.nodes[node as usize]
+            .blocked
+            .is_none()
+            .then(|| self.components[self.root(node) as usize].founder)
+    }
+
+    /// The id of the customer whose founder node is `founder` (the same for that node for the
+    /// life of the graph).
+    pub fn founder_id(&self, founder: u32) -> CustomerId {
+        let n = &self.nodes[founder as usize];
+        CustomerId::of(&self.types[n.kind as usize].name, &n.value)
+    }
+
     /// The customer an identifier belongs to; `None` when unknown or blocked.
     pub fn customer_of(&self, id_type: &str, value: &str) -> Option<CustomerId> {
         let node = self.node_of(id_type, value)?;

@@ -268,6 +268,16 @@ proptest! {
                 incremental.apply(record(rec));
             }
             prop_assert_eq!(map_of(&batch), map_of(&incremental), "records {:?}", n);
+            // Node numbers resolve exactly as identifiers do (customer_events relies on it).
+            for edge in sequence.iter().map(record) {
+                for (t, v) in [edge.from, edge.to] {
+                    let by_node = incremental
+                        .node(t, v)
+                        .and_then(|node| incremental.founder(node))
+                        .map(|founder| incremental.founder_id(founder));
+                    prop_assert_eq!(by_node, incremental.customer_of(t, v));
+                }
+            }
             let refused = |g: &IdentityGraph| -> Vec<String> {
                 let mut all: Vec<String> = g
                     .customers()

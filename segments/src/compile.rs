@@ -468,10 +468,7 @@ mod tests {
         };
         let outer = parse(r#"{"segment": "vip", "member": false}"#).unwrap();
         let sql = compile(&outer, &SOURCES, Utc::now(), &lookup).unwrap();
-        assert!(
-            sql.contains("(NOT ((p.v0 = 'gold') IS TRUE))"),
-            "{sql}"
-        );
+        assert!(sql.contains("(NOT ((p.v0 = 'gold') IS TRUE))"), "{sql}");
         let cycle = parse(r#"{"all": [{"segment": "a"}]}"#).unwrap();
         let error = compile(&cycle, &SOURCES, Utc::now(), &lookup).unwrap_err();
         assert_eq!(error.path, "$.all[0]");

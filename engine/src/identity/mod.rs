@@ -54,6 +54,8 @@ struct TenantState {
     pending: Vec<(String, RecordBatch)>,
     /// Bumped on every change; each [`map::GraphView`] caches its batch per version.
     version: u64,
+    /// Bumped when a rebuild replaces the graph (its node numbers start afresh).
+    generation: u64,
     view_cache: [Option<(u64, RecordBatch)>; map::GraphView::ALL.len()],
     /// The `customer_key` of every customer seen.
     keys: keys::CustomerKeys,
@@ -68,6 +70,7 @@ impl TenantIdentity {
                 loading: false,
                 pending: Vec::new(),
                 version: 0,
+                generation: 0,
                 view_cache: Default::default(),
                 keys: keys::CustomerKeys::default(),
             }),
@@ -100,14 +103,18 @@ impl TenantIdentity {
         read(&self.state.lock().expect("identity state poisoned").graph)
     }
 
-    /// Runs `read` on the current graph, its version (which every change moves) and the
-    /// customers' keys.
+    /// Runs `read` on the current graph, its version (which every change moves, and a rebuild
+    /// in its own way) and the customers' keys.
     pub(crate) fn read_keyed<T>(
         &self,
-        read: impl FnOnce(u64, &IdentityGraph, &mut keys::CustomerKeys) -> T,
+        read: impl FnOnce(customer_events::GraphVersion, &IdentityGraph, &mut keys::CustomerKeys) -> T,
     ) -> T {
         let state = &mut *self.state.lock().expect("identity state poisoned");
-        read(state.version, &state.graph, &mut state.keys)
+        let at = customer_events::GraphVersion {
+            generation: state.generation,
+            version: state.version,
+        };
+        read(at, &state.graph, &mut state.keys)
     }
 
     /// The committed events as `customer_events` keeps them.
@@ -269,6 +276,7 @@ impl IdentityService {
             };
             state.graph = graph;
             state.version += 1;
+            state.generation += 1;
             changes
         };
         identity.changed();

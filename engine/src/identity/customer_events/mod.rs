@@ -10,7 +10,7 @@
 //!   file is in the snapshot (files never change; a compaction's new files are read, its
 //!   removed ones forgotten).
 //! - Each event's person is the ordinal of its (`user_id`, `anonymous_id`) pair; the customer of
-//!   every pair is looked up in the live identity graph once per graph version ([`Stitch`]).
+//!   every pair follows the live identity graph, version by version ([`stitch`]).
 //! - Buffered rows are stitched when the query runs.
 //! - Filters on `event` and `timestamp` choose the row ranges read ([`windows`]); DataFusion
 //!   filters again above (the pushdown is inexact).
@@ -19,6 +19,7 @@
 //! distinct (`user_id`, `anonymous_id`) pair.
 
 mod chunk;
+mod stitch;
 mod windows;
 
 use std::collections::HashMap;
@@ -44,6 +45,8 @@ use tributary_catalog::scan::SnapshotTable;
 use tributary_identity::{CustomerId, IdentityGraph};
 
 use self::chunk::{Chunk, People};
+pub(crate) use self::stitch::GraphVersion;
+use self::stitch::{NO_CUSTOMER, Stitch, Stitcher};
 use self::windows::Windows;
 use super::TenantIdentity;
 use super::records::{ANONYMOUS_ID, USER_ID};
@@ -55,9 +58,6 @@ pub const CUSTOMER_EVENTS: &str = "customer_events";
 
 /// Files read at once when chunks are missing.
 const PARALLEL_READS: usize = 8;
-
-/// A pair with no customer in [`Stitch::key_of`].
-const NO_CUSTOMER: u32 = u32::MAX;
 
 /// `customer_events`' columns.
 pub fn customer_events_schema() -> SchemaRef {
@@ -79,17 +79,7 @@ pub struct EventIndex {
 struct IndexState {
     chunks: HashMap<Path, Arc<Chunk>>,
     people: People,
-    stitch: Option<Arc<Stitch>>,
-}
-
-/// The customer of every pair of [`People`] under one version of the identity graph.
-#[derive(Debug, Clone)]
-struct Stitch {
-    graph_version: u64,
-    /// Per pair ordinal: its customer's `customer_key`, or [`NO_CUSTOMER`].
-    key_of: Vec<u32>,
-    /// Every customer id by key (at least every key of `key_of`).
-    ids: Arc<StringViewArray>,
+    stitcher: Stitcher,
 }
 
 /// The customer of an event: its user id's, else its anonymous id's.
@@ -136,29 +126,8 @@ impl EventIndex {
             let listed: std::collections::HashSet<&Path> = files.iter().collect();
             state.chunks.retain(|path, _| listed.contains(path));
         }
-        let stitch = identity.read_keyed(|version, graph, keys| {
-            let mut stitch = match &state.stitch {
-                Some(s) if s.graph_version == version && s.key_of.len() == state.people.len() => {
-                    return Arc::clone(s);
-                }
-                Some(s) if s.graph_version == version => Stitch::clone(s),
-                _ => Stitch {
-                    graph_version: version,
-                    key_of: Vec::with_capacity(state.people.len()),
-                    ids: keys.ids(),
-                },
-            };
-            for ordinal in stitch.key_of.len()..state.people.len() {
-                let customer = customer_of(graph, state.people.pair(ordinal as u32));
-                stitch
-                    .key_of
-                    .push(customer.map_or(NO_CUSTOMER, |id| keys.key(id)));
-            }
-            stitch.ids = keys.ids();
-            let stitch = Arc::new(stitch);
-            state.stitch = Some(Arc::clone(&stitch));
-            stitch
-        });
+        let stitch = identity
+            .read_keyed(|at, graph, keys| state.stitcher.stitch(&state.people, at, graph, keys));
         let chunks = files
             .iter()
             .filter_map(|path| state.chunks.get(path).cloned())

@@ -650,6 +650,13 @@ impl IdentityGraph {
             .then(|| self.components[self.root(node) as usize].founder)
     }
 
+    /// The founder node of every customer (the customers of [`Self::customers`], in the same
+    /// order), without listing their identifiers.
+    pub fn founders(&self) -> impl Iterator<Item = u32> + '_ {
+        self.roots()
+            .map(|root| self.components[root as usize].founder)
+    }
+
     /// The id of the customer whose founder node is `founder` (the same for that node for the
     /// life of the graph).
     pub fn founder_id(&self, founder: u32) -> CustomerId {

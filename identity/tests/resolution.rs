@@ -268,6 +268,11 @@ proptest! {
                 incremental.apply(record(rec));
             }
             prop_assert_eq!(map_of(&batch), map_of(&incremental), "records {:?}", n);
+            // Founders list the customers in order.
+            let by_founder: Vec<CustomerId> =
+                incremental.founders().map(|f| incremental.founder_id(f)).collect();
+            let listed: Vec<CustomerId> = incremental.customers().map(|(c, _, _)| c).collect();
+            prop_assert_eq!(by_founder, listed);
             // Node numbers resolve exactly as identifiers do (customer_events relies on it).
             for edge in sequence.iter().map(record) {
                 for (t, v) in [edge.from, edge.to] {

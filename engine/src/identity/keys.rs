@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, StringViewArray};
-use tributary_identity::CustomerId;
+use tributary_identity::{CustomerId, IdentityGraph};
 
 /// The keys of one tenant's customers.
 #[derive(Debug, Default)]
@@ -17,9 +17,25 @@ pub struct CustomerKeys {
     ids: Vec<String>,
     /// `ids` as an array, made again when ids were added.
     array: Option<Arc<StringViewArray>>,
+    /// The key of each founder node of one graph (by its generation): a founder's customer id
+    /// never changes while that graph lives, so it is hashed once.
+    founders: (u64, HashMap<u32, u32>),
 }
 
 impl CustomerKeys {
+    /// The key of the customer whose founder node in `graph` (of `generation`) is `founder`.
+    pub fn founder_key(&mut self, generation: u64, graph: &IdentityGraph, founder: u32) -> u32 {
+        if self.founders.0 != generation {
+            self.founders = (generation, HashMap::new());
+        }
+        if let Some(&key) = self.founders.1.get(&founder) {
+            return key;
+        }
+        let key = self.key(graph.founder_id(founder));
+        self.founders.1.insert(founder, key);
+        key
+    }
+
     /// The key of `customer`, handing out the next one when it has none yet.
     pub fn key(&mut self, customer: CustomerId) -> u32 {
         if let Some(&key) = self.keys.get(&customer) {

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt32Builder,
+    ArrayRef, RecordBatch, StringBuilder, TimestampMicrosecondBuilder, UInt32Array,
 };
+use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
@@ -60,29 +61,31 @@ impl GraphView {
         match self {
             GraphView::IdentityMap => identity_map_schema(),
             GraphView::Customers => Arc::new(Schema::new(vec![
-                Field::new("customer_id", DataType::Utf8, false),
+                Field::new("customer_id", DataType::Utf8View, false),
                 Field::new("customer_key", DataType::UInt32, false),
             ])),
         }
     }
 
-    /// Its rows under `graph`, with the customers' `keys`.
+    /// Its rows under `graph` (of `generation`), with the customers' `keys`.
     pub fn batch(
         self,
         graph: &IdentityGraph,
+        generation: u64,
         keys: &mut CustomerKeys,
     ) -> datafusion::error::Result<RecordBatch> {
         match self {
             GraphView::IdentityMap => identity_map_batch(graph),
             GraphView::Customers => {
-                let (mut ids, mut numbers) = (StringBuilder::new(), UInt32Builder::new());
-                for (customer, _, _) in graph.customers() {
-                    ids.append_value(customer.to_string());
-                    numbers.append_value(keys.key(customer));
-                }
-                let columns: Vec<ArrayRef> =
-                    vec![Arc::new(ids.finish()), Arc::new(numbers.finish())];
-                Ok(RecordBatch::try_new(self.schema(), columns)?)
+                let numbers: UInt32Array = graph
+                    .founders()
+                    .map(|founder| Some(keys.founder_key(generation, graph, founder)))
+                    .collect();
+                let ids = take(keys.ids().as_ref(), &numbers, None)?;
+                Ok(RecordBatch::try_new(
+                    self.schema(),
+                    vec![ids, Arc::new(numbers)],
+                )?)
             }
         }
     }

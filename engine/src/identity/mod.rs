@@ -136,7 +136,7 @@ impl TenantIdentity {
             return Ok(batch.clone());
         }
         let state = &mut *state;
-        let batch = view.batch(&state.graph, &mut state.keys)?;
+        let batch = view.batch(&state.graph, state.generation, &mut state.keys)?;
         state.view_cache[view as usize] = Some((state.version, batch.clone()));
         Ok(batch)
     }

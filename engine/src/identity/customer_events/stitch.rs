@@ -5,11 +5,10 @@
 //!
 //! So each pair's identifiers are looked up by text once, as graph node numbers (stable while the
 //! graph is not rebuilt); a new graph version then only walks each node to its customer's founder
-//! node ([`IdentityGraph::founder`]) and maps founders to `customer_key`s, each founder's
-//! hashed once. The result equals `customer_of(user_id)` else `customer_of(anonymous_id)`
+//! node ([`IdentityGraph::founder`]) and maps founders to `customer_key`s
+//! ([`CustomerKeys::founder_key`], each founder's id hashed once). The result equals `customer_of(user_id)` else `customer_of(anonymous_id)`
 //! (`identity/tests/resolution.rs` checks the node route against `customer_of`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::StringViewArray;
@@ -53,8 +52,6 @@ pub(super) struct Stitcher {
     nodes: Vec<(u32, u32)>,
     /// Pairs with an identifier the graph did not know yet.
     unknown: Vec<u32>,
-    /// A founder node's `customer_key` (fixed for the life of a graph).
-    founder_keys: HashMap<u32, u32>,
     current: Option<(GraphVersion, Arc<Stitch>)>,
 }
 
@@ -80,23 +77,15 @@ impl Stitcher {
             };
         }
         self.look_up_nodes(people, graph);
-        let Stitcher {
-            nodes,
-            founder_keys,
-            ..
-        } = self;
         let mut key_via = |node: u32| -> Option<u32> {
             if node == NO_NODE {
                 return None;
             }
             let founder = graph.founder(node)?;
-            Some(
-                *founder_keys
-                    .entry(founder)
-                    .or_insert_with(|| keys.key(graph.founder_id(founder))),
-            )
+            Some(keys.founder_key(at.generation, graph, founder))
         };
-        let key_of = nodes
+        let key_of = self
+            .nodes
             .iter()
             .map(|&(user, anonymous)| {
                 key_via(user)

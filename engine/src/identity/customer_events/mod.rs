@@ -42,14 +42,12 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 use tributary_catalog::builtin::{EVENTS, timestamp_type};
 use tributary_catalog::scan::SnapshotTable;
-use tributary_identity::{CustomerId, IdentityGraph};
 
 use self::chunk::{Chunk, People};
 pub(crate) use self::stitch::GraphVersion;
 use self::stitch::{NO_CUSTOMER, Stitch, Stitcher};
 use self::windows::Windows;
 use super::TenantIdentity;
-use super::records::{ANONYMOUS_ID, USER_ID};
 use crate::computed::{Compute, ComputedExec};
 use crate::write::overlay::StoredTable;
 
@@ -80,15 +78,6 @@ struct IndexState {
     chunks: HashMap<Path, Arc<Chunk>>,
     people: People,
     stitcher: Stitcher,
-}
-
-/// The customer of an event: its user id's, else its anonymous id's.
-fn customer_of(
-    graph: &IdentityGraph,
-    (user, anonymous): (Option<&str>, Option<&str>),
-) -> Option<CustomerId> {
-    user.and_then(|u| graph.customer_of(USER_ID, u))
-        .or_else(|| anonymous.and_then(|a| graph.customer_of(ANONYMOUS_ID, a)))
 }
 
 impl EventIndex {
@@ -174,34 +163,53 @@ async fn rows(
                         (key != NO_CUSTOMER).then_some(key)
                     })
                     .collect();
-                let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
-                for &column in &columns {
-                    arrays.push(match column {
-                        0 => take(stitch.ids.as_ref(), &keys, None)?,
-                        1 => repeated(group.event.as_deref(), slice.len())?,
-                        2 => Arc::new(
-                            TimestampMicrosecondArray::new(
-                                chunk.times.slice(slice.start, slice.len()),
-                                None,
-                            )
-                            .with_timezone("UTC"),
-                        ),
-                        _ => Arc::new(keys.clone()),
-                    });
-                }
-                batches.push(RecordBatch::try_new_with_options(
-                    Arc::clone(&output),
-                    arrays,
-                    &RecordBatchOptions::new().with_row_count(Some(slice.len())),
+                let times = TimestampMicrosecondArray::new(
+                    chunk.times.slice(slice.start, slice.len()),
+                    None,
+                )
+                .with_timezone("UTC");
+                batches.push(batch_of(
+                    &output,
+                    &columns,
+                    keys,
+                    &stitch.ids,
+                    || repeated(group.event.as_deref(), slice.len()),
+                    Arc::new(times),
                 )?);
             }
         }
     }
     for batch in &events.buffered {
-        let stitched = stitch_buffered(&identity, batch, &schema)?;
-        batches.push(stitched.project(&columns)?);
+        batches.push(stitch_buffered(&identity, batch, &output, &columns)?);
     }
     Ok(batches)
+}
+
+/// One batch of `customer_events`' `columns` (positions in its schema, `output` their schema):
+/// the customers of `keys` (ids from `ids`), the events `event` makes, `times`.
+fn batch_of(
+    output: &SchemaRef,
+    columns: &[usize],
+    keys: UInt32Array,
+    ids: &StringViewArray,
+    event: impl Fn() -> DfResult<ArrayRef>,
+    times: ArrayRef,
+) -> DfResult<RecordBatch> {
+    let rows = keys.len();
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
+    for &column in columns {
+        arrays.push(match column {
+            0 => take(ids, &keys, None)?,
+            1 => event()?,
+            2 => Arc::clone(&times),
+            _ => Arc::new(keys.clone()),
+        });
+    }
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(output),
+        arrays,
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
+    )?)
 }
 
 /// `event` `n` times, sharing one copy of its text.
@@ -211,44 +219,45 @@ fn repeated(event: Option<&str>, n: usize) -> DfResult<ArrayRef> {
     Ok(take(&one, &zeros, None)?)
 }
 
-/// Buffered `events` rows with their customers under the current graph.
+/// Buffered `events` rows with their customers under the current graph, as [`batch_of`].
 fn stitch_buffered(
     identity: &TenantIdentity,
     batch: &RecordBatch,
-    schema: &SchemaRef,
+    output: &SchemaRef,
+    columns: &[usize],
 ) -> DfResult<RecordBatch> {
-    let text = |name: &str| -> DfResult<StringArray> {
-        let column = batch.column_by_name(name).ok_or_else(|| {
+    let column = |name: &str| {
+        batch.column_by_name(name).ok_or_else(|| {
             DataFusionError::Internal(format!("buffered {EVENTS} rows have no '{name}' column"))
-        })?;
-        Ok(cast(column, &DataType::Utf8)?.as_string::<i32>().clone())
+        })
     };
-    let (users, anonymous, events) = (text("user_id")?, text("anonymous_id")?, text("event")?);
+    let text = |name: &str| -> DfResult<StringArray> {
+        Ok(cast(column(name)?, &DataType::Utf8)?
+            .as_string::<i32>()
+            .clone())
+    };
+    let (users, anonymous) = (text("user_id")?, text("anonymous_id")?);
     fn value(array: &StringArray, row: usize) -> Option<&str> {
         array.is_valid(row).then(|| array.value(row))
     }
-    let (ids, keys): (Vec<Option<String>>, Vec<Option<u32>>) =
-        identity.read_keyed(|_, graph, keys| {
-            (0..batch.num_rows())
-                .map(|row| {
-                    let customer = customer_of(graph, (value(&users, row), value(&anonymous, row)));
-                    (
-                        customer.map(|id| id.to_string()),
-                        customer.map(|id| keys.key(id)),
-                    )
-                })
-                .unzip()
-        });
-    let times = batch
-        .column_by_name("timestamp")
-        .ok_or_else(|| DataFusionError::Internal(format!("buffered {EVENTS} rows have no time")))?;
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringViewArray::from(ids)),
-        cast(&events, &DataType::Utf8View)?,
-        cast(times, &timestamp_type())?,
-        Arc::new(UInt32Array::from(keys)),
-    ];
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    let (keys, ids): (UInt32Array, _) = identity.read_keyed(|at, graph, keys| {
+        let found = (0..batch.num_rows())
+            .map(|row| {
+                let pair = (value(&users, row), value(&anonymous, row));
+                stitch::pair_key(graph, at.generation, keys, pair)
+            })
+            .collect();
+        (found, keys.ids())
+    });
+    let times = cast(column("timestamp")?, &timestamp_type())?;
+    batch_of(
+        output,
+        columns,
+        keys,
+        &ids,
+        || Ok(cast(column("event")?, &DataType::Utf8View)?),
+        times,
+    )
 }
 
 /// `customer_events` of one tenant, as one query sees it.

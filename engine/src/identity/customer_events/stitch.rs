@@ -77,19 +77,12 @@ impl Stitcher {
             };
         }
         self.look_up_nodes(people, graph);
-        let mut key_via = |node: u32| -> Option<u32> {
-            if node == NO_NODE {
-                return None;
-            }
-            let founder = graph.founder(node)?;
-            Some(keys.founder_key(at.generation, graph, founder))
-        };
         let key_of = self
             .nodes
             .iter()
             .map(|&(user, anonymous)| {
-                key_via(user)
-                    .or_else(|| key_via(anonymous))
+                node_key(graph, at.generation, keys, user)
+                    .or_else(|| node_key(graph, at.generation, keys, anonymous))
                     .unwrap_or(NO_CUSTOMER)
             })
             .collect();
@@ -135,4 +128,33 @@ impl Stitcher {
         }
         self.identifiers = graph.identifier_count();
     }
+}
+
+/// The `customer_key` of the customer of the identifier at `node` ([`NO_NODE`]: none).
+fn node_key(
+    graph: &IdentityGraph,
+    generation: u64,
+    keys: &mut CustomerKeys,
+    node: u32,
+) -> Option<u32> {
+    if node == NO_NODE {
+        return None;
+    }
+    let founder = graph.founder(node)?;
+    Some(keys.founder_key(generation, graph, founder))
+}
+
+/// The `customer_key` of an event's customer, found from its identifiers' text (rows not kept
+/// in a chunk): its user id's, else its anonymous id's.
+pub(super) fn pair_key(
+    graph: &IdentityGraph,
+    generation: u64,
+    keys: &mut CustomerKeys,
+    (user, anonymous): (Option<&str>, Option<&str>),
+) -> Option<u32> {
+    let mut key = |id_type: &str, value: Option<&str>| {
+        let node = graph.node(id_type, value?)?;
+        node_key(graph, generation, keys, node)
+    };
+    key(USER_ID, user).or_else(|| key(ANONYMOUS_ID, anonymous))
 }

@@ -234,10 +234,12 @@ impl TenantSchema {
         }
     }
 
-    /// Re-reads a table's log after a commit, so later queries see it.
+    /// Re-reads a table's log (after a commit, or to see another process's), so later queries
+    /// see it — unless a newer snapshot is shown already (a flush may commit and show one while
+    /// the log is read).
     pub async fn refresh(&self, name: &str) -> Result<()> {
         let loaded = self.load_latest(name).await?;
-        self.install(name, loaded);
+        self.install_if_newer(name, loaded);
         Ok(())
     }
 

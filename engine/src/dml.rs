@@ -102,7 +102,7 @@ pub async fn execute_write(
 async fn execute_dml(catalog: &Catalog, ctx: &SessionContext, dml: DmlStatement) -> Result<u64> {
     let (tenant, table) = resolve(catalog, ctx, &dml.table_name)?;
     // Another server on the same data root may have committed since this one last looked.
-    show_latest(&tenant, &table).await?;
+    tenant.refresh(&table).await?;
     let delta = tenant.delta_table(&table)?;
     let session = Arc::new(ctx.state());
     let count = match &dml.op {
@@ -156,7 +156,7 @@ async fn conflict_named<T>(
 ) -> Result<T> {
     match result {
         Err(error) if crate::error::is_commit_conflict(&error) => {
-            if let Err(e) = show_latest(tenant, table).await {
+            if let Err(e) = tenant.refresh(table).await {
                 tracing::warn!(table, "cannot load the table after a commit conflict: {e}");
             }
             // delta-rs adds advice about isolation levels Tributary does not offer: keep the cause.
@@ -169,14 +169,6 @@ async fn conflict_named<T>(
         }
         other => Ok(other?),
     }
-}
-
-/// Loads the table's latest snapshot and shows it to queries, unless this process has shown a
-/// newer one meanwhile (a flush may commit while the log is read).
-async fn show_latest(tenant: &TenantSchema, table: &str) -> Result<()> {
-    let latest = tenant.load_latest(table).await?;
-    tenant.install_if_newer(table, latest);
-    Ok(())
 }
 
 /// Appends the rows of `input` to an existing table through DataFusion's INSERT path.

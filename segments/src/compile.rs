@@ -1,8 +1,10 @@
 //! A [`Definition`] as one SQL query: the `customer_id` of every member.
 //!
 //! Shape: every customer (`customers`), joined to the profile values its conditions read (one
-//! projection of `profiles`) and to one aggregate of its events holding every behaviour and funnel measure (one scan of the
-//! events, each measure `FILTER`ed to its own events); the condition tree becomes the `WHERE`
+//! projection of `profiles`), to the tallies of each (event, window) a behaviour condition
+//! counts or times (`event_measures`), and to one aggregate of its events holding the other
+//! measures — funnels, property filters, sums (one scan of the events, each measure
+//! `FILTER`ed to its own events); the condition tree becomes the `WHERE`
 //! clause, each leaf `(…) IS TRUE` so that a missing value is "no" and `not` means
 //! "everyone else". A customer with no matching event has count 0 / sum 0 / NULL time.
 //!
@@ -21,13 +23,17 @@ use crate::test::{Kind, Test};
 pub struct Sources<'a> {
     /// One row per customer: `customer_id, customer_key` (a number standing for the id).
     pub customers: &'a str,
-    /// The `profiles` table.
+    /// The `profiles` table with each row's `customer_key`.
     pub profiles: &'a str,
     /// Every event with its customer: `customer_id, timestamp, event, properties`.
     pub events: &'a str,
     /// The same events without their properties: `customer_key, timestamp, event` (read when
     /// no condition looks at a property; grouped and joined by the key, which is cheaper).
     pub event_times: &'a str,
+    /// A table function `f(event, from, until)` (inclusive bounds, NULL: open) answering per
+    /// customer with such events `customer_key, events, first_time, last_time, distinct_days`:
+    /// what a behaviour condition that counts an event's rows or times reads.
+    pub event_measures: &'a str,
 }
 
 /// Compiles `definition` over `sources`; relative windows count back from the definition's
@@ -94,6 +100,14 @@ pub fn explain(
     Ok((sql, explained))
 }
 
+/// One event's rows in an inclusive time window (`from` None: unbounded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Tally {
+    event: String,
+    from: Option<DateTime<Utc>>,
+    until: DateTime<Utc>,
+}
+
 /// A condition compiled: where it is, the SQL of its value (leaves) and of its answer.
 struct Node {
     path: String,
@@ -110,6 +124,7 @@ impl<'a> Compiler<'a> {
         Compiler {
             as_of: definition.as_of.unwrap_or(now),
             measures: Vec::new(),
+            tallies: Vec::new(),
             event_filters: Vec::new(),
             profile_values: Vec::new(),
             event_values: Vec::new(),
@@ -125,9 +140,18 @@ impl<'a> Compiler<'a> {
         let mut sql = format!("{} c", sources.customers);
         if !self.profile_values.is_empty() {
             sql.push_str(&format!(
-                " LEFT JOIN (SELECT customer_id, {} FROM {}) p ON p.customer_id = c.customer_id",
+                " LEFT JOIN (SELECT customer_key, {} FROM {}) p ON p.customer_key = c.customer_key",
                 self.profile_values.join(", "),
                 sources.profiles
+            ));
+        }
+        for (i, tally) in self.tallies.iter().enumerate() {
+            sql.push_str(&format!(
+                " LEFT JOIN {}({}, {}, {}) t{i} ON t{i}.customer_key = c.customer_key",
+                sources.event_measures,
+                sql::text(&tally.event),
+                tally.from.map_or_else(|| "NULL".to_string(), sql::timestamp),
+                sql::timestamp(tally.until),
             ));
         }
         if !self.measures.is_empty() {
@@ -158,6 +182,8 @@ struct Compiler<'a> {
     as_of: DateTime<Utc>,
     /// `aggregate AS m<i>` over the events, one per behaviour or funnel leaf.
     measures: Vec<String>,
+    /// The (event, window)s whose per-customer tallies are joined, as `t<i>`.
+    tallies: Vec<Tally>,
     /// The events each measure reads; the scan keeps those matching any.
     event_filters: Vec<String>,
     /// `expression AS v<i>` over `profiles`, one per trait or field leaf.
@@ -309,7 +335,53 @@ impl Compiler<'_> {
         (Some(value), holds)
     }
 
+    /// The column `column` of the tally of `event` in `window` (up to `as_of`), joined once
+    /// however many conditions read it.
+    fn tally(&mut self, event: &str, window: Window, column: &str) -> String {
+        let (from, until) = match window {
+            Window::Always => (None, self.as_of),
+            // After the instant `as_of - days`: from the next microsecond, the events' unit.
+            Window::WithinDays(days) => (
+                Some(self.as_of - Duration::days(i64::from(days)) + Duration::microseconds(1)),
+                self.as_of,
+            ),
+            Window::Between(from, to) => (Some(from), to.min(self.as_of)),
+        };
+        let tally = Tally {
+            event: event.to_string(),
+            from,
+            until,
+        };
+        let index = match self.tallies.iter().position(|t| *t == tally) {
+            Some(index) => index,
+            None => {
+                self.tallies.push(tally);
+                self.tallies.len() - 1
+            }
+        };
+        format!("t{index}.{column}")
+    }
+
     fn behaviour(&mut self, behaviour: &Behaviour) -> (Option<String>, String) {
+        if behaviour.filters.is_empty() {
+            let (event, window) = (&behaviour.event, behaviour.window);
+            let value = match &behaviour.measure {
+                Measure::Count => Some(format!(
+                    "coalesce({}, 0)",
+                    self.tally(event, window, "events")
+                )),
+                Measure::DistinctDays => Some(format!(
+                    "coalesce({}, 0)",
+                    self.tally(event, window, "distinct_days")
+                )),
+                Measure::FirstTime => Some(self.tally(event, window, "first_time")),
+                Measure::LastTime => Some(self.tally(event, window, "last_time")),
+                _ => None,
+            };
+            if let Some(value) = value {
+                return self.leaf(value, &behaviour.test);
+            }
+        }
         let mut events = vec![
             format!("e.event = {}", sql::text(&behaviour.event)),
             self.window(behaviour.window),
@@ -407,6 +479,7 @@ mod tests {
         profiles: "profiles",
         events: "events",
         event_times: "event_times",
+        event_measures: "event_measures",
     };
 
     fn sql_of(definition: &serde_json::Value) -> String {

@@ -65,7 +65,7 @@ def test_s3_compatible_store(s3_server, connect, tmp_path):
             assert cur.fetchone()[0] == pytest.approx(17.75)
             cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")
             assert [r[0] for r in cur.fetchall()] == [
-                "activation_log", "activations", "customer_events", "customer_ids",
+                "activation_log", "activations", "customer_events", "customer_ids", "customer_profiles",
                 "destinations", "events", "identities", "identity_changes", "identity_map", "orders", "profiles",
                 "segment_members", "segments"]
             cur.execute("SELECT count(*), count(DISTINCT message_id) FROM events")

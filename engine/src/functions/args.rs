@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{ScalarValue, plan_err};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::Expr;
@@ -89,5 +89,24 @@ pub(super) fn count_literal(
             _ => plan_err!("{name}: {what} must be a positive whole number, got {value}"),
         },
         other => plan_err!("{name}: {what} must be a constant, got {other}"),
+    }
+}
+
+/// A constant time argument (a timestamp, a date, or RFC 3339 text) in microseconds since the
+/// epoch; `None` for NULL.
+pub(super) fn time_literal(name: &str, what: &str, expr: &Expr) -> DfResult<Option<i64>> {
+    let Expr::Literal(value, _) = expr else {
+        return plan_err!("{name}: {what} must be a constant time, got {expr}");
+    };
+    if value.is_null() {
+        return Ok(None);
+    }
+    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    match value.cast_to(&utc) {
+        Ok(ScalarValue::TimestampMicrosecond(Some(micros), _)) => Ok(Some(micros)),
+        _ => plan_err!(
+            "{name}: {what} must be a time (a TIMESTAMP, a DATE or RFC 3339 text such as \
+             '2026-01-31T00:00:00Z'), got {value}"
+        ),
     }
 }

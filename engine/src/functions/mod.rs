@@ -16,6 +16,7 @@ pub mod customer_identities;
 pub mod customer_journey;
 pub mod customer_profile;
 mod edges;
+pub mod event_measures;
 pub mod explain_identity;
 pub mod explain_merge;
 pub mod explain_segment;
@@ -75,6 +76,7 @@ pub const TABLE_FUNCTIONS: &[TableFunction] = &[
     explain_identity::FUNCTION,
     customer_journey::FUNCTION,
     customer_profile::FUNCTION,
+    event_measures::FUNCTION,
     clv_summary::FUNCTION,
     clv::FUNCTION,
     clv_params::FUNCTION,

@@ -6,13 +6,12 @@
 //! epoch, as `lifetimes` counts periods with `freq='D'`.
 
 use chrono::{DateTime, Utc};
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use datafusion::common::{ScalarValue, plan_err};
+use datafusion::common::plan_err;
 use datafusion::error::Result as DfResult;
-use datafusion::logical_expr::Expr;
 use tributary_catalog::builtin::EVENTS;
 use tributary_identity::RulesConfig;
 
+use super::args::time_literal;
 use super::{Call, SqlTable};
 
 use crate::identity::profiles::{resolved_events, resolved_rows};
@@ -50,7 +49,10 @@ impl Purchases {
             .read(|g| g.rules().config().clone());
         let as_of = match call.args.get(index) {
             None => Utc::now().timestamp_micros(),
-            Some(expr) => time_literal(call.name, usage, expr)?,
+            Some(expr) => match time_literal(call.name, "as_of", expr)? {
+                Some(micros) => micros,
+                None => return plan_err!("{} takes {usage}: as_of must not be NULL", call.name),
+            },
         };
         Ok(Self { config, as_of })
     }
@@ -145,17 +147,3 @@ pub(super) fn fits_sql(summary: &str) -> String {
     )
 }
 
-/// A constant time argument: a timestamp, a date, or RFC 3339 text; microseconds since the epoch.
-fn time_literal(name: &str, usage: &str, expr: &Expr) -> DfResult<i64> {
-    let Expr::Literal(value, _) = expr else {
-        return plan_err!("{name} takes {usage}: as_of must be a constant time, got {expr}");
-    };
-    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-    match value.cast_to(&utc) {
-        Ok(ScalarValue::TimestampMicrosecond(Some(micros), _)) => Ok(micros),
-        _ => plan_err!(
-            "{name}: as_of must be a time (a TIMESTAMP, a DATE or RFC 3339 text such as \
-             '2026-01-31T00:00:00Z'), got {value}"
-        ),
-    }
-}

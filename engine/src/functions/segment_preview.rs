@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use datafusion::arrow::array::{RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::catalog::TableProvider;
 use datafusion::common::plan_err;
@@ -66,6 +67,17 @@ impl LiveTable for Members {
             Box::pin(async move {
                 let stored = stored(&ctx).await.map_err(external)?;
                 let sql = members_sql(&members.definition, &stored).map_err(segment_error)?;
+                if columns.is_empty() && members.limit.is_none() {
+                    // Only counted (`segment_size`): no ids to sort or hand on.
+                    let rows = ctx.sql(&sql).await?.count().await?;
+                    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+                    let empty = Arc::new(Schema::empty());
+                    return Ok(vec![RecordBatch::try_new_with_options(
+                        empty,
+                        Vec::new(),
+                        &options,
+                    )?]);
+                }
                 let mut frame = ctx
                     .sql(&sql)
                     .await?

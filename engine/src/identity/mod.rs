@@ -9,6 +9,7 @@
 //! built: at start, or by `CALL rebuild_identity()`.
 
 pub mod customer_events;
+pub mod customer_profiles;
 pub mod forget;
 pub mod keys;
 pub mod map;
@@ -44,6 +45,8 @@ pub struct TenantIdentity {
     profiled: std::sync::atomic::AtomicU64,
     /// The committed events `customer_events` serves.
     events_index: customer_events::EventIndex,
+    /// The committed profiles `customer_profiles` serves.
+    profiles_index: customer_profiles::ProfileIndex,
 }
 
 #[derive(Debug)]
@@ -77,6 +80,7 @@ impl TenantIdentity {
             changes: std::sync::atomic::AtomicU64::new(1),
             profiled: std::sync::atomic::AtomicU64::new(0),
             events_index: customer_events::EventIndex::default(),
+            profiles_index: customer_profiles::ProfileIndex::default(),
         }
     }
 
@@ -120,6 +124,11 @@ impl TenantIdentity {
     /// The committed events as `customer_events` keeps them.
     pub(crate) fn events_index(&self) -> &customer_events::EventIndex {
         &self.events_index
+    }
+
+    /// The committed profiles as `customer_profiles` keeps them.
+    pub(crate) fn profiles_index(&self) -> &customer_profiles::ProfileIndex {
+        &self.profiles_index
     }
 
     /// The tenant's name.
@@ -443,7 +452,10 @@ impl crate::write::overlay::VirtualTables for IdentityService {
         map::GraphView::ALL
             .iter()
             .map(|view| view.name())
-            .chain([customer_events::CUSTOMER_EVENTS])
+            .chain([
+                customer_events::CUSTOMER_EVENTS,
+                customer_profiles::CUSTOMER_PROFILES,
+            ])
             .map(String::from)
             .collect()
     }
@@ -463,6 +475,13 @@ impl crate::write::overlay::VirtualTables for IdentityService {
                 Some(Arc::new(customer_events::CustomerEventsTable::new(
                     self.tenant(tenant),
                     events,
+                )))
+            }
+            customer_profiles::CUSTOMER_PROFILES => {
+                let profiles = stored(tributary_catalog::builtin::PROFILES)?;
+                Some(Arc::new(customer_profiles::CustomerProfilesTable::new(
+                    self.tenant(tenant),
+                    profiles,
                 )))
             }
             _ => None,

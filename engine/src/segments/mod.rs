@@ -23,7 +23,7 @@ use datafusion::arrow::array::{
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 use tributary_catalog::builtin::{
-    PROFILES, SEGMENT_MEMBERS, SEGMENTS, segment_members_schema, segments_schema,
+    SEGMENT_MEMBERS, SEGMENTS, segment_members_schema, segments_schema,
 };
 use tributary_segments::{Definition, Explained, Sources, compile, explain, parse};
 
@@ -75,9 +75,10 @@ pub fn with_sources<T>(f: impl FnOnce(&Sources<'_>) -> T) -> T {
     );
     f(&Sources {
         customers,
-        profiles: PROFILES,
+        profiles: crate::identity::customer_profiles::CUSTOMER_PROFILES,
         events: &events,
         event_times: CUSTOMER_EVENTS,
+        event_measures: crate::functions::event_measures::FUNCTION.name,
     })
 }
 

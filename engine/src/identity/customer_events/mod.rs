@@ -27,10 +27,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, StringArray, StringViewArray,
-    TimestampMicrosecondArray, UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, StringArray,
+    StringViewArray, TimestampMicrosecondArray, UInt32Array,
 };
-use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::compute::{cast, filter_record_batch, take};
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
@@ -180,9 +181,34 @@ async fn rows(
         }
     }
     for batch in &events.buffered {
-        batches.push(stitch_buffered(&identity, batch, &output, &columns)?);
+        let batch = admitted(batch, &windows)?;
+        if batch.num_rows() > 0 {
+            batches.push(stitch_buffered(&identity, &batch, &output, &columns)?);
+        }
     }
     Ok(batches)
+}
+
+/// The buffered `events` rows of `batch` that `windows` admit.
+fn admitted(batch: &RecordBatch, windows: &Windows) -> DfResult<RecordBatch> {
+    let events = cast(buffered_column(batch, "event")?, &DataType::Utf8)?;
+    let events = events.as_string::<i32>();
+    let times = cast(buffered_column(batch, "timestamp")?, &timestamp_type())?;
+    let times = times.as_primitive::<TimestampMicrosecondType>();
+    let keep: BooleanArray = (0..batch.num_rows())
+        .map(|row| {
+            let event = events.is_valid(row).then(|| events.value(row));
+            Some(times.is_valid(row) && windows.admits_row(event, times.value(row)))
+        })
+        .collect();
+    Ok(filter_record_batch(batch, &keep)?)
+}
+
+/// The column `name` of buffered `events` rows.
+fn buffered_column<'a>(batch: &'a RecordBatch, name: &str) -> DfResult<&'a ArrayRef> {
+    batch.column_by_name(name).ok_or_else(|| {
+        DataFusionError::Internal(format!("buffered {EVENTS} rows have no '{name}' column"))
+    })
 }
 
 /// One batch of `customer_events`' `columns` (positions in its schema, `output` their schema):
@@ -226,11 +252,7 @@ fn stitch_buffered(
     output: &SchemaRef,
     columns: &[usize],
 ) -> DfResult<RecordBatch> {
-    let column = |name: &str| {
-        batch.column_by_name(name).ok_or_else(|| {
-            DataFusionError::Internal(format!("buffered {EVENTS} rows have no '{name}' column"))
-        })
-    };
+    let column = |name: &str| buffered_column(batch, name);
     let text = |name: &str| -> DfResult<StringArray> {
         Ok(cast(column(name)?, &DataType::Utf8)?
             .as_string::<i32>()
@@ -271,6 +293,27 @@ impl CustomerEventsTable {
     /// The table over `events` (the tenant's `events` as the query sees it).
     pub fn new(identity: Arc<TenantIdentity>, events: StoredTable) -> Self {
         Self { identity, events }
+    }
+
+    /// The rows of `event` whose time lies in `from..=to` (microseconds since the epoch), as
+    /// batches of (`timestamp`, `customer_key`), and every customer id by key: what
+    /// per-customer measures (`event_measures`) are counted from.
+    pub(crate) async fn keyed_times(
+        &self,
+        event: &str,
+        from: i64,
+        to: i64,
+    ) -> DfResult<(Vec<RecordBatch>, Arc<StringViewArray>)> {
+        let windows = Windows::one(event, from, to);
+        let batches = rows(
+            Arc::clone(&self.identity),
+            self.events.clone(),
+            windows,
+            Some(vec![2, 3]),
+        )
+        .await?;
+        let ids = self.identity.read_keyed(|_, _, keys| keys.ids());
+        Ok((batches, ids))
     }
 }
 

@@ -81,6 +81,22 @@ impl Windows {
         Windows(all)
     }
 
+    /// Exactly the rows of `event` in `from..=to`.
+    pub(super) fn one(event: &str, from: i64, to: i64) -> Self {
+        Windows(vec![Window {
+            events: Some(BTreeSet::from([event.to_string()])),
+            from,
+            to,
+        }])
+    }
+
+    /// Whether a row of `event` at `time` lies in a window.
+    pub(super) fn admits_row(&self, event: Option<&str>, time: i64) -> bool {
+        self.0
+            .iter()
+            .any(|w| w.admits(event) && (w.from..=w.to).contains(&time))
+    }
+
     /// The inclusive time ranges in which rows of `event` may be kept (none: skip the event).
     pub(super) fn ranges(&self, event: Option<&str>) -> Vec<(i64, i64)> {
         self.0

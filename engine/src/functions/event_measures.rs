@@ -22,14 +22,17 @@ use datafusion::arrow::compute::take;
 use datafusion::arrow::datatypes::{
     DataType, Field, Schema, SchemaRef, TimestampMicrosecondType, UInt32Type,
 };
-use datafusion::catalog::TableProvider;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::TableType;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::Expr;
 use datafusion::common::plan_err;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::physical_plan::ExecutionPlan;
 use tributary_catalog::builtin::timestamp_type;
 
 use super::args::{text_args, time_literal};
-use super::{Call, Compute, ComputedExec, LiveTable, Scan, TableFunction, live};
+use super::{Call, Compute, ComputedExec, TableFunction};
 use crate::identity::customer_events::{CUSTOMER_EVENTS, CustomerEventsTable};
 
 /// `event_measures`.
@@ -59,7 +62,10 @@ fn event_measures(call: &Call<'_>) -> DfResult<Arc<dyn TableProvider>> {
         from: bound(1, "from")?.unwrap_or(i64::MIN),
         until: bound(2, "until")?.unwrap_or(i64::MAX),
     };
-    Ok(live(schema(), window))
+    Ok(Arc::new(EventMeasures {
+        window,
+        schema: schema(),
+    }))
 }
 
 /// The function's columns.
@@ -82,16 +88,47 @@ struct Window {
     until: i64,
 }
 
+/// The tallies of one call, computed when scanned.
+#[derive(Debug)]
+struct EventMeasures {
+    window: Window,
+    schema: SchemaRef,
+}
+
 #[async_trait]
-impl LiveTable for Window {
-    async fn plan(&self, scan: Scan<'_>) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let output = scan.projected_schema()?;
-        let columns: Vec<usize> = match scan.projection {
+impl TableProvider for EventMeasures {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        session: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let columns: Vec<usize> = match projection {
             Some(columns) => columns.clone(),
-            None => (0..scan.schema.fields().len()).collect(),
+            None => (0..self.schema.fields().len()).collect(),
         };
-        let provider = scan.ctx.table_provider(CUSTOMER_EVENTS).await?;
-        let window = self.clone();
+        let output = Arc::new(self.schema.project(&columns)?);
+        // The session's own `customer_events` (the events as this query sees them), found
+        // without copying the session: this is planned on every segment count.
+        let state = session
+            .as_any()
+            .downcast_ref::<SessionState>()
+            .ok_or_else(|| DataFusionError::Internal("a session state is needed".into()))?;
+        let provider = state
+            .schema_for_ref(CUSTOMER_EVENTS)?
+            .table(CUSTOMER_EVENTS)
+            .await?
+            .ok_or_else(|| DataFusionError::Plan(format!("no table {CUSTOMER_EVENTS}")))?;
+        let window = self.window.clone();
         let schema = Arc::clone(&output);
         let compute: Compute = Arc::new(move || {
             let (provider, window) = (Arc::clone(&provider), window.clone());

@@ -17,7 +17,7 @@ use tributary_segments::parse;
 
 use super::args::{count_literal, text_args};
 use super::{Call, Compute, ComputedExec, LiveTable, Scan, TableFunction, external, live};
-use crate::segments::{members_sql, segment_error, stored};
+use crate::segments::{members_sql, segment_error, stored_for};
 
 /// `segment_preview`.
 pub const FUNCTION: TableFunction = TableFunction {
@@ -65,7 +65,9 @@ impl LiveTable for Members {
         let compute: Compute = Arc::new(move || {
             let (members, ctx, columns) = (members.clone(), ctx.clone(), columns.clone());
             Box::pin(async move {
-                let stored = stored(&ctx).await.map_err(external)?;
+                let stored = stored_for(&ctx, &members.definition)
+                    .await
+                    .map_err(external)?;
                 let sql = members_sql(&members.definition, &stored).map_err(segment_error)?;
                 if columns.is_empty() && members.limit.is_none() {
                     // Only counted (`segment_size`): no ids to sort or hand on.

@@ -65,8 +65,9 @@ pub async fn changed() {
 static WRITES: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
 
 /// Runs `f` with the tenant's relations as a segment reads them: every customer
-/// (`customer_ids`), `profiles`, and the events with their customer (`customer_events` when
-/// their properties are not needed).
+/// (`customer_ids`), the profiles by key (`customer_profiles`), the events with their customer
+/// (`customer_events` when their properties are not needed), and per-customer tallies of one
+/// event (`event_measures`).
 pub fn with_sources<T>(f: impl FnOnce(&Sources<'_>) -> T) -> T {
     let customers = CUSTOMER_IDS;
     let events = format!(
@@ -132,6 +133,18 @@ pub async fn stored(ctx: &SessionContext) -> Result<BTreeMap<String, StoredSegme
         }
     }
     Ok(segments)
+}
+
+/// The stored segments the definition `text` may read: none when it refers to no segment (the
+/// common case, which then skips reading `segments` on every count).
+pub async fn stored_for(
+    ctx: &SessionContext,
+    text: &str,
+) -> Result<BTreeMap<String, StoredSegment>> {
+    match parse(text) {
+        Ok(definition) if definition.references().is_empty() => Ok(BTreeMap::new()),
+        _ => stored(ctx).await,
+    }
 }
 
 /// The SQL selecting the members of the definition `text` now, its references to other

@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::stats::Precision;
+use datafusion::common::Statistics;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::Result as DfResult;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -50,6 +52,9 @@ pub(super) struct Source {
     pub(super) buffered: Vec<RecordBatch>,
     /// `customer_profiles`' columns.
     pub(super) schema: SchemaRef,
+    /// The number of rows, when the snapshot's are kept already (DataFusion chooses join
+    /// strategies by it).
+    pub(super) rows: Option<usize>,
 }
 
 /// The scan of `customer_profiles`: each output an expression over its columns.
@@ -230,6 +235,18 @@ impl ExecutionPlan for CustomerProfilesExec {
             }
         }
         Ok(recursion)
+    }
+
+    fn partition_statistics(&self, partition: Option<usize>) -> DfResult<Arc<Statistics>> {
+        let mut statistics = Statistics::new_unknown(&self.schema());
+        if let Some(rows) = self.source.rows {
+            let share = match partition {
+                Some(_) => rows / self.partitions(),
+                None => rows,
+            };
+            statistics.num_rows = Precision::Inexact(share);
+        }
+        Ok(Arc::new(statistics))
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {

@@ -67,6 +67,13 @@ pub(crate) struct Profiles {
 }
 
 impl ProfileIndex {
+    /// The number of rows kept, if they are those of `files` (without waiting for a load).
+    fn rows_of(&self, files: &[Path]) -> Option<usize> {
+        let state = self.state.try_lock().ok()?;
+        let kept = state.as_ref()?;
+        (kept.files == files).then(|| kept.rows.num_rows())
+    }
+
     /// The rows of `files`, read by `scan` (the Delta scan of exactly those files) when they are
     /// not the ones kept.
     async fn current(
@@ -201,7 +208,10 @@ impl TableProvider for CustomerProfilesTable {
             })?;
         let (_, files) = snapshot.data_files()?;
         let committed = self.profiles.committed.scan(state, None, &[], None).await?;
+        let buffered: usize = self.profiles.buffered.iter().map(|b| b.num_rows()).sum();
+        let rows = self.identity.profiles_index().rows_of(&files).map(|n| n + buffered);
         let source = exec::Source {
+            rows,
             identity: Arc::clone(&self.identity),
             files,
             committed,

@@ -150,7 +150,9 @@ impl<'a> Compiler<'a> {
                 " LEFT JOIN {}({}, {}, {}) t{i} ON t{i}.customer_key = c.customer_key",
                 sources.event_measures,
                 sql::text(&tally.event),
-                tally.from.map_or_else(|| "NULL".to_string(), sql::timestamp),
+                tally
+                    .from
+                    .map_or_else(|| "NULL".to_string(), sql::timestamp),
                 sql::timestamp(tally.until),
             ));
         }

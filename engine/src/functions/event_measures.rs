@@ -15,19 +15,17 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{
-    ArrayRef, AsArray, Int64Array, RecordBatch, RecordBatchOptions, StringViewArray,
+    ArrayRef, Int64Array, RecordBatch, RecordBatchOptions, StringViewArray,
     TimestampMicrosecondArray, UInt32Array,
 };
 use datafusion::arrow::compute::take;
-use datafusion::arrow::datatypes::{
-    DataType, Field, Schema, SchemaRef, TimestampMicrosecondType, UInt32Type,
-};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::plan_err;
 use datafusion::datasource::TableType;
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::Expr;
-use datafusion::common::plan_err;
-use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::physical_plan::ExecutionPlan;
 use tributary_catalog::builtin::timestamp_type;
 
@@ -141,10 +139,12 @@ impl TableProvider for EventMeasures {
                             "{CUSTOMER_EVENTS} is not the engine's own table"
                         ))
                     })?;
-                let (batches, ids) = events
-                    .keyed_times(&window.event, window.from, window.until)
+                let mut tally = Tally::new(columns.contains(&5));
+                let ids = events
+                    .for_each_keyed(&window.event, window.from, window.until, |key, time| {
+                        tally.add(key, time)
+                    })
                     .await?;
-                let tally = Tally::of(&batches, columns.contains(&5))?;
                 Ok(vec![tally.batch(&schema, &columns, &ids)?])
             })
         });
@@ -166,40 +166,30 @@ struct Tally {
 }
 
 impl Tally {
-    /// The measures of `batches` of (`timestamp`, `customer_key`); rows without a customer are
-    /// skipped.
-    fn of(batches: &[RecordBatch], with_days: bool) -> DfResult<Self> {
-        let columns = |batch: &RecordBatch| {
-            (
-                batch.column(0).as_primitive::<TimestampMicrosecondType>().clone(),
-                batch.column(1).as_primitive::<UInt32Type>().clone(),
-            )
-        };
-        let size = batches
-            .iter()
-            .filter_map(|batch| columns(batch).1.iter().flatten().max())
-            .max()
-            .map_or(0, |key| key as usize + 1);
-        let mut tally = Tally {
-            events: vec![0; size],
-            first: vec![i64::MAX; size],
-            last: vec![i64::MIN; size],
+    /// No events yet; with `with_days`, distinct days are counted too.
+    fn new(with_days: bool) -> Self {
+        Tally {
+            events: Vec::new(),
+            first: Vec::new(),
+            last: Vec::new(),
             days: with_days.then(Vec::new),
-        };
-        for batch in batches {
-            let (times, keys) = columns(batch);
-            for (time, key) in times.values().iter().zip(keys.iter()) {
-                let Some(key) = key else { continue };
-                let at = key as usize;
-                tally.events[at] += 1;
-                tally.first[at] = tally.first[at].min(*time);
-                tally.last[at] = tally.last[at].max(*time);
-                if let Some(days) = &mut tally.days {
-                    days.push((key, time.div_euclid(MICROS_PER_DAY)));
-                }
-            }
         }
-        Ok(tally)
+    }
+
+    /// One event of the customer `key` at `time`.
+    fn add(&mut self, key: u32, time: i64) {
+        let at = key as usize;
+        if at >= self.events.len() {
+            self.events.resize(at + 1, 0);
+            self.first.resize(at + 1, i64::MAX);
+            self.last.resize(at + 1, i64::MIN);
+        }
+        self.events[at] += 1;
+        self.first[at] = self.first[at].min(time);
+        self.last[at] = self.last[at].max(time);
+        if let Some(days) = &mut self.days {
+            days.push((key, time.div_euclid(MICROS_PER_DAY)));
+        }
     }
 
     /// One row per customer with an event, in key order: `columns` (positions in the
@@ -260,37 +250,29 @@ fn time_array(values: impl Iterator<Item = i64>) -> TimestampMicrosecondArray {
 
 #[cfg(test)]
 mod tests {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{Int64Type, TimestampMicrosecondType};
+
     use super::*;
 
-    fn batch(rows: &[(i64, Option<u32>)]) -> RecordBatch {
-        let times = time_array(rows.iter().map(|r| r.0));
-        let keys: UInt32Array = rows.iter().map(|r| r.1).collect();
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("timestamp", timestamp_type(), false),
-            Field::new("customer_key", DataType::UInt32, true),
-        ]));
-        RecordBatch::try_new(schema, vec![Arc::new(times), Arc::new(keys)]).unwrap()
-    }
-
     #[test]
-    fn tallies_per_key_skipping_rows_without_a_customer() {
+    fn tallies_per_key() {
         let day = MICROS_PER_DAY;
-        let batches = [
-            batch(&[(5, Some(2)), (day + 1, Some(2)), (7, None)]),
-            batch(&[(-1, Some(0)), (day + 9, Some(2))]),
-        ];
+        let mut tally = Tally::new(true);
+        for (key, time) in [(2, 5), (2, day + 1), (0, -1), (2, day + 9)] {
+            tally.add(key, time);
+        }
         let ids = StringViewArray::from(vec!["a", "b", "c"]);
-        let tally = Tally::of(&batches, true).unwrap();
         let out = tally.batch(&schema(), &[0, 1, 2, 3, 4, 5], &ids).unwrap();
         assert_eq!(out.num_rows(), 2);
         let ids = out.column(0).as_string_view();
         assert_eq!((ids.value(0), ids.value(1)), ("a", "c"));
-        let events = out.column(2).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let events = out.column(2).as_primitive::<Int64Type>();
         assert_eq!(events.values().as_ref(), &[1, 3]);
         let first = out.column(3).as_primitive::<TimestampMicrosecondType>();
         let last = out.column(4).as_primitive::<TimestampMicrosecondType>();
         assert_eq!((first.value(1), last.value(1)), (5, day + 9));
-        let days = out.column(5).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let days = out.column(5).as_primitive::<Int64Type>();
         // -1 µs is the day before the epoch; 5 µs and day + 1 / day + 9 are two days.
         assert_eq!(days.values().as_ref(), &[1, 2]);
     }

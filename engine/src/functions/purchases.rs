@@ -146,4 +146,3 @@ pub(super) fn fits_sql(summary: &str) -> String {
          FROM {summary}"
     )
 }
-

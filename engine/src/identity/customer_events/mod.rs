@@ -126,13 +126,11 @@ impl EventIndex {
     }
 }
 
-/// The rows of `customer_events` the windows admit, with the columns of `projection`.
-async fn rows(
-    identity: Arc<TenantIdentity>,
-    events: StoredTable,
-    windows: Windows,
-    projection: Option<Vec<usize>>,
-) -> DfResult<Vec<RecordBatch>> {
+/// The chunks of the committed events `events` shows, and their customers now.
+async fn committed(
+    identity: &Arc<TenantIdentity>,
+    events: &StoredTable,
+) -> DfResult<(Vec<Arc<Chunk>>, Arc<Stitch>)> {
     let snapshot = events
         .committed
         .downcast_ref::<SnapshotTable>()
@@ -142,10 +140,20 @@ async fn rows(
             ))
         })?;
     let (store, files) = snapshot.data_files()?;
-    let (chunks, stitch) = identity
+    identity
         .events_index()
-        .current(&identity, &store, &files)
-        .await?;
+        .current(identity, &store, &files)
+        .await
+}
+
+/// The rows of `customer_events` the windows admit, with the columns of `projection`.
+async fn rows(
+    identity: Arc<TenantIdentity>,
+    events: StoredTable,
+    windows: Windows,
+    projection: Option<Vec<usize>>,
+) -> DfResult<Vec<RecordBatch>> {
+    let (chunks, stitch) = committed(&identity, &events).await?;
     let schema = customer_events_schema();
     let columns: Vec<usize> = projection.unwrap_or_else(|| (0..schema.fields().len()).collect());
     let output = Arc::new(schema.project(&columns)?);
@@ -295,25 +303,52 @@ impl CustomerEventsTable {
         Self { identity, events }
     }
 
-    /// The rows of `event` whose time lies in `from..=to` (microseconds since the epoch), as
-    /// batches of (`timestamp`, `customer_key`), and every customer id by key: what
-    /// per-customer measures (`event_measures`) are counted from.
-    pub(crate) async fn keyed_times(
+    /// Calls `visit(customer_key, time)` for every row of `event` whose time lies in
+    /// `from..=to` (microseconds since the epoch) and that has a customer; answers every
+    /// customer id by key. What per-customer measures (`event_measures`) are counted from:
+    /// committed rows are read straight from the chunks, nothing is copied.
+    pub(crate) async fn for_each_keyed(
         &self,
         event: &str,
         from: i64,
         to: i64,
-    ) -> DfResult<(Vec<RecordBatch>, Arc<StringViewArray>)> {
+        mut visit: impl FnMut(u32, i64) + Send,
+    ) -> DfResult<Arc<StringViewArray>> {
         let windows = Windows::one(event, from, to);
-        let batches = rows(
-            Arc::clone(&self.identity),
-            self.events.clone(),
-            windows,
-            Some(vec![2, 3]),
-        )
-        .await?;
-        let ids = self.identity.read_keyed(|_, _, keys| keys.ids());
-        Ok((batches, ids))
+        let (chunks, stitch) = committed(&self.identity, &self.events).await?;
+        for chunk in &chunks {
+            for group in &chunk.groups {
+                let ranges = windows.ranges(group.event.as_deref());
+                for slice in chunk.slices(group, &ranges) {
+                    let people = &chunk.people[slice.clone()];
+                    for (&person, &time) in people.iter().zip(&chunk.times[slice]) {
+                        let key = stitch.key_of[person as usize];
+                        if key != NO_CUSTOMER {
+                            visit(key, time);
+                        }
+                    }
+                }
+            }
+        }
+        let columns = [2, 3];
+        let output = Arc::new(customer_events_schema().project(&columns)?);
+        for batch in &self.events.buffered {
+            let batch = admitted(batch, &windows)?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            let rows = stitch_buffered(&self.identity, &batch, &output, &columns)?;
+            let times = rows.column(0).as_primitive::<TimestampMicrosecondType>();
+            let keys = rows
+                .column(1)
+                .as_primitive::<datafusion::arrow::datatypes::UInt32Type>();
+            for (time, key) in times.values().iter().zip(keys.iter()) {
+                if let Some(key) = key {
+                    visit(key, *time);
+                }
+            }
+        }
+        Ok(self.identity.read_keyed(|_, _, keys| keys.ids()))
     }
 }
 

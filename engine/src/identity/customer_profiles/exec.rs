@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::common::stats::Precision;
 use datafusion::common::Statistics;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::Result as DfResult;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -272,9 +272,9 @@ impl ExecutionPlan for CustomerProfilesExec {
             .map(|projected| {
                 Arc::clone(&projected.expr)
                     .transform(|expr| match expr.downcast_ref::<Column>() {
-                        Some(column) => Ok(Transformed::yes(Arc::clone(
-                            &self.outputs[column.index()],
-                        ))),
+                        Some(column) => {
+                            Ok(Transformed::yes(Arc::clone(&self.outputs[column.index()])))
+                        }
                         None => Ok(Transformed::no(expr)),
                     })
                     .map(|rewritten| rewritten.data)

@@ -45,7 +45,11 @@ pub const CUSTOMER_PROFILES: &str = "customer_profiles";
 /// `customer_profiles`' columns: those of `profiles` (as `profiles` declares them), then
 /// `customer_key`.
 fn schema_of(profiles: &SchemaRef) -> SchemaRef {
-    let mut fields: Vec<Field> = profiles.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = profiles
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(Field::new("customer_key", DataType::UInt32, true));
     Arc::new(Schema::new(fields))
 }
@@ -209,7 +213,11 @@ impl TableProvider for CustomerProfilesTable {
         let (_, files) = snapshot.data_files()?;
         let committed = self.profiles.committed.scan(state, None, &[], None).await?;
         let buffered: usize = self.profiles.buffered.iter().map(|b| b.num_rows()).sum();
-        let rows = self.identity.profiles_index().rows_of(&files).map(|n| n + buffered);
+        let rows = self
+            .identity
+            .profiles_index()
+            .rows_of(&files)
+            .map(|n| n + buffered);
         let source = exec::Source {
             rows,
             identity: Arc::clone(&self.identity),
@@ -241,9 +249,11 @@ mod tests {
             let engine = &engine;
             async move { engine.sql("default", sql).await.unwrap() }
         };
-        run("INSERT INTO events (message_id, type, anonymous_id, user_id, timestamp, event_date, \
+        run(
+            "INSERT INTO events (message_id, type, anonymous_id, user_id, timestamp, event_date, \
              properties) VALUES ('i1', 'identify', 'a1', 'u1', TIMESTAMP '2026-01-01T00:00:00Z', \
-             DATE '2026-01-01', '{\"city\": \"Shanghai\"}')")
+             DATE '2026-01-01', '{\"city\": \"Shanghai\"}')",
+        )
         .await;
         run("CALL refresh_profiles()").await;
         let explain = "EXPLAIN SELECT json_get_str(traits, 'city') AS city \
@@ -260,12 +270,24 @@ mod tests {
         let query = "SELECT json_get_str(traits, 'city') AS city FROM customer_profiles \
                      WHERE total_revenue >= 0";
         for _ in 0..2 {
-            let rows = pretty_format_batches(&run(query).await).unwrap().to_string();
+            let rows = pretty_format_batches(&run(query).await)
+                .unwrap()
+                .to_string();
             assert!(rows.contains("Shanghai"), "{rows}");
         }
         let identity = engine.identity_weak().upgrade().unwrap();
-        let kept = identity.tenant("default").profiles_index().state.lock().await.clone();
+        let kept = identity
+            .tenant("default")
+            .profiles_index()
+            .state
+            .lock()
+            .await
+            .clone();
         let kept = kept.expect("profiles kept after a query");
-        assert_eq!(kept.values.lock().await.len(), 1, "one trait expression kept");
+        assert_eq!(
+            kept.values.lock().await.len(),
+            1,
+            "one trait expression kept"
+        );
     }
 }

@@ -9,6 +9,9 @@
 - Flight ingest: the generator's events.parquet read with pyarrow and loaded with ADBC's
   `adbc_ingest` into a tenant's `events`, against DuckDB loading the same Parquet file into a
   table of a database file, in the same run.
+- Import memory: `tributary import` of the `--import-customers` sample's events.parquet (100,000
+  customers: about 5M events) into a fresh server; the peak resident memory (RSS) of the
+  client and of the server, against issue 14's target of under 1 GiB each.
 
 Run it with benchmarks/run.sh ingest (see docs/benchmarks.md)."""
 
@@ -89,6 +92,40 @@ class FreshnessProbe(threading.Thread):
             time.sleep(0.02)
 
 
+def peak_rss_mib(pid):
+    """The peak resident memory of the live process `pid` so far (VmHWM), in MiB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def import_peaks(binary, parquet, work):
+    """`tributary import` of `parquet` into `events` of a fresh server: (seconds, rows, client
+    peak RSS MiB, server peak RSS MiB)."""
+    import pyarrow.parquet as pq
+
+    server, addresses = start_server(binary, tempfile.mkdtemp(prefix="import-", dir=work))
+    try:
+        started = time.perf_counter()
+        client = subprocess.Popen([binary, "import", parquet, "--table", "events",
+                                   "--server", addresses["flight"]],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        # wait4 gives the finished child's own peak (ru_maxrss, KiB on Linux).
+        _, status, usage = os.wait4(client.pid, 0)
+        client.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - started
+        if client.returncode != 0:
+            raise RuntimeError(f"tributary import failed: {client.stderr.read()}")
+        server_peak = peak_rss_mib(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    rows = pq.ParquetFile(parquet).metadata.num_rows
+    return seconds, rows, usage.ru_maxrss / 1024, server_peak
+
+
 def percentile(values, p):
     ordered = sorted(values)
     return ordered[round((len(ordered) - 1) * p)] if ordered else float("nan")
@@ -101,6 +138,8 @@ def main():
     parser.add_argument("--customers", type=int, default=20_000)
     parser.add_argument("--http-events", type=int, default=300_000)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--import-customers", type=int, default=100_000,
+                        help="customers of the sample whose events.parquet is imported (memory)")
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "tributary-bench"))
     args = parser.parse_args()
 
@@ -156,6 +195,14 @@ def main():
         server.terminate()
         server.wait(timeout=60)
 
+    big_sample = os.path.join(args.work_dir, f"sample-{args.import_customers}")
+    big_parquet = os.path.join(big_sample, "events.parquet")
+    if not os.path.exists(big_parquet):
+        subprocess.run([args.tributary, "generate", "--customers", str(args.import_customers),
+                        "--out", big_sample], check=True)
+    import_seconds, import_rows, client_peak, server_peak = import_peaks(
+        args.tributary, big_parquet, run_dir)
+
     duck_file = os.path.join(run_dir, "duck.db")
     started = time.perf_counter()
     duck = duckdb.connect(duck_file)
@@ -179,6 +226,10 @@ def main():
     print(f"{'DuckDB CREATE TABLE AS read_parquet, rows/s':52} {duck_rate:>14,.0f}")
     print(f"{'ratio Tributary / DuckDB load rate':52} {flight_rate / duck_rate:>14.2f}")
     print(f"  ({loaded} rows: Tributary {flight_seconds:.2f} s, DuckDB {duck_seconds:.2f} s)")
+    print(f"{'tributary import, peak RSS of the client (MiB)':52} {client_peak:>14,.0f} {'< 1,024':>12}")
+    print(f"{'tributary import, peak RSS of the server (MiB)':52} {server_peak:>14,.0f} {'< 1,024':>12}")
+    print(f"  ({import_rows} rows from {os.path.basename(big_parquet)} of {args.import_customers} "
+          f"customers in {import_seconds:.1f} s, one commit)")
 
 
 if __name__ == "__main__":

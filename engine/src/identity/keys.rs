@@ -10,6 +10,9 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, StringViewArray};
 use tributary_identity::{CustomerId, IdentityGraph};
 
+/// Not a key: a founder not looked up yet.
+const NO_KEY: u32 = u32::MAX;
+
 /// The keys of one tenant's customers.
 #[derive(Debug, Default)]
 pub struct CustomerKeys {
@@ -17,22 +20,31 @@ pub struct CustomerKeys {
     ids: Vec<String>,
     /// `ids` as an array, made again when ids were added.
     array: Option<Arc<StringViewArray>>,
-    /// The key of each founder node of one graph (by its generation): a founder's customer id
-    /// never changes while that graph lives, so it is hashed once.
-    founders: (u64, HashMap<u32, u32>),
+    /// The key of each founder node of one graph (by its generation), indexed by node
+    /// ([`NO_KEY`]: not looked up yet): a founder's customer id never changes while that graph
+    /// lives, so it is hashed once. (A vector, not a map: every pair's customer is looked up here
+    /// after each write, and a hash per lookup cost more than the rest of that walk.)
+    founders: (u64, Vec<u32>),
 }
 
 impl CustomerKeys {
     /// The key of the customer whose founder node in `graph` (of `generation`) is `founder`.
     pub fn founder_key(&mut self, generation: u64, graph: &IdentityGraph, founder: u32) -> u32 {
         if self.founders.0 != generation {
-            self.founders = (generation, HashMap::new());
+            self.founders = (generation, Vec::new());
         }
-        if let Some(&key) = self.founders.1.get(&founder) {
+        let at = founder as usize;
+        if let Some(&key) = self.founders.1.get(at)
+            && key != NO_KEY
+        {
             return key;
         }
         let key = self.key(graph.founder_id(founder));
-        self.founders.1.insert(founder, key);
+        let founders = &mut self.founders.1;
+        if founders.len() <= at {
+            founders.resize(at + 1, NO_KEY);
+        }
+        founders[at] = key;
         key
     }
 

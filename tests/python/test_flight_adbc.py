@@ -166,6 +166,38 @@ def test_malformed_import_reports_line_and_writes_nothing(server, connect, tmp_p
         assert cur.fetchall() == [(1, "ann"), (2, "bob")]
 
 
+def test_parquet_import_streams_and_a_file_broken_midway_writes_nothing(server, connect, tmp_path):
+    """`tributary import` sends a Parquet file as it reads it; the server commits once, at the
+    end. A file whose last row group is corrupt fails after batches were sent: the upload is
+    cancelled and nothing is committed."""
+    conn = connect(server)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE readings (id BIGINT NOT NULL, note VARCHAR)")
+    rows = 120_000
+    table = pa.table({"id": pa.array(range(rows), pa.int64()),
+                      "note": pa.array([f"reading {i}" for i in range(rows)])})
+    good = tmp_path / "readings.parquet"
+    pq.write_table(table, good, row_group_size=40_000)
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(good.read_bytes())
+    last = pq.ParquetFile(good).metadata.row_group(2)
+    start = min(last.column(i).data_page_offset for i in range(last.num_columns))
+    with open(broken, "r+b") as f:
+        f.seek(start)
+        f.write(b"\xff" * 4096)
+    result = server.cli("import", str(broken), "--table", "readings", check=False)
+    assert result.returncode != 0, result.stdout
+    assert "broken.parquet" in result.stderr, result.stderr
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM readings")
+        assert cur.fetchone()[0] == 0
+    result = server.cli("import", str(good), "--table", "readings")
+    assert f"imported {rows} rows" in result.stdout, result.stdout
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*), count(DISTINCT id), min(id), max(id) FROM readings")
+        assert cur.fetchone() == (rows, rows, 0, rows - 1)
+
+
 def test_sql_command_answers(server):
     result = server.cli("sql", "-c", "select 1")
     assert "| 1 " in result.stdout

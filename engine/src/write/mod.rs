@@ -224,6 +224,8 @@ impl Writer {
         let tenant = schema.tenant();
         let started = std::time::Instant::now();
         let mut batch = self.shape(schema, table, &batches, mode)?;
+        // The input is copied into `batch`: a large load is not held twice while it commits.
+        drop(batches);
         if let Some(hook) = self.hook.get() {
             batch = hook.keep(tenant, table, batch)?;
         }

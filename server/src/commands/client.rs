@@ -13,12 +13,12 @@ use arrow_flight::sql::{
 };
 use arrow_flight::{FlightDescriptor, FlightInfo};
 use clap::Args;
-use futures::{StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::transport::Channel;
 
 use crate::error::{Error, Result};
-use crate::flight::{AUTHORIZATION, TENANT_HEADER};
+use crate::flight::{AUTHORIZATION, EXPECTED_ROWS, TENANT_HEADER};
 
 /// Largest message accepted from the server (results are sent in ≤ 2 MiB messages).
 const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -191,6 +191,21 @@ impl Client {
 
     /// Appends batches to a table (created if missing) in one commit; returns the rows written.
     pub async fn ingest(&mut self, table: &str, batches: Vec<RecordBatch>) -> Result<i64> {
+        let rows = batches.iter().map(RecordBatch::num_rows).sum::<usize>() as u64;
+        let batches = futures::stream::iter(batches.into_iter().map(Ok));
+        self.ingest_stream(table, batches, rows).await
+    }
+
+    /// The same, with batches sent as `batches` yields them (a large file need not be held in
+    /// memory); `rows` is how many it will yield. The server commits once the stream ends, and
+    /// only if it received all `rows` ([`EXPECTED_ROWS`]); on an error in the stream the upload
+    /// stops there (so nothing is committed) and the error is returned.
+    pub async fn ingest_stream(
+        &mut self,
+        table: &str,
+        batches: impl Stream<Item = Result<RecordBatch>> + Send + 'static,
+        rows: u64,
+    ) -> Result<i64> {
         let command = CommandStatementIngest {
             table_definition_options: Some(TableDefinitionOptions {
                 if_not_exist: TableNotExistOption::Create.into(),
@@ -205,22 +220,46 @@ impl Client {
                 .map(str::to_string),
             temporary: false,
             transaction_id: None,
-            options: Default::default(),
+            options: [(EXPECTED_ROWS.to_string(), rows.to_string())].into(),
         };
         let descriptor = FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
+        // An error in the input must not end the upload as if it were complete (the server
+        // would commit what it got): the stream stops there, and the call is dropped below.
+        let (failed, failure) = tokio::sync::oneshot::channel::<Error>();
+        let upload = futures::stream::unfold(
+            (Box::pin(batches), Some(failed)),
+            |(mut batches, mut failed)| async move {
+                match batches.next().await {
+                    Some(Ok(batch)) => Some((Ok::<_, FlightError>(batch), (batches, failed))),
+                    Some(Err(error)) => {
+                        if let Some(failed) = failed.take() {
+                            let _ = failed.send(error);
+                        }
+                        std::future::pending().await
+                    }
+                    None => None,
+                }
+            },
+        );
         let data = FlightDataEncoderBuilder::new()
             .with_flight_descriptor(Some(descriptor))
-            .build(futures::stream::iter(batches.into_iter().map(Ok)))
+            .build(upload)
             .map(|r| r.expect("encoding in-memory batches"));
         let request = self.request(data)?;
-        let mut results = self.inner.do_put(request).await?.into_inner();
-        let mut rows = 0;
-        while let Some(result) = results.message().await? {
-            rows += DoPutUpdateResult::decode(result.app_metadata)
-                .map_err(|e| Error::BadInput(format!("malformed answer from server: {e}")))?
-                .record_count;
+        let call = async {
+            let mut results = self.inner.do_put(request).await?.into_inner();
+            let mut rows = 0;
+            while let Some(result) = results.message().await? {
+                rows += DoPutUpdateResult::decode(result.app_metadata)
+                    .map_err(|e| Error::BadInput(format!("malformed answer from server: {e}")))?
+                    .record_count;
+            }
+            Ok(rows)
+        };
+        tokio::select! {
+            rows = call => rows,
+            Ok(error) = failure => Err(error),
         }
-        Ok(rows)
     }
 }
 

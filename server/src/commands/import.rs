@@ -22,6 +22,10 @@ use crate::error::{Error, Result};
 
 /// Rows per batch read from a file.
 const BATCH_ROWS: usize = 8192;
+
+/// Rows per batch sent when streaming a Parquet file (a Flight message each, well under the
+/// server's 16 MiB message limit for the generator's events).
+const STREAM_BATCH_ROWS: usize = 32_768;
 /// Rows read to infer a CSV or NDJSON schema.
 const INFER_ROWS_MAX: usize = 10_000;
 
@@ -62,23 +66,69 @@ pub async fn run(args: ImportArgs) -> Result<()> {
         None => format_of(&args.file)?,
     };
     let mut client = Client::connect(&args.connect).await?;
-    let table_schema = existing_table_schema(&mut client, &args.table).await?;
-    let path = args.file.clone();
-    let batches = tokio::task::spawn_blocking(move || read_file(&path, format, table_schema))
-        .await
-        .map_err(|e| Error::BadInput(format!("reader failed: {e}")))??;
-    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let spinner = ProgressBar::new_spinner().with_message(format!("committing {rows} rows"));
-    spinner.enable_steady_tick(std::time::Duration::from_millis(120));
-    let written = client.ingest(&args.table, batches).await;
-    spinner.finish_and_clear();
-    let written = written?;
+    let written = if format == FileFormat::Parquet {
+        // Streamed: read, sent and committed at the end without holding the file.
+        let (batches, rows) = stream_parquet(&args.file)?;
+        client.ingest_stream(&args.table, batches, rows).await?
+    } else {
+        let table_schema = existing_table_schema(&mut client, &args.table).await?;
+        let path = args.file.clone();
+        let batches = tokio::task::spawn_blocking(move || read_file(&path, format, table_schema))
+            .await
+            .map_err(|e| Error::BadInput(format!("reader failed: {e}")))??;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let spinner = ProgressBar::new_spinner().with_message(format!("committing {rows} rows"));
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        let written = client.ingest(&args.table, batches).await;
+        spinner.finish_and_clear();
+        written?
+    };
     println!(
         "imported {written} rows from {} into {}",
         args.file.display(),
         args.table
     );
     Ok(())
+}
+
+/// Batches of a Parquet file read on a blocking thread as they are sent (a few at a time in
+/// memory), with a progress bar of the rows sent, and the file's row count. A bad file is
+/// refused before anything is sent; an error further on ends the stream with it.
+fn stream_parquet(
+    path: &Path,
+) -> Result<(
+    impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static,
+    u64,
+)> {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let bad = |e: &dyn std::fmt::Display| Error::BadInput(format!("{}: {e}", path.display()));
+    let builder = ParquetRecordBatchReaderBuilder::try_new(open(path)?)
+        .map_err(|e| bad(&format!("not a readable Parquet file: {e}")))?;
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+    let bar = progress(rows, "rows sent");
+    let reader = builder
+        .with_batch_size(STREAM_BATCH_ROWS)
+        .build()
+        .map_err(|e| bad(&e))?;
+    let name = path.display().to_string();
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(4);
+    tokio::task::spawn_blocking(move || {
+        for batch in reader {
+            let batch = batch.map_err(|e| Error::BadInput(format!("{name}: {e}")));
+            if let Ok(batch) = &batch {
+                bar.inc(batch.num_rows() as u64);
+            }
+            let failed = batch.is_err();
+            if sender.blocking_send(batch).is_err() || failed {
+                break;
+            }
+        }
+        bar.finish_and_clear();
+    });
+    let batches = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|batch| (batch, receiver))
+    });
+    Ok((batches, rows))
 }
 
 fn format_of(path: &Path) -> Result<FileFormat> {

@@ -11,4 +11,4 @@ mod statements;
 
 pub use auth::AUTHORIZATION;
 pub use queries::QueryLimits;
-pub use service::{FlightOptions, TENANT_HEADER, TributaryFlightSql};
+pub use service::{EXPECTED_ROWS, FlightOptions, TENANT_HEADER, TributaryFlightSql};

@@ -109,21 +109,29 @@ def import_peaks(binary, parquet, work):
     server, addresses = start_server(binary, tempfile.mkdtemp(prefix="import-", dir=work))
     try:
         started = time.perf_counter()
+        errors = tempfile.TemporaryFile(mode="w+")
         client = subprocess.Popen([binary, "import", parquet, "--table", "events",
                                    "--server", addresses["flight"]],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        # wait4 gives the finished child's own peak (ru_maxrss, KiB on Linux).
-        _, status, usage = os.wait4(client.pid, 0)
-        client.returncode = os.waitstatus_to_exitcode(status)
+                                  stdout=subprocess.DEVNULL, stderr=errors, text=True)
+        # Polled: the peak of the process's own memory (VmHWM, reset by exec). A child's
+        # ru_maxrss would also count the forked image of this Python process before its exec.
+        client_peak = 0.0
+        while client.poll() is None:
+            try:
+                client_peak = max(client_peak, peak_rss_mib(client.pid))
+            except (OSError, RuntimeError):
+                pass  # it exited between the check and the read
+            time.sleep(0.05)
         seconds = time.perf_counter() - started
         if client.returncode != 0:
-            raise RuntimeError(f"tributary import failed: {client.stderr.read()}")
+            errors.seek(0)
+            raise RuntimeError(f"tributary import failed: {errors.read()}")
         server_peak = peak_rss_mib(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=60)
     rows = pq.ParquetFile(parquet).metadata.num_rows
-    return seconds, rows, usage.ru_maxrss / 1024, server_peak
+    return seconds, rows, client_peak, server_peak
 
 
 def percentile(values, p):

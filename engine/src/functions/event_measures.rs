@@ -24,13 +24,12 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::plan_err;
 use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
 use tributary_catalog::builtin::timestamp_type;
 
 use super::args::{text_args, time_literal};
-use super::{Call, Compute, ComputedExec, TableFunction};
+use super::{Call, Compute, ComputedExec, TableFunction, session_state};
 use crate::identity::customer_events::{CUSTOMER_EVENTS, CustomerEventsTable};
 
 /// `event_measures`.
@@ -117,10 +116,7 @@ impl TableProvider for EventMeasures {
         let output = Arc::new(self.schema.project(&columns)?);
         // The session's own `customer_events` (the events as this query sees them), found
         // without copying the session: this is planned on every segment count.
-        let state = session
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| DataFusionError::Internal("a session state is needed".into()))?;
+        let state = session_state(session)?;
         let provider = state
             .schema_for_ref(CUSTOMER_EVENTS)?
             .table(CUSTOMER_EVENTS)

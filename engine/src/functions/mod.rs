@@ -128,6 +128,15 @@ impl TableFunctionImpl for Registered {
     }
 }
 
+/// The session a scan is planned in, as DataFusion's `SessionState` (what every Tributary
+/// session is).
+pub(crate) fn session_state(session: &dyn Session) -> DfResult<&SessionState> {
+    session
+        .as_any()
+        .downcast_ref::<SessionState>()
+        .ok_or_else(|| DataFusionError::Internal("a session state is needed".into()))
+}
+
 /// An engine error inside a DataFusion computation.
 pub(crate) fn external(error: crate::error::Error) -> DataFusionError {
     DataFusionError::External(Box::new(error))
@@ -272,10 +281,7 @@ impl<T: LiveTable> TableProvider for Live<T> {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let state = session
-            .as_any()
-            .downcast_ref::<SessionState>()
-            .ok_or_else(|| DataFusionError::Internal("a session state is needed".into()))?;
+        let state = session_state(session)?;
         let ctx = SessionContext::new_with_state(state.clone());
         let scan = Scan {
             ctx,

@@ -17,6 +17,7 @@ use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::union::UnionExec;
+use tributary_catalog::scan::SnapshotTable;
 use tributary_catalog::{Catalog, PUBLIC_SCHEMA, TenantSchema};
 
 use super::buffer::WriteBuffer;
@@ -44,6 +45,24 @@ pub struct StoredTable {
     pub committed: Arc<dyn TableProvider>,
     /// Acknowledged rows not yet in that snapshot.
     pub buffered: Vec<RecordBatch>,
+}
+
+impl StoredTable {
+    /// The committed snapshot as Tributary's own Delta scan (its files), for the virtual table
+    /// `reader` that reads the table `name` from it.
+    pub fn snapshot(
+        &self,
+        reader: &str,
+        name: &str,
+    ) -> DfResult<&tributary_catalog::scan::SnapshotTable> {
+        self.committed
+            .downcast_ref::<SnapshotTable>()
+            .ok_or_else(|| {
+                datafusion::error::DataFusionError::Internal(format!(
+                    "{reader} needs the Delta scan of {name}"
+                ))
+            })
+    }
 }
 
 /// The tenants, as DataFusion catalogs whose tables include buffered rows.

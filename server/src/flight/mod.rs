@@ -11,4 +11,5 @@ mod statements;
 
 pub use auth::AUTHORIZATION;
 pub use queries::QueryLimits;
-pub use service::{EXPECTED_ROWS, FlightOptions, TENANT_HEADER, TributaryFlightSql};
+pub use service::{FlightOptions, TENANT_HEADER, TributaryFlightSql};
+pub use statements::EXPECTED_ROWS;

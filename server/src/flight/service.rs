@@ -39,15 +39,10 @@ use crate::flight::metadata::{
 };
 use crate::flight::queries::{Queries, QueryLimits, supervised};
 use crate::flight::statements::{
-    FlightDataStream, client_stream, command_ticket, do_get, encode_batches, execute_update,
-    flight_info, read_batches, read_parameters, ticket_handle, within,
+    FlightDataStream, check_row_count, client_stream, command_ticket, do_get, encode_batches,
+    execute_update, flight_info, read_batches, read_parameters, ticket_handle, within,
 };
 use prost::Message;
-
-/// An ingest option (`CommandStatementIngest.options`) a client sets to the number of rows it
-/// sends: an upload that ends with fewer (the client stopped on a read error, or went away) is
-/// refused whole instead of committed in part. `tributary import` sets it.
-pub const EXPECTED_ROWS: &str = "tributary.expected_rows";
 
 /// The header that names the tenant a call runs for.
 pub const TENANT_HEADER: &str = "x-tributary-tenant";
@@ -499,15 +494,7 @@ impl FlightSqlService for TributaryFlightSql {
         };
         let started = std::time::Instant::now();
         let batches = read_batches(request.into_inner()).await?;
-        if let Some(expected) = command.options.get(EXPECTED_ROWS) {
-            let received: usize = batches.iter().map(|b| b.num_rows()).sum();
-            if expected.parse::<usize>().ok() != Some(received) {
-                return Err(Status::aborted(format!(
-                    "the upload ended after {received} of {expected} rows, so nothing was \
-                     written: send it again"
-                )));
-            }
-        }
+        check_row_count(&command.options, &batches)?;
         tracing::debug!(
             table = command.table,
             elapsed_ms = started.elapsed().as_millis() as u64,

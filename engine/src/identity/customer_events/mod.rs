@@ -42,7 +42,6 @@ use futures::{StreamExt, TryStreamExt, stream};
 use object_store::ObjectStore;
 use object_store::path::Path;
 use tributary_catalog::builtin::{EVENTS, timestamp_type};
-use tributary_catalog::scan::SnapshotTable;
 
 use self::chunk::{Chunk, People};
 pub(crate) use self::stitch::GraphVersion;
@@ -131,15 +130,7 @@ async fn committed(
     identity: &Arc<TenantIdentity>,
     events: &StoredTable,
 ) -> DfResult<(Vec<Arc<Chunk>>, Arc<Stitch>)> {
-    let snapshot = events
-        .committed
-        .downcast_ref::<SnapshotTable>()
-        .ok_or_else(|| {
-            DataFusionError::Internal(format!(
-                "{CUSTOMER_EVENTS} needs the Delta scan of {EVENTS}"
-            ))
-        })?;
-    let (store, files) = snapshot.data_files()?;
+    let (store, files) = events.snapshot(CUSTOMER_EVENTS, EVENTS)?.data_files()?;
     identity
         .events_index()
         .current(identity, &store, &files)

@@ -32,7 +32,6 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use object_store::path::Path;
 use tributary_catalog::builtin::PROFILES;
-use tributary_catalog::scan::SnapshotTable;
 use tributary_identity::CustomerId;
 
 use self::exec::CustomerProfilesExec;
@@ -201,16 +200,10 @@ impl TableProvider for CustomerProfilesTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let snapshot = self
+        let (_, files) = self
             .profiles
-            .committed
-            .downcast_ref::<SnapshotTable>()
-            .ok_or_else(|| {
-                DataFusionError::Internal(format!(
-                    "{CUSTOMER_PROFILES} needs the Delta scan of {PROFILES}"
-                ))
-            })?;
-        let (_, files) = snapshot.data_files()?;
+            .snapshot(CUSTOMER_PROFILES, PROFILES)?
+            .data_files()?;
         let committed = self.profiles.committed.scan(state, None, &[], None).await?;
         let buffered: usize = self.profiles.buffered.iter().map(|b| b.num_rows()).sum();
         let rows = self

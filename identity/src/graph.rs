@@ -319,6 +319,9 @@ pub struct IdentityGraph {
     deferred: bool,
     /// Identifiers first seen by the record being applied.
     fresh: Vec<u32>,
+    /// Counts the changes that may give a known identifier another founder (see
+    /// [`IdentityGraph::reshaped`]).
+    pub(crate) reshaped: u64,
 }
 
 impl IdentityGraph {
@@ -338,7 +341,17 @@ impl IdentityGraph {
             changes: Vec::new(),
             deferred: false,
             fresh: Vec::new(),
+            reshaped: 0,
         }
+    }
+
+    /// Counts the changes that may have given an identifier already in the graph another
+    /// founder: merges, splits, and an older sighting of an identifier that then founds its
+    /// customer. While it stays the same, every known identifier keeps its founder (new
+    /// identifiers may have come, each its own customer), so a reader that maps identifiers to
+    /// customers need only look at the new ones.
+    pub fn reshaped(&self) -> u64 {
+        self.reshaped
     }
 
     pub(crate) fn set_deferred(&mut self, deferred: bool) {
@@ -505,6 +518,7 @@ impl IdentityGraph {
         let root = self.find(node) as usize;
         if self.older(node, self.components[root].founder) {
             self.components[root].founder = node;
+            self.reshaped += 1;
         }
     }
 

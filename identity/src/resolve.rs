@@ -116,6 +116,7 @@ impl IdentityGraph {
         };
         let gone_part = std::mem::take(&mut self.components[gone as usize]);
         self.nodes[gone as usize].parent = keep;
+        self.reshaped += 1;
         let founder = self.components[keep as usize].founder;
         let founder = if self.older(gone_part.founder, founder) {
             gone_part.founder
@@ -210,6 +211,7 @@ impl IdentityGraph {
             .copied()
             .filter(|&e| matches!(self.edges[e as usize].refusal, Some(Refusal::Limit { .. })))
             .collect();
+        self.reshaped += 1;
         for &node in &members {
             let n = &mut self.nodes[node as usize];
             n.parent = node;

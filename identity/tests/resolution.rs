@@ -265,7 +265,16 @@ proptest! {
         for sequence in [shuffled, in_time_order] {
             let mut incremental = IdentityGraph::new(rules());
             for rec in &sequence {
+                let (reshaped, known) = (incremental.reshaped(), incremental.identifier_count());
+                let before: Vec<Option<u32>> =
+                    (0..known as u32).map(|n| incremental.founder(n)).collect();
                 incremental.apply(record(rec));
+                // Unless `reshaped` moved, every known identifier keeps its founder.
+                if incremental.reshaped() == reshaped {
+                    let after: Vec<Option<u32>> =
+                        (0..known as u32).map(|n| incremental.founder(n)).collect();
+                    prop_assert_eq!(before, after);
+                }
             }
             prop_assert_eq!(map_of(&batch), map_of(&incremental), "records {:?}", n);
             // Founders list the customers in order.

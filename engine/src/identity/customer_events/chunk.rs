@@ -37,7 +37,13 @@ impl People {
         decode(&self.keys[ordinal as usize])
     }
 
-    fn ordinal(&mut self, user: Option<&str>, anonymous: Option<&str>, key: &mut Vec<u8>) -> u32 {
+    /// The number of the pair (`key` is scratch space for its encoding).
+    pub(super) fn ordinal(
+        &mut self,
+        user: Option<&str>,
+        anonymous: Option<&str>,
+        key: &mut Vec<u8>,
+    ) -> u32 {
         encode(user, anonymous, key);
         if let Some(&ordinal) = self.ordinals.get(key.as_slice()) {
             return ordinal;

@@ -6,7 +6,10 @@
 //! So each pair's identifiers are looked up by text once, as graph node numbers (stable while the
 //! graph is not rebuilt); a new graph version then only walks each node to its customer's founder
 //! node ([`IdentityGraph::founder`]) and maps founders to `customer_key`s
-//! ([`CustomerKeys::founder_key`], each founder's id hashed once). The result equals `customer_of(user_id)` else `customer_of(anonymous_id)`
+//! ([`CustomerKeys::founder_key`], each founder's id hashed once). And while the graph says no
+//! known identifier changed founder ([`IdentityGraph::reshaped`]: most writes only add
+//! identifiers), the last stitch is kept and only new pairs, and pairs whose identifiers the
+//! graph has just learnt, are looked up. The result equals `customer_of(user_id)` else `customer_of(anonymous_id)`
 //! (`identity/tests/resolution.rs` checks the node route against `customer_of`).
 
 use std::sync::Arc;
@@ -52,7 +55,8 @@ pub(super) struct Stitcher {
     nodes: Vec<(u32, u32)>,
     /// Pairs with an identifier the graph did not know yet.
     unknown: Vec<u32>,
-    current: Option<(GraphVersion, Arc<Stitch>)>,
+    /// The stitch last made, under which graph version and [`IdentityGraph::reshaped`] count.
+    current: Option<(GraphVersion, u64, Arc<Stitch>)>,
 }
 
 impl Stitcher {
@@ -64,7 +68,7 @@ impl Stitcher {
         graph: &IdentityGraph,
         keys: &mut CustomerKeys,
     ) -> Arc<Stitch> {
-        if let Some((version, stitch)) = &self.current
+        if let Some((version, _, stitch)) = &self.current
             && *version == at
             && stitch.key_of.len() == people.len()
         {
@@ -76,27 +80,36 @@ impl Stitcher {
                 ..Stitcher::default()
             };
         }
-        self.look_up_nodes(people, graph);
-        let key_of = self
-            .nodes
-            .iter()
-            .map(|&(user, anonymous)| {
-                node_key(graph, at.generation, keys, user)
-                    .or_else(|| node_key(graph, at.generation, keys, anonymous))
-                    .unwrap_or(NO_CUSTOMER)
-            })
-            .collect();
+        let found = self.look_up_nodes(people, graph);
+        let pair_key = |&(user, anonymous): &(u32, u32), keys: &mut CustomerKeys| {
+            node_key(graph, at.generation, keys, user)
+                .or_else(|| node_key(graph, at.generation, keys, anonymous))
+                .unwrap_or(NO_CUSTOMER)
+        };
+        let key_of = match &self.current {
+            // No known identifier changed founder since the last stitch (most writes only add
+            // identifiers): the pairs found anew and the new pairs are looked up, no others.
+            Some((_, reshaped, last)) if *reshaped == graph.reshaped() => {
+                let mut key_of = last.key_of.clone();
+                key_of.extend(self.nodes[key_of.len()..].iter().map(|p| pair_key(p, keys)));
+                for &ordinal in &found {
+                    key_of[ordinal as usize] = pair_key(&self.nodes[ordinal as usize], keys);
+                }
+                key_of
+            }
+            _ => self.nodes.iter().map(|p| pair_key(p, keys)).collect(),
+        };
         let stitch = Arc::new(Stitch {
             key_of,
             ids: keys.ids(),
         });
-        self.current = Some((at, Arc::clone(&stitch)));
+        self.current = Some((at, graph.reshaped(), Arc::clone(&stitch)));
         stitch
     }
 
     /// Finds the nodes of new pairs, and again those of pairs with identifiers the graph did
-    /// not know when it had fewer.
-    fn look_up_nodes(&mut self, people: &People, graph: &IdentityGraph) {
+    /// not know when it had fewer; answers the ordinals of the latter whose nodes were found.
+    fn look_up_nodes(&mut self, people: &People, graph: &IdentityGraph) -> Vec<u32> {
         let node = |id_type: &str, value: Option<&str>| -> (u32, bool) {
             match value {
                 None => (NO_NODE, false),
@@ -111,11 +124,15 @@ impl Stitcher {
             let (anonymous, anonymous_unknown) = node(ANONYMOUS_ID, anonymous);
             ((user, anonymous), user_unknown || anonymous_unknown)
         };
+        let mut found_again = Vec::new();
         if graph.identifier_count() != self.identifiers {
             let nodes = &mut self.nodes;
             self.unknown.retain(|&ordinal| {
                 let (found, unknown) = pair_nodes(ordinal);
-                nodes[ordinal as usize] = found;
+                if nodes[ordinal as usize] != found {
+                    nodes[ordinal as usize] = found;
+                    found_again.push(ordinal);
+                }
                 unknown
             });
         }
@@ -127,6 +144,7 @@ impl Stitcher {
             }
         }
         self.identifiers = graph.identifier_count();
+        found_again
     }
 }
 
@@ -157,4 +175,66 @@ pub(super) fn pair_key(
         node_key(graph, generation, keys, node)
     };
     key(USER_ID, user).or_else(|| key(ANONYMOUS_ID, anonymous))
+}
+
+#[cfg(test)]
+mod tests {
+    use tributary_identity::{Action, EdgeRecord, Rules};
+
+    use super::*;
+
+    /// A stitch kept from version to version equals one made afresh: after new identifiers
+    /// alone (only the new pairs, and a pair whose identifier the graph now knows, are looked
+    /// up) and after a merge (everything is).
+    #[test]
+    fn a_stitch_kept_across_versions_equals_one_made_afresh() {
+        let mut graph = IdentityGraph::new(Rules::default());
+        let (mut keys, mut people, mut scratch) =
+            (CustomerKeys::default(), People::default(), Vec::new());
+        let mut kept = Stitcher::default();
+        let mut version = 0;
+        let mut check = |graph: &IdentityGraph, people: &People, keys: &mut CustomerKeys| {
+            version += 1;
+            let at = GraphVersion {
+                generation: 0,
+                version,
+            };
+            let stitched = kept.stitch(people, at, graph, keys);
+            let afresh = Stitcher::default().stitch(people, at, graph, keys);
+            assert_eq!(stitched.key_of, afresh.key_of);
+            stitched
+        };
+        graph.observe((ANONYMOUS_ID, "a1"), 10);
+        let a1 = people.ordinal(None, Some("a1"), &mut scratch);
+        check(&graph, &people, &mut keys);
+
+        let reshaped = graph.reshaped();
+        graph.observe((USER_ID, "u1"), 20);
+        let u1 = people.ordinal(Some("u1"), None, &mut scratch);
+        let a2 = people.ordinal(None, Some("a2"), &mut scratch);
+        let stitch = check(&graph, &people, &mut keys);
+        assert_eq!(
+            stitch.key_of[a2 as usize], NO_CUSTOMER,
+            "a2 is not known yet"
+        );
+        graph.observe((ANONYMOUS_ID, "a2"), 30);
+        let stitch = check(&graph, &people, &mut keys);
+        assert_ne!(stitch.key_of[a2 as usize], NO_CUSTOMER);
+        assert_eq!(
+            graph.reshaped(),
+            reshaped,
+            "new identifiers alone reshape nothing"
+        );
+
+        graph.apply(EdgeRecord {
+            from: (ANONYMOUS_ID, "a1"),
+            to: (USER_ID, "u1"),
+            observed_at: 40,
+            action: Action::Bind,
+            source: "web",
+        });
+        assert_ne!(graph.reshaped(), reshaped);
+        let stitch = check(&graph, &people, &mut keys);
+        assert_eq!(stitch.key_of[a1 as usize], stitch.key_of[u1 as usize]);
+    }
 }

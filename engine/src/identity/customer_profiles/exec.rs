@@ -58,6 +58,7 @@ pub(super) struct Source {
 }
 
 /// The scan of `customer_profiles`: each output an expression over its columns.
+#[derive(Clone)]
 pub(super) struct CustomerProfilesExec {
     source: Arc<Source>,
     /// Over `source.schema`.
@@ -121,14 +122,14 @@ async fn kept_values(
             continue;
         }
         if is_volatile(expr) {
-            values.push(expr.evaluate(rows)?.into_array(rows.num_rows())?);
+            values.push(value_over(expr, rows)?);
             continue;
         }
         let mut kept = profiles.values.lock().await;
         let value = match kept.get(expr) {
             Some(value) => Arc::clone(value),
             None => {
-                let value = expr.evaluate(rows)?.into_array(rows.num_rows())?;
+                let value = value_over(expr, rows)?;
                 if kept.len() < MAX_KEPT_VALUES {
                     kept.insert(Arc::clone(expr), Arc::clone(&value));
                 }
@@ -140,12 +141,9 @@ async fn kept_values(
     Ok(values)
 }
 
-/// The values of `outputs` over `rows`, computed now.
-fn values_now(rows: &RecordBatch, outputs: &[Arc<dyn PhysicalExpr>]) -> DfResult<Vec<ArrayRef>> {
-    outputs
-        .iter()
-        .map(|expr| expr.evaluate(rows)?.into_array(rows.num_rows()))
-        .collect()
+/// The value of `expr` over `rows`, computed now.
+fn value_over(expr: &Arc<dyn PhysicalExpr>, rows: &RecordBatch) -> DfResult<ArrayRef> {
+    expr.evaluate(rows)?.into_array(rows.num_rows())
 }
 
 impl CustomerProfilesExec {
@@ -186,7 +184,11 @@ impl CustomerProfilesExec {
         }
         if partition == 0 && !source.buffered.is_empty() {
             let buffered = keyed(&source.identity, &source.schema, &source.buffered)?;
-            let columns = values_now(&buffered, &self.outputs)?;
+            let columns = self
+                .outputs
+                .iter()
+                .map(|expr| value_over(expr, &buffered))
+                .collect::<DfResult<_>>()?;
             batches.push(batch(&schema, columns, buffered.num_rows())?);
         }
         Ok(batches)
@@ -293,12 +295,7 @@ impl ExecutionPlan for CustomerProfilesExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
-        let me = Arc::new(Self {
-            source: Arc::clone(&self.source),
-            outputs: self.outputs.clone(),
-            properties: Arc::clone(&self.properties),
-        });
-        let rows = stream::once(me.batches(partition, context))
+        let rows = stream::once(Arc::new(self.clone()).batches(partition, context))
             .map_ok(|batches| stream::iter(batches.into_iter().map(Ok)))
             .try_flatten()
             .boxed();

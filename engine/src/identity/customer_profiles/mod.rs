@@ -36,6 +36,7 @@ use tributary_identity::CustomerId;
 
 use self::exec::CustomerProfilesExec;
 use super::TenantIdentity;
+use crate::write::conform::cast_batch;
 use crate::write::overlay::StoredTable;
 
 /// The table's name.
@@ -106,8 +107,9 @@ impl ProfileIndex {
     }
 }
 
-/// `batches` of `profiles` as one batch of `schema` (`customer_profiles`' columns): each
-/// column cast to its declared type, and the key of each row's `customer_id` (NULL for a text
+/// `batches` of `profiles` (its columns in its order, as its scan and its buffered rows have
+/// them) as one batch of `schema` (`customer_profiles`' columns): each column cast to its
+/// declared type, and the key of each row's `customer_id` (NULL for a text
 /// that is no customer id).
 fn keyed(
     identity: &TenantIdentity,
@@ -119,8 +121,8 @@ fn keyed(
     let table_schema = Arc::new(Schema::new(schema.fields()[..key_position].to_vec()));
     let parts: Vec<RecordBatch> = batches
         .iter()
-        .map(|batch| conform(batch, &table_schema))
-        .collect::<DfResult<_>>()?;
+        .map(|batch| cast_batch(batch, &table_schema))
+        .collect::<Result<_, _>>()?;
     let table = concat_batches(&table_schema, &parts)?;
     columns.extend(table.columns().iter().cloned());
     let ids = cast(
@@ -140,27 +142,6 @@ fn keyed(
     });
     columns.push(Arc::new(keys));
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
-}
-
-/// `batch` with the columns of `schema`, found by name and cast to their declared types (a
-/// column the batch lacks is NULL).
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
-    let columns = schema
-        .fields()
-        .iter()
-        .map(|field| match batch.column_by_name(field.name()) {
-            Some(column) => Ok(cast(column, field.data_type())?),
-            None => Ok(datafusion::arrow::array::new_null_array(
-                field.data_type(),
-                batch.num_rows(),
-            )),
-        })
-        .collect::<DfResult<Vec<_>>>()?;
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        columns,
-        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
-    )?)
 }
 
 /// `customer_profiles` of one tenant, as one query sees it.

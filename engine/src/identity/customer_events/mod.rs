@@ -23,6 +23,7 @@ mod stitch;
 mod windows;
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -43,7 +44,7 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 use tributary_catalog::builtin::{EVENTS, timestamp_type};
 
-use self::chunk::{Chunk, People};
+use self::chunk::{Chunk, Group, People};
 pub(crate) use self::stitch::GraphVersion;
 use self::stitch::{NO_CUSTOMER, Stitch, Stitcher};
 use self::windows::Windows;
@@ -149,40 +150,66 @@ async fn rows(
     let columns: Vec<usize> = projection.unwrap_or_else(|| (0..schema.fields().len()).collect());
     let output = Arc::new(schema.project(&columns)?);
     let mut batches = Vec::new();
-    for chunk in &chunks {
-        for group in &chunk.groups {
-            let ranges = windows.ranges(group.event.as_deref());
-            if ranges.is_empty() {
-                continue;
-            }
-            for slice in chunk.slices(group, &ranges) {
-                let keys: UInt32Array = chunk.people[slice.clone()]
-                    .iter()
-                    .map(|&p| {
-                        let key = stitch.key_of[p as usize];
-                        (key != NO_CUSTOMER).then_some(key)
-                    })
-                    .collect();
-                let times = TimestampMicrosecondArray::new(
-                    chunk.times.slice(slice.start, slice.len()),
-                    None,
-                )
+    for (chunk, group, slice) in admitted_slices(&chunks, &windows) {
+        let keys: UInt32Array = chunk.people[slice.clone()]
+            .iter()
+            .map(|&p| {
+                let key = stitch.key_of[p as usize];
+                (key != NO_CUSTOMER).then_some(key)
+            })
+            .collect();
+        let times =
+            TimestampMicrosecondArray::new(chunk.times.slice(slice.start, slice.len()), None)
                 .with_timezone("UTC");
-                batches.push(batch_of(
-                    &output,
-                    &columns,
-                    keys,
-                    &stitch.ids,
-                    || repeated(group.event.as_deref(), slice.len()),
-                    Arc::new(times),
-                )?);
-            }
-        }
+        batches.push(batch_of(
+            &output,
+            &columns,
+            keys,
+            &stitch.ids,
+            || repeated(group.event.as_deref(), slice.len()),
+            Arc::new(times),
+        )?);
     }
+    batches.extend(buffered_rows(
+        &identity, &events, &windows, &output, &columns,
+    )?);
+    Ok(batches)
+}
+
+/// The row ranges of `chunks` that `windows` admit, each with its chunk and event group.
+fn admitted_slices<'a>(
+    chunks: &'a [Arc<Chunk>],
+    windows: &'a Windows,
+) -> impl Iterator<Item = (&'a Chunk, &'a Group, Range<usize>)> + 'a {
+    chunks.iter().flat_map(move |chunk| {
+        chunk.groups.iter().flat_map(move |group| {
+            let ranges = windows.ranges(group.event.as_deref());
+            let slices = if ranges.is_empty() {
+                Vec::new()
+            } else {
+                chunk.slices(group, &ranges)
+            };
+            slices
+                .into_iter()
+                .map(move |slice| (chunk.as_ref(), group, slice))
+        })
+    })
+}
+
+/// The buffered rows of `events` that `windows` admit, with their customers under the current
+/// graph, as [`batch_of`] makes them.
+fn buffered_rows(
+    identity: &TenantIdentity,
+    events: &StoredTable,
+    windows: &Windows,
+    output: &SchemaRef,
+    columns: &[usize],
+) -> DfResult<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
     for batch in &events.buffered {
-        let batch = admitted(batch, &windows)?;
+        let batch = admitted(batch, windows)?;
         if batch.num_rows() > 0 {
-            batches.push(stitch_buffered(&identity, &batch, &output, &columns)?);
+            batches.push(stitch_buffered(identity, &batch, output, columns)?);
         }
     }
     Ok(batches)
@@ -307,28 +334,18 @@ impl CustomerEventsTable {
     ) -> DfResult<Arc<StringViewArray>> {
         let windows = Windows::one(event, from, to);
         let (chunks, stitch) = committed(&self.identity, &self.events).await?;
-        for chunk in &chunks {
-            for group in &chunk.groups {
-                let ranges = windows.ranges(group.event.as_deref());
-                for slice in chunk.slices(group, &ranges) {
-                    let people = &chunk.people[slice.clone()];
-                    for (&person, &time) in people.iter().zip(&chunk.times[slice]) {
-                        let key = stitch.key_of[person as usize];
-                        if key != NO_CUSTOMER {
-                            visit(key, time);
-                        }
-                    }
+        for (chunk, _, slice) in admitted_slices(&chunks, &windows) {
+            let people = &chunk.people[slice.clone()];
+            for (&person, &time) in people.iter().zip(&chunk.times[slice]) {
+                let key = stitch.key_of[person as usize];
+                if key != NO_CUSTOMER {
+                    visit(key, time);
                 }
             }
         }
         let columns = [2, 3];
         let output = Arc::new(customer_events_schema().project(&columns)?);
-        for batch in &self.events.buffered {
-            let batch = admitted(batch, &windows)?;
-            if batch.num_rows() == 0 {
-                continue;
-            }
-            let rows = stitch_buffered(&self.identity, &batch, &output, &columns)?;
+        for rows in buffered_rows(&self.identity, &self.events, &windows, &output, &columns)? {
             let times = rows.column(0).as_primitive::<TimestampMicrosecondType>();
             let keys = rows
                 .column(1)

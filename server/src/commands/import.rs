@@ -14,6 +14,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 
 use crate::commands::client::{Client, ConnectArgs};
 use tributary_engine::write::conform::column_list;
@@ -100,16 +101,8 @@ fn stream_parquet(
     impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static,
     u64,
 )> {
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let bad = |e: &dyn std::fmt::Display| Error::BadInput(format!("{}: {e}", path.display()));
-    let builder = ParquetRecordBatchReaderBuilder::try_new(open(path)?)
-        .map_err(|e| bad(&format!("not a readable Parquet file: {e}")))?;
-    let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+    let (reader, rows) = parquet_reader(path, STREAM_BATCH_ROWS)?;
     let bar = progress(rows, "rows sent");
-    let reader = builder
-        .with_batch_size(STREAM_BATCH_ROWS)
-        .build()
-        .map_err(|e| bad(&e))?;
     let name = path.display().to_string();
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(4);
     tokio::task::spawn_blocking(move || {
@@ -184,32 +177,26 @@ pub fn read_file(
 ) -> Result<Vec<RecordBatch>> {
     let bad = |msg: String| Error::BadInput(format!("{}: {msg}", path.display()));
     match format {
-        FileFormat::Parquet => read_parquet(path).map_err(|e| bad(e.to_string())),
+        FileFormat::Parquet => parquet_reader(path, BATCH_ROWS)?
+            .0
+            .map(|batch| batch.map_err(|e| bad(e.to_string())))
+            .collect(),
         FileFormat::Csv => read_csv(path, table_schema),
         FileFormat::Ndjson => read_ndjson(path, table_schema),
     }
 }
 
-fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>> {
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+/// A reader of the Parquet file at `path` in batches of `batch_rows`, and its row count.
+fn parquet_reader(path: &Path, batch_rows: usize) -> Result<(ParquetRecordBatchReader, u64)> {
+    let bad = |e: &dyn std::fmt::Display| Error::BadInput(format!("{}: {e}", path.display()));
     let builder = ParquetRecordBatchReaderBuilder::try_new(open(path)?)
-        .map_err(|e| Error::BadInput(format!("not a readable Parquet file: {e}")))?;
-    let bar = progress(
-        builder.metadata().file_metadata().num_rows().max(0) as u64,
-        "rows",
-    );
+        .map_err(|e| bad(&format!("not a readable Parquet file: {e}")))?;
+    let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
     let reader = builder
-        .with_batch_size(BATCH_ROWS)
+        .with_batch_size(batch_rows)
         .build()
-        .map_err(|e| Error::BadInput(e.to_string()))?;
-    let mut batches = Vec::new();
-    for batch in reader {
-        let batch = batch?;
-        bar.inc(batch.num_rows() as u64);
-        batches.push(batch);
-    }
-    bar.finish_and_clear();
-    Ok(batches)
+        .map_err(|e| bad(&e))?;
+    Ok((reader, rows))
 }
 
 fn read_csv(path: &Path, table_schema: Option<SchemaRef>) -> Result<Vec<RecordBatch>> {

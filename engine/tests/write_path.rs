@@ -221,3 +221,90 @@ async fn a_table_made_again_does_not_get_the_old_tables_logged_rows() {
     assert_eq!(count(&engine, "SELECT count(*) FROM orders").await, 1);
     assert_eq!(count(&engine, "SELECT max(order_id) FROM orders").await, 3);
 }
+
+/// `n` events with ids `{prefix}-{i}`, spread over three days.
+fn spread_events(prefix: &str, n: usize) -> RecordBatch {
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let batch = events(&ids);
+    let days = Date32Array::from((0..n).map(|i| 19_675 + (i % 3) as i32).collect::<Vec<_>>());
+    let mut columns = batch.columns().to_vec();
+    columns[4] = Arc::new(days);
+    RecordBatch::try_new(batch.schema(), columns).unwrap()
+}
+
+#[tokio::test]
+async fn a_streamed_load_over_the_direct_commit_size_is_spilled_and_committed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(dir.path());
+    let mut options = manual_flush(&storage);
+    options.direct_commit_bytes = 4096;
+    let engine = Engine::open_with(storage, options).await.unwrap();
+    let tenant = engine.catalog().require_tenant("default").unwrap();
+    let version = || tenant.delta_table("events").unwrap().version();
+    let before = version();
+
+    // Breaks off after two batches: nothing is stored and the ids are free again.
+    let broken = futures::stream::iter([
+        Ok(spread_events("a", 500)),
+        Ok(spread_events("b", 500)),
+        Err(tributary_engine::Error::InvalidInput(
+            "the client went away".into(),
+        )),
+    ]);
+    let writer = engine.writer();
+    let failed = writer
+        .write_stream(
+            "default",
+            "events",
+            broken,
+            IfTableMissing::Fail,
+            WriteMode::Append,
+        )
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(version(), before);
+    assert_eq!(count(&engine, "SELECT count(*) FROM events").await, 0);
+
+    // Whole, with a retry of a's first 100 rows inside it: one commit, one file per day.
+    let load = futures::stream::iter([
+        Ok(spread_events("a", 500)),
+        Ok(spread_events("b", 500)),
+        Ok(spread_events("a", 100)),
+    ]);
+    let receipt = writer
+        .write_stream(
+            "default",
+            "events",
+            load,
+            IfTableMissing::Fail,
+            WriteMode::Append,
+        )
+        .await
+        .unwrap();
+    assert_eq!((receipt.rows, receipt.duplicates), (1000, 100));
+    assert_eq!(
+        tenant.delta_table("events").unwrap().version(),
+        before.map(|v| v + 1)
+    );
+    let files = tenant
+        .delta_table("events")
+        .unwrap()
+        .snapshot()
+        .unwrap()
+        .log_data()
+        .num_files();
+    assert_eq!(files, 3);
+    assert_eq!(
+        count(&engine, "SELECT count(DISTINCT message_id) FROM events").await,
+        1000
+    );
+    let spills = std::fs::read_dir(dir.path().join("_tributary/wal"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("load-")
+        })
+        .count();
+    assert_eq!(spills, 0, "the spill directory is removed");
+}

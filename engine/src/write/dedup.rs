@@ -158,10 +158,15 @@ impl MessageIds {
 
     /// Gives back ids claimed by a write that did not happen.
     pub fn release<'a>(&self, tenant: &str, ids: impl Iterator<Item = &'a str>) {
+        self.release_hashes(tenant, ids.map(id_hash));
+    }
+
+    /// Gives back claimed ids by their hashes ([`id_hash`]).
+    pub fn release_hashes(&self, tenant: &str, hashes: impl Iterator<Item = u128>) {
         let mut tenants = self.tenants.lock().expect("dedup set poisoned");
         if let Some(seen) = tenants.get_mut(tenant) {
-            for id in ids {
-                seen.remove(&id_hash(id));
+            for hash in hashes {
+                seen.remove(&hash);
             }
         }
     }

@@ -191,7 +191,7 @@ impl Writer {
     /// Shows a table's new snapshot and drops its rows up to `last_seq` from the buffer. The
     /// commit has happened: if the snapshot cannot be read now, the rows still leave the
     /// buffer (they are in the table) and the next successful read shows them.
-    async fn show_commit(&self, schema: &TenantSchema, table: &str, last_seq: u64) {
+    pub(super) async fn show_commit(&self, schema: &TenantSchema, table: &str, last_seq: u64) {
         let mut attempts = 0;
         let loaded = loop {
             match schema.load_latest(table).await {

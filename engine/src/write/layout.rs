@@ -2,7 +2,8 @@
 //! storage order ([`storage_order`]) and, for sorted tables, in small Parquet pages. The Delta
 //! writer splits a sorted input by partition without reordering it, so each file is sorted;
 //! with the page index, a scan that keeps a few event names then decodes only the pages that
-//! hold them. Every commit of new rows goes through [`write`].
+//! hold them. Every commit of new rows goes through [`write`], or, for a load too large to hold,
+//! writes its files with [`writer_properties`] and [`sorted_for_file`] (`bulk.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -171,6 +172,16 @@ fn partition_filter(
         });
     }
     Ok(terms.into_iter().reduce(Expr::and).unwrap_or(lit(true)))
+}
+
+/// The rows of one data file of `table` in storage order (as they are, for unsorted tables).
+/// Partition columns are left out of the key: a file holds one partition.
+pub(super) fn sorted_for_file(table: &str, batch: &RecordBatch) -> Result<RecordBatch> {
+    let order = storage_order(table);
+    if order.is_empty() || order.iter().any(|c| batch.schema().index_of(c).is_err()) {
+        return Ok(batch.clone());
+    }
+    sorted(batch, order)
 }
 
 /// `batch` sorted by the columns `order`, ascending, nulls first. Keys in Arrow's row format

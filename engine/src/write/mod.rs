@@ -8,10 +8,12 @@
 //! to their Delta table with the log sequence number of the last one as a Delta application
 //! transaction, so that replaying the log at start skips exactly what is already committed. A
 //! write larger than [`WriteOptions::direct_commit_bytes`] is one Delta commit of its own,
-//! which is as durable as the log. Small files are compacted after every
+//! which is as durable as the log; an upload larger than that is not even held in memory
+//! ([`bulk`]). Small files are compacted after every
 //! [`WriteOptions::compact_after_commits`] flushes of a table.
 
 pub mod buffer;
+mod bulk;
 pub mod conform;
 pub mod dedup;
 mod flush;
@@ -28,6 +30,8 @@ use std::time::Duration;
 use datafusion::arrow::array::BooleanArray;
 use datafusion::arrow::array::{Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
+use futures::{Stream, StreamExt};
 use tributary_catalog::builtin::EVENTS;
 use tributary_catalog::{Catalog, SYSTEM_DIRECTORY, Storage, TenantSchema};
 
@@ -134,6 +138,8 @@ pub struct Writer {
     hook: std::sync::OnceLock<Arc<dyn WriteHook>>,
     /// The Delta application id of this writer's log ([`wal::application_id`]).
     application_id: String,
+    /// Where large loads spill their rows while they arrive (the log's directory: local disk).
+    spill_dir: PathBuf,
     /// Keeps a temporary log directory alive as long as the writer.
     _temporary_wal: Option<tempfile::TempDir>,
 }
@@ -160,6 +166,7 @@ impl Writer {
             }
         };
         let application_id = wal::application_id(&wal_dir)?;
+        bulk::remove_stale_spills(&wal_dir);
         let committed = flush::committed_sequences(&catalog, &application_id).await?;
         let floor = committed.values().copied().max().unwrap_or(0) + 1;
         let (wal, records) = Wal::open(&wal_dir, floor)?;
@@ -175,6 +182,7 @@ impl Writer {
             overloaded: std::sync::atomic::AtomicBool::new(false),
             hook: std::sync::OnceLock::new(),
             application_id,
+            spill_dir: wal_dir,
             _temporary_wal: temporary,
         });
         writer.load_message_ids().await?;
@@ -209,6 +217,39 @@ impl Writer {
         let result = self.write_to(&schema, table, batches, mode).await;
         if result.is_err() && created {
             // The load either lands whole, with its new table, or leaves nothing behind.
+            schema.drop_table(table, true).await?;
+        }
+        result
+    }
+
+    /// Writes an upload as it arrives: as [`Writer::write`], but once the batches received
+    /// exceed [`WriteOptions::direct_commit_bytes`] the rest is not collected in memory — the
+    /// load is spilled by partition and committed whole at its end ([`bulk`]). A stream that
+    /// ends in an error writes nothing. A replace is still collected.
+    pub async fn write_stream(
+        &self,
+        tenant: &str,
+        table: &str,
+        batches: impl Stream<Item = Result<RecordBatch>> + Send,
+        if_missing: IfTableMissing,
+        mode: WriteMode,
+    ) -> Result<WriteReceipt> {
+        let mut batches = std::pin::pin!(batches);
+        let mut held = Vec::new();
+        let mut held_bytes = 0;
+        while held_bytes < self.options.direct_commit_bytes || mode == WriteMode::Replace {
+            let Some(batch) = batches.next().await else {
+                return self.write(tenant, table, held, if_missing, mode).await;
+            };
+            let batch = batch?;
+            held_bytes += batch.get_array_memory_size();
+            held.push(batch);
+        }
+        let schema = self.catalog.require_tenant(tenant)?;
+        let created = ensure_table(&schema, table, &held, if_missing).await?;
+        let rest = futures::stream::iter(held.into_iter().map(Ok)).chain(batches);
+        let result = bulk::load(self, &schema, table, rest).await;
+        if result.is_err() && created {
             schema.drop_table(table, true).await?;
         }
         result
@@ -319,9 +360,20 @@ impl Writer {
         };
         let conformed = batches
             .iter()
-            .map(|b| conform_batch(b, &target, table))
+            .map(|b| self.shape_batch(b, &target, table))
             .collect::<Result<Vec<_>>>()?;
-        let batch = concat_batches(&target, &conformed)?;
+        Ok(concat_batches(&target, &conformed)?)
+    }
+
+    /// One batch conformed to `target`, the columns of `table`; events get `received_at`
+    /// (now) where it is missing.
+    fn shape_batch(
+        &self,
+        batch: &RecordBatch,
+        target: &SchemaRef,
+        table: &str,
+    ) -> Result<RecordBatch> {
+        let batch = conform_batch(batch, target, table)?;
         if table == EVENTS {
             return fill_received_at(batch);
         }

@@ -97,6 +97,11 @@ pub struct WriteArgs {
     /// Memory (MiB) the write buffer may hold; writes beyond it get 503 / UNAVAILABLE.
     #[arg(long, env = "TRIBUTARY_BUFFER_MAX_MB", default_value_t = 512)]
     pub buffer_max_mb: usize,
+    /// A write this large (MiB) skips the log and is one Delta commit of its own; an upload
+    /// larger than this is spilled by partition to the log's disk as it arrives instead of held
+    /// in memory (docs/collection.md, "Bulk loads").
+    #[arg(long, env = "TRIBUTARY_DIRECT_COMMIT_MB", default_value_t = 16)]
+    pub direct_commit_mb: usize,
     /// A table's small files are merged after this many flushes (0: never); `events` files are
     /// rewritten sorted (docs/data-model.md, "On storage").
     #[arg(long, env = "TRIBUTARY_COMPACT_AFTER_FLUSHES", default_value_t = 20)]
@@ -123,6 +128,7 @@ impl WriteArgs {
         options.flush_interval = Duration::from_millis(self.flush_interval_ms.max(1));
         options.buffer_bytes_max = self.buffer_max_mb.max(1) * 1024 * 1024;
         options.flush_bytes = self.flush_max_mb.max(1) * 1024 * 1024;
+        options.direct_commit_bytes = self.direct_commit_mb.max(1) * 1024 * 1024;
         options.dedup_window = Duration::from_secs(self.dedup_window_hours * 3600);
         options.compact_after_commits = self.compact_after_flushes;
         options.profile_refresh = Duration::from_secs(self.profile_refresh_secs);

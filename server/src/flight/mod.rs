@@ -8,8 +8,9 @@ mod metadata;
 mod queries;
 mod service;
 mod statements;
+mod upload;
 
 pub use auth::AUTHORIZATION;
 pub use queries::QueryLimits;
 pub use service::{FlightOptions, TENANT_HEADER, TributaryFlightSql};
-pub use statements::EXPECTED_ROWS;
+pub use upload::EXPECTED_ROWS;

@@ -39,9 +39,10 @@ use crate::flight::metadata::{
 };
 use crate::flight::queries::{Queries, QueryLimits, supervised};
 use crate::flight::statements::{
-    FlightDataStream, check_row_count, client_stream, command_ticket, do_get, encode_batches,
-    execute_update, flight_info, read_batches, read_parameters, ticket_handle, within,
+    FlightDataStream, client_stream, command_ticket, do_get, encode_batches, execute_update,
+    flight_info, read_parameters, ticket_handle, within,
 };
+use crate::flight::upload::{EXPECTED_ROWS, UploadTarget, write_upload};
 use prost::Message;
 
 /// The header that names the tenant a call runs for.
@@ -422,20 +423,14 @@ impl FlightSqlService for TributaryFlightSql {
         let (_, table) = target?;
         Engine::require(&ctx, StatementClass::Write).map_err(status_of)?;
         let tenant = tenant_of(&ctx);
-        let stream = request.into_inner();
-        let batches = read_batches(stream).await?;
-        let receipt = self
-            .engine
-            .writer()
-            .write(
-                &tenant,
-                &table,
-                batches,
-                IfTableMissing::Fail,
-                WriteMode::Append,
-            )
-            .await
-            .map_err(status_of)?;
+        let target = UploadTarget {
+            tenant: &tenant,
+            table: &table,
+            if_missing: IfTableMissing::Fail,
+            mode: WriteMode::Append,
+            expected_rows: None,
+        };
+        let receipt = write_upload(self.engine.writer(), target, request.into_inner()).await?;
         let result = arrow_flight::sql::DoPutUpdateResult {
             record_count: i64::try_from(receipt.rows).unwrap_or(i64::MAX),
         };
@@ -492,20 +487,15 @@ impl FlightSqlService for TributaryFlightSql {
             TableExistsOption::Replace if exists => WriteMode::Replace,
             _ => WriteMode::Append,
         };
-        let started = std::time::Instant::now();
-        let batches = read_batches(request.into_inner()).await?;
-        check_row_count(&command.options, &batches)?;
-        tracing::debug!(
-            table = command.table,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "received an ingest"
-        );
-        let rows = self
-            .engine
-            .writer()
-            .write(&tenant, &command.table, batches, if_missing, mode)
-            .await
-            .map_err(status_of)?
+        let target = UploadTarget {
+            tenant: &tenant,
+            table: &command.table,
+            if_missing,
+            mode,
+            expected_rows: command.options.get(EXPECTED_ROWS),
+        };
+        let rows = write_upload(self.engine.writer(), target, request.into_inner())
+            .await?
             .rows;
         i64::try_from(rows).map_err(|_| Status::internal("row count overflow"))
     }

@@ -1,5 +1,5 @@
 //! Running SQL for Flight SQL: planning a statement into a `FlightInfo`, streaming its results
-//! for `DoGet`, binding prepared-statement parameters, and bulk ingest.
+//! for `DoGet`, and binding prepared-statement parameters.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -173,29 +173,6 @@ pub(crate) fn encode_batches(
             .build(batches)
             .map_err(Status::from),
     )
-}
-
-/// An ingest option (`CommandStatementIngest.options`) a client sets to the number of rows it
-/// sends: an upload that ends with fewer (the client stopped on a read error, or went away) is
-/// refused whole instead of committed in part. `tributary import` sets it.
-pub const EXPECTED_ROWS: &str = "tributary.expected_rows";
-
-/// Refuses an upload whose client said it sends another number of rows ([`EXPECTED_ROWS`]).
-pub(crate) fn check_row_count(
-    options: &std::collections::HashMap<String, String>,
-    batches: &[RecordBatch],
-) -> Result<(), Status> {
-    let Some(expected) = options.get(EXPECTED_ROWS) else {
-        return Ok(());
-    };
-    let received: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    if expected.parse::<usize>().ok() == Some(received) {
-        return Ok(());
-    }
-    Err(Status::aborted(format!(
-        "the upload ended after {received} of {expected} rows, so nothing was written: send it \
-         again"
-    )))
 }
 
 /// Reads the record batches a client sent with `DoPut`.

@@ -1,0 +1,346 @@
+//! Loads too large to hold in memory (`tributary import` of a large file, a bulk Flight ingest):
+//! the rows are never all in memory at once, and they still land in one Delta commit.
+//!
+//! Each uploaded batch is shaped, filtered by the write hook and deduplicated as it arrives,
+//! then split by the table's partition values into one Arrow IPC spill file per partition on
+//! local disk ([`Spill`]). Once the upload has ended, each partition is read back, sorted in
+//! the table's storage order and written as its own data file — several partitions at a time,
+//! one per core — and all the files are committed together. Only then do the write hook's
+//! readers (identity resolution) see the rows, read back a partition at a time. A load that
+//! fails at any step commits nothing and gives back the message ids it claimed; the files it may
+//! have written are left unreferenced, for vacuum.
+//!
+//! Memory is bounded by an uploaded batch, one partition (or [`RUN_BYTES`] of it, whichever is
+//! less: a larger partition is written as several files, each sorted on its own) per core, and
+//! the claimed ids' hashes.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::ipc::reader::FileReader;
+use datafusion::arrow::ipc::writer::FileWriter;
+use datafusion::arrow::row::{RowConverter, SortField};
+use deltalake::DeltaTable;
+use deltalake::kernel::transaction::CommitBuilder;
+use deltalake::kernel::{Action, Add};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use futures::{Stream, StreamExt, TryStreamExt};
+use tributary_catalog::TenantSchema;
+use tributary_catalog::builtin::EVENTS;
+
+use super::{WriteMode, WriteReceipt, Writer, dedup, layout};
+use crate::error::{Error, Result};
+
+/// The most rows of one partition, in bytes of Arrow memory, sorted and written as one file.
+pub(super) const RUN_BYTES: usize = 256 << 20;
+
+/// Writes the whole of `batches` into `table` as one commit, holding a batch at a time.
+pub(super) async fn load(
+    writer: &Writer,
+    schema: &TenantSchema,
+    table: &str,
+    batches: impl Stream<Item = Result<RecordBatch>> + Send,
+) -> Result<WriteReceipt> {
+    let tenant = schema.tenant();
+    let delta = schema.delta_table(table)?;
+    let target = delta.snapshot()?.snapshot().arrow_schema();
+    let partitions = delta.snapshot()?.metadata().partition_columns().to_vec();
+    let mut claimed = Vec::new();
+    let loaded = async {
+        let mut spill = Spill::create(&writer.spill_dir, &target, &partitions)?;
+        let mut receipt = WriteReceipt::default();
+        let mut batches = std::pin::pin!(batches);
+        while let Some(batch) = batches.next().await {
+            let kept = admit(
+                writer,
+                schema,
+                table,
+                &target,
+                &batch?,
+                &mut claimed,
+                &mut receipt,
+            )?;
+            spill.append(&kept)?;
+        }
+        let spilled = spill.finish()?;
+        if receipt.rows > 0 {
+            commit(writer, schema, table, delta, &spilled).await?;
+        }
+        Ok::<_, Error>((receipt, spilled))
+    }
+    .await;
+    let (receipt, spilled) = match loaded {
+        Ok(done) => done,
+        Err(e) => {
+            writer.dedup.release_hashes(tenant, claimed.into_iter());
+            return Err(e);
+        }
+    };
+    if let Some(hook) = writer.hook.get() {
+        for part in &spilled.parts {
+            let batch = part.read_all(&target)?;
+            if batch.num_rows() > 0 {
+                hook.written(tenant, table, &batch, WriteMode::Append);
+            }
+        }
+    }
+    Ok(receipt)
+}
+
+/// One uploaded batch made ready to spill: shaped to the table, filtered by the write hook, and
+/// (for events) without the rows whose message id was accepted before. Counts go to `receipt`;
+/// the hashes of newly claimed ids to `claimed`.
+fn admit(
+    writer: &Writer,
+    schema: &TenantSchema,
+    table: &str,
+    target: &SchemaRef,
+    batch: &RecordBatch,
+    claimed: &mut Vec<u128>,
+    receipt: &mut WriteReceipt,
+) -> Result<RecordBatch> {
+    let mut batch = writer.shape_batch(batch, target, table)?;
+    if let Some(hook) = writer.hook.get() {
+        batch = hook.keep(schema.tenant(), table, batch)?;
+    }
+    if table == EVENTS {
+        let (kept, ids, duplicates, conflicts) =
+            writer.claim_message_ids(schema.tenant(), batch)?;
+        if let Some(ids) = ids {
+            claimed.extend(ids.iter().flatten().map(dedup::id_hash));
+        }
+        receipt.duplicates += duplicates;
+        receipt.conflicts += conflicts;
+        batch = kept;
+    }
+    receipt.rows += batch.num_rows() as u64;
+    Ok(batch)
+}
+
+/// Writes every spilled partition as sorted data files, several at a time, and commits them all
+/// in one Delta commit.
+async fn commit(
+    writer: &Writer,
+    schema: &TenantSchema,
+    table: &str,
+    delta: DeltaTable,
+    spilled: &Spilled,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs: Vec<(DeltaTable, String, PathBuf)> = spilled
+        .parts
+        .iter()
+        .map(|part| (delta.clone(), table.to_string(), part.path.clone()))
+        .collect();
+    let written: Vec<Vec<Add>> = futures::stream::iter(jobs)
+        .map(|(delta, table, path)| {
+            tokio::spawn(async move { write_part(&delta, &table, &path).await })
+        })
+        .buffer_unordered(cores)
+        .map(|joined| joined.map_err(|e| Error::Internal(format!("a file writer failed: {e}")))?)
+        .try_collect()
+        .await?;
+    let actions: Vec<Action> = written.into_iter().flatten().map(Action::Add).collect();
+    let files = actions.len();
+    let lock = writer.commit_lock(schema.tenant(), table);
+    let _guard = lock.lock().await;
+    let latest = schema.delta_table(table)?;
+    let partition_by = Some(latest.snapshot()?.metadata().partition_columns().to_vec())
+        .filter(|columns| !columns.is_empty());
+    CommitBuilder::default()
+        .with_actions(actions)
+        .build(
+            Some(latest.snapshot()?),
+            latest.log_store(),
+            DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by,
+                predicate: None,
+            },
+        )
+        .await?;
+    writer.show_commit(schema, table, 0).await;
+    tracing::info!(
+        table,
+        files,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "committed a load spilled by partition"
+    );
+    Ok(())
+}
+
+/// Writes one spilled partition as data files (one per [`RUN_BYTES`] of rows, each sorted in the
+/// table's storage order); returns their add actions.
+async fn write_part(delta: &DeltaTable, table: &str, path: &Path) -> Result<Vec<Add>> {
+    let mut files = RecordBatchWriter::for_table(delta)?;
+    if let Some(properties) = layout::writer_properties(table) {
+        files = files.with_writer_properties(properties);
+    }
+    let mut adds = Vec::new();
+    let mut run: Vec<RecordBatch> = Vec::new();
+    let mut run_bytes = 0;
+    let mut reader = FileReader::try_new(File::open(path).map_err(spill_error(path))?, None)?;
+    loop {
+        let next = reader.next().transpose()?;
+        if let Some(batch) = &next {
+            run_bytes += batch.get_array_memory_size();
+            run.push(batch.clone());
+        }
+        let full = run_bytes >= RUN_BYTES || (next.is_none() && !run.is_empty());
+        if full {
+            let rows = concat_batches(&reader.schema(), &run)?;
+            run.clear();
+            run_bytes = 0;
+            files.write(layout::sorted_for_file(table, &rows)?).await?;
+            adds.extend(files.flush().await?);
+        }
+        if next.is_none() {
+            return Ok(adds);
+        }
+    }
+}
+
+/// The rows of a load so far, one IPC file per partition, in a temporary directory.
+struct Spill {
+    dir: tempfile::TempDir,
+    schema: SchemaRef,
+    /// The partition columns' positions, and the converter that makes their values one key.
+    partition_key: Option<(Vec<usize>, RowConverter)>,
+    parts: HashMap<Box<[u8]>, PartWriter>,
+}
+
+struct PartWriter {
+    path: PathBuf,
+    file: FileWriter<BufWriter<File>>,
+}
+
+/// A load's spilled partitions, readable until this is dropped.
+struct Spilled {
+    parts: Vec<SpilledPart>,
+    _dir: tempfile::TempDir,
+}
+
+struct SpilledPart {
+    path: PathBuf,
+}
+
+impl Spill {
+    fn create(root: &Path, schema: &SchemaRef, partitions: &[String]) -> Result<Self> {
+        std::fs::create_dir_all(root).map_err(spill_error(root))?;
+        let dir = tempfile::Builder::new()
+            .prefix(SPILL_PREFIX)
+            .tempdir_in(root)
+            .map_err(spill_error(root))?;
+        let partition_key = if partitions.is_empty() {
+            None
+        } else {
+            let positions = partitions
+                .iter()
+                .map(|name| schema.index_of(name))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            let fields = positions
+                .iter()
+                .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+                .collect();
+            Some((positions, RowConverter::new(fields)?))
+        };
+        Ok(Self {
+            dir,
+            schema: Arc::clone(schema),
+            partition_key,
+            parts: HashMap::new(),
+        })
+    }
+
+    /// Adds rows to the files of their partitions.
+    fn append(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let Some((positions, converter)) = &self.partition_key else {
+            return self.part(&[])?.write(batch).map_err(Error::from);
+        };
+        let columns: Vec<ArrayRef> = positions
+            .iter()
+            .map(|&i| Arc::clone(batch.column(i)))
+            .collect();
+        let keys = converter.convert_columns(&columns)?;
+        let mut groups: HashMap<&[u8], Vec<u32>> = HashMap::new();
+        for (row, key) in keys.iter().enumerate() {
+            groups.entry(key.data()).or_default().push(row as u32);
+        }
+        for (key, rows) in groups {
+            let rows = take_record_batch(batch, &UInt32Array::from(rows))?;
+            self.part(key)?.write(&rows)?;
+        }
+        Ok(())
+    }
+
+    /// The writer of the partition with `key`, opened on first use.
+    fn part(&mut self, key: &[u8]) -> Result<&mut FileWriter<BufWriter<File>>> {
+        if !self.parts.contains_key(key) {
+            let path = self.dir.path().join(format!("{}.arrow", self.parts.len()));
+            let file = File::create(&path).map_err(spill_error(&path))?;
+            let file = FileWriter::try_new(BufWriter::new(file), &self.schema)?;
+            self.parts.insert(key.into(), PartWriter { path, file });
+        }
+        Ok(&mut self.parts.get_mut(key).expect("inserted above").file)
+    }
+
+    /// Closes the partitions' files.
+    fn finish(self) -> Result<Spilled> {
+        let mut parts = Vec::with_capacity(self.parts.len());
+        for (_, mut part) in self.parts {
+            part.file.finish()?;
+            parts.push(SpilledPart { path: part.path });
+        }
+        Ok(Spilled {
+            parts,
+            _dir: self.dir,
+        })
+    }
+}
+
+impl SpilledPart {
+    /// The partition's rows as one batch.
+    fn read_all(&self, schema: &SchemaRef) -> Result<RecordBatch> {
+        let file = File::open(&self.path).map_err(spill_error(&self.path))?;
+        let batches =
+            FileReader::try_new(file, None)?.collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(concat_batches(schema, &batches)?)
+    }
+}
+
+/// The name every spill directory starts with: what is left of one after a crash is removed
+/// when the writer opens.
+pub(super) const SPILL_PREFIX: &str = "load-";
+
+/// Removes spill directories a crashed process left in `root`.
+pub(super) fn remove_stale_spills(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let stale = path.is_dir()
+            && path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(SPILL_PREFIX));
+        if stale && let Err(e) = std::fs::remove_dir_all(&path) {
+            tracing::warn!(path = %path.display(), "cannot remove a stale load spill: {e}");
+        }
+    }
+}
+
+fn spill_error(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
+    move |e| Error::Storage(format!("load spill {}: {e}", path.display()))
+}

@@ -1,0 +1,138 @@
+"""Bulk loads larger than `--direct-commit-mb`: spilled by partition as they arrive and committed
+once (docs/collection.md, "Bulk loads"). Checked against the same file loaded whole by a server
+that holds it in memory, and against pyarrow."""
+
+import subprocess
+import time
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import BINARY, Server
+from test_flight_adbc import assert_sorted_files_at
+
+
+@pytest.fixture(scope="module")
+def events_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bulk-sample")
+    subprocess.run(
+        [BINARY, "generate", "--customers", "2000", "--seed", "5", "--out", str(out)],
+        check=True, capture_output=True, timeout=600,
+    )
+    return out / "events.parquet"
+
+
+ANSWERS = [
+    "SELECT count(*), count(DISTINCT message_id), min(timestamp), max(timestamp) FROM events",
+    "SELECT event, count(*), count(DISTINCT anonymous_id) FROM events GROUP BY event ORDER BY event",
+    "SELECT id_type, id_value, customer_id FROM identity_map ORDER BY id_type, id_value",
+]
+
+
+def answers(conn):
+    out = []
+    with conn.cursor() as cur:
+        for sql in ANSWERS:
+            cur.execute(sql)
+            out.append(cur.fetchall())
+    return out
+
+
+def with_suffix(table, suffix):
+    ids = pc.binary_join_element_wise(table["message_id"], pa.scalar(suffix), "")
+    return table.set_column(table.schema.get_field_index("message_id"), "message_id", ids)
+
+
+def test_a_spilled_load_is_one_commit_of_sorted_files_with_the_answers_of_a_held_one(
+        tmp_path, connect, events_file):
+    from deltalake import DeltaTable
+
+    expected = pq.read_table(events_file)
+    spilled = Server(tmp_path / "spilled", args=["--direct-commit-mb", "1"]).start()
+    held = Server(tmp_path / "held", args=["--direct-commit-mb", "1024"]).start()
+    try:
+        for srv in (spilled, held):
+            result = srv.cli("import", str(events_file), "--table", "events")
+            assert f"imported {expected.num_rows} rows" in result.stdout, result.stdout
+        spilled_answers = answers(connect(spilled))
+        assert spilled_answers == answers(connect(held))
+        count, distinct, _, _ = spilled_answers[0][0]
+        assert count == distinct == expected.num_rows
+        assert len(spilled_answers[2]) > 2000, "identity resolution saw the load"
+
+        table_dir = tmp_path / "spilled" / "default" / "events"
+        delta = DeltaTable(str(table_dir))
+        writes = [h for h in delta.history() if h["operation"] == "WRITE"]
+        assert len(writes) == 1, writes
+        days = len(set(expected["event_date"].to_pylist()))
+        files = delta.file_uris()
+        assert len(files) == days, "one file per day: every partition fits one sorted run"
+        assert_sorted_files_at(files)
+        assert delta.to_pyarrow_table().num_rows == expected.num_rows
+
+        # The same file again: every row is a retry, nothing is added.
+        result = spilled.cli("import", str(events_file), "--table", "events")
+        assert "imported 0 rows" in result.stdout, result.stdout
+        assert answers(connect(spilled))[0] == spilled_answers[0]
+    finally:
+        spilled.stop()
+        held.stop()
+
+
+def test_a_spilled_load_broken_midway_writes_nothing_and_gives_its_ids_back(
+        tmp_path, connect, events_file):
+    """The upload fails after most of it was spilled and its message ids claimed: nothing is
+    committed, no spill is left behind, and the same rows load in full afterwards."""
+    fresh = with_suffix(pq.read_table(events_file), "-again")
+    good = tmp_path / "good.parquet"
+    pq.write_table(fresh, good, row_group_size=fresh.num_rows // 4 + 1)
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(good.read_bytes())
+    metadata = pq.ParquetFile(good).metadata
+    last = metadata.row_group(metadata.num_row_groups - 1)
+    start = min(last.column(i).data_page_offset for i in range(last.num_columns))
+    with open(broken, "r+b") as f:
+        f.seek(start)
+        f.write(b"\xff" * 4096)
+
+    data = tmp_path / "data"
+    srv = Server(data, args=["--direct-commit-mb", "1"]).start()
+    try:
+        result = srv.cli("import", str(broken), "--table", "events", check=False)
+        assert result.returncode != 0, result.stdout
+        # The server learns of the broken upload when its stream ends; then the spill goes.
+        deadline = time.time() + 30
+        while list((data / "_tributary" / "wal").glob("load-*")):
+            assert time.time() < deadline, "a spill was left behind"
+            time.sleep(0.05)
+        conn = connect(srv)
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM events")
+            assert cur.fetchone()[0] == 0
+            cur.execute("SELECT count(*) FROM identity_map")
+            assert cur.fetchone()[0] == 0, "identity resolution saw rows that were not stored"
+
+        result = srv.cli("import", str(good), "--table", "events")
+        assert f"imported {fresh.num_rows} rows" in result.stdout, result.stdout
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*), count(DISTINCT message_id) FROM events")
+            assert cur.fetchone() == (fresh.num_rows, fresh.num_rows)
+    finally:
+        srv.stop()
+
+
+def test_a_spilled_load_survives_kill_9_once_acknowledged(tmp_path, connect, events_file):
+    data = tmp_path / "data"
+    srv = Server(data, args=["--direct-commit-mb", "1"]).start()
+    rows = pq.read_metadata(events_file).num_rows
+    srv.cli("import", str(events_file), "--table", "events")
+    srv.kill()
+    srv = Server(data, args=["--direct-commit-mb", "1"]).start()
+    try:
+        with connect(srv).cursor() as cur:
+            cur.execute("SELECT count(*), count(DISTINCT message_id) FROM events")
+            assert cur.fetchone() == (rows, rows)
+    finally:
+        srv.stop()

@@ -57,7 +57,14 @@ pub(super) async fn load(
         let mut spill = Spill::create(&writer.spill_dir, &target, &partitions)?;
         let mut receipt = WriteReceipt::default();
         let mut batches = std::pin::pin!(batches);
+        let (mut waited, mut admitting, mut spilling) = Default::default();
+        let mut clock = std::time::Instant::now();
+        let mut lap = |total: &mut std::time::Duration| {
+            *total += clock.elapsed();
+            clock = std::time::Instant::now();
+        };
         while let Some(batch) = batches.next().await {
+            lap(&mut waited);
             let kept = admit(
                 writer,
                 schema,
@@ -67,8 +74,17 @@ pub(super) async fn load(
                 &mut claimed,
                 &mut receipt,
             )?;
+            lap(&mut admitting);
             spill.append(&kept)?;
+            lap(&mut spilling);
         }
+        tracing::debug!(
+            table,
+            waited_ms = waited.as_millis() as u64,
+            admitting_ms = admitting.as_millis() as u64,
+            spilling_ms = spilling.as_millis() as u64,
+            "received a load"
+        );
         let spilled = spill.finish()?;
         if receipt.rows > 0 {
             commit(writer, schema, table, delta, &spilled).await?;
@@ -83,6 +99,7 @@ pub(super) async fn load(
             return Err(e);
         }
     };
+    let started = std::time::Instant::now();
     if let Some(hook) = writer.hook.get() {
         for part in &spilled.parts {
             let batch = part.read_all(&target)?;
@@ -91,6 +108,11 @@ pub(super) async fn load(
             }
         }
     }
+    tracing::debug!(
+        table,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "showed a load to the write hook"
+    );
     Ok(receipt)
 }
 

@@ -136,3 +136,41 @@ def test_a_spilled_load_survives_kill_9_once_acknowledged(tmp_path, connect, eve
             assert cur.fetchone() == (rows, rows)
     finally:
         srv.stop()
+
+
+KILLED_CLIENT = """
+import os, signal, sys, time
+import pyarrow.flight as fl, pyarrow.parquet as pq
+table = pq.read_table(sys.argv[2])
+client = fl.FlightClient(sys.argv[1])
+writer, _ = client.do_put(fl.FlightDescriptor.for_path("events"), table.schema)
+for batch in table.to_batches(max_chunksize=20_000)[:int(sys.argv[3])]:
+    writer.write_batch(batch)
+time.sleep(0.5)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_client_killed_mid_upload_writes_nothing(tmp_path, connect, events_file):
+    """A Flight `DoPut` whose client dies (SIGKILL) after sending part of the file: neither a
+    spilled upload (most of the file) nor a held one (three batches) is committed."""
+    import sys
+
+    data = tmp_path / "data"
+    srv = Server(data, args=["--direct-commit-mb", "1"]).start()
+    try:
+        for batches in (3, 1_000_000):
+            client = subprocess.run(
+                [sys.executable, "-c", KILLED_CLIENT, srv.uri, str(events_file), str(batches)],
+                capture_output=True, timeout=120)
+            assert client.returncode == -9, client.stderr
+            deadline = time.time() + 30
+            while list((data / "_tributary" / "wal").glob("load-*")):
+                assert time.time() < deadline, "a spill was left behind"
+                time.sleep(0.05)
+            time.sleep(1)  # a server that took the reset for an end would be committing now
+            with connect(srv).cursor() as cur:
+                cur.execute("SELECT count(*) FROM events")
+                assert cur.fetchone()[0] == 0
+    finally:
+        srv.stop()

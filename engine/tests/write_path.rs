@@ -308,3 +308,35 @@ async fn a_streamed_load_over_the_direct_commit_size_is_spilled_and_committed_on
         .count();
     assert_eq!(spills, 0, "the spill directory is removed");
 }
+
+#[tokio::test]
+async fn a_table_made_by_a_streamed_load_that_breaks_off_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(dir.path());
+    let mut options = manual_flush(&storage);
+    options.direct_commit_bytes = 4096;
+    let engine = Engine::open_with(storage, options).await.unwrap();
+    let broken = futures::stream::iter([
+        Ok(spread_events("a", 500)),
+        Ok(spread_events("b", 500)),
+        Err(tributary_engine::Error::InvalidInput(
+            "the client went away".into(),
+        )),
+    ]);
+    let failed = engine
+        .writer()
+        .write_stream(
+            "default",
+            "visits",
+            broken,
+            IfTableMissing::Create,
+            WriteMode::Append,
+        )
+        .await;
+    assert!(failed.is_err());
+    let tenant = engine.catalog().require_tenant("default").unwrap();
+    assert!(
+        !tenant.has_table("visits"),
+        "the load's new table is dropped"
+    );
+}

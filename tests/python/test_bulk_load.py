@@ -174,3 +174,30 @@ def test_a_client_killed_mid_upload_writes_nothing(tmp_path, connect, events_fil
                 assert cur.fetchone()[0] == 0
     finally:
         srv.stop()
+
+
+def test_a_spilled_load_makes_a_table_and_bad_batches_at_its_end_refuse_it_whole(tmp_path, connect):
+    """`adbc_ingest` creating a table of its own from a load over the direct-commit size; a
+    second load whose last batches do not fit the table is refused by column, whole."""
+    rows = 200_000
+    table = pa.table({"id": pa.array(range(rows), pa.int64()),
+                      "note": pa.array([f"note {i:09d}" for i in range(rows)])})
+    table = pa.Table.from_batches(table.to_batches(max_chunksize=20_000))
+    srv = Server(tmp_path / "data", args=["--direct-commit-mb", "1"]).start()
+    try:
+        conn = connect(srv)
+        with conn.cursor() as cur:
+            assert cur.adbc_ingest("notes", table, mode="create") == rows
+            cur.execute("SELECT count(*), sum(id), count(DISTINCT note) FROM notes")
+            assert cur.fetchone() == (rows, rows * (rows - 1) // 2, rows)
+
+            bad = pa.table({"id": pa.array(["12"] * 20_000 + ["not a number"] * 20_000),
+                            "note": pa.array(["x"] * 40_000)})
+            bad = pa.concat_tables([table.slice(0, 100_000).cast(bad.schema), bad])
+            bad = pa.Table.from_batches(bad.to_batches(max_chunksize=20_000))
+            with pytest.raises(Exception, match="id"):
+                cur.adbc_ingest("notes", bad, mode="append")
+            cur.execute("SELECT count(*) FROM notes")
+            assert cur.fetchone()[0] == rows
+    finally:
+        srv.stop()

@@ -120,14 +120,7 @@ async fn compaction_merges_small_files_and_keeps_every_row() {
         write(&engine, &ids).await;
         engine.flush().await.unwrap();
     }
-    let tenant = engine.catalog().require_tenant("default").unwrap();
-    let files = tenant
-        .delta_table("events")
-        .unwrap()
-        .snapshot()
-        .unwrap()
-        .log_data()
-        .num_files();
+    let files = file_count(&engine, "events");
     assert_eq!(files, 1, "four flushes' files were compacted into one");
     assert_eq!(count(&engine, "SELECT count(*) FROM events").await, 40);
 }
@@ -222,6 +215,36 @@ async fn a_table_made_again_does_not_get_the_old_tables_logged_rows() {
     assert_eq!(count(&engine, "SELECT max(order_id) FROM orders").await, 3);
 }
 
+/// The number of data files of `table`.
+fn file_count(engine: &Engine, table: &str) -> usize {
+    let tenant = engine.catalog().require_tenant("default").unwrap();
+    let delta = tenant.delta_table(table).unwrap();
+    delta.snapshot().unwrap().log_data().num_files()
+}
+
+/// Two batches of events, then the upload breaks off.
+fn broken_load() -> impl futures::Stream<Item = tributary_engine::Result<RecordBatch>> + Send {
+    futures::stream::iter([
+        Ok(spread_events("a", 500)),
+        Ok(spread_events("b", 500)),
+        Err(tributary_engine::Error::InvalidInput(
+            "the client went away".into(),
+        )),
+    ])
+}
+
+async fn write_stream(
+    engine: &Engine,
+    table: &str,
+    batches: impl futures::Stream<Item = tributary_engine::Result<RecordBatch>> + Send,
+    if_missing: IfTableMissing,
+) -> tributary_engine::Result<tributary_engine::WriteReceipt> {
+    let writer = engine.writer();
+    writer
+        .write_stream("default", table, batches, if_missing, WriteMode::Append)
+        .await
+}
+
 /// `n` events with ids `{prefix}-{i}`, spread over three days.
 fn spread_events(prefix: &str, n: usize) -> RecordBatch {
     let ids: Vec<String> = (0..n).map(|i| format!("{prefix}-{i}")).collect();
@@ -234,34 +257,26 @@ fn spread_events(prefix: &str, n: usize) -> RecordBatch {
 }
 
 #[tokio::test]
-async fn a_streamed_load_over_the_direct_commit_size_is_spilled_and_committed_once() {
+async fn a_streamed_load_over_the_direct_commit_size_is_committed_once_held_or_spilled() {
+    for load_memory_bytes in [0, 1 << 30] {
+        streamed_load_is_committed_once(load_memory_bytes).await;
+    }
+}
+
+async fn streamed_load_is_committed_once(load_memory_bytes: usize) {
     let dir = tempfile::tempdir().unwrap();
     let storage = storage(dir.path());
     let mut options = manual_flush(&storage);
     options.direct_commit_bytes = 4096;
+    options.load_memory_bytes = load_memory_bytes;
     let engine = Engine::open_with(storage, options).await.unwrap();
     let tenant = engine.catalog().require_tenant("default").unwrap();
     let version = || tenant.delta_table("events").unwrap().version();
     let before = version();
 
     // Breaks off after two batches: nothing is stored and the ids are free again.
-    let broken = futures::stream::iter([
-        Ok(spread_events("a", 500)),
-        Ok(spread_events("b", 500)),
-        Err(tributary_engine::Error::InvalidInput(
-            "the client went away".into(),
-        )),
-    ]);
-    let writer = engine.writer();
-    let failed = writer
-        .write_stream(
-            "default",
-            "events",
-            broken,
-            IfTableMissing::Fail,
-            WriteMode::Append,
-        )
-        .await;
+    let broken = broken_load();
+    let failed = write_stream(&engine, "events", broken, IfTableMissing::Fail).await;
     assert!(failed.is_err());
     assert_eq!(version(), before);
     assert_eq!(count(&engine, "SELECT count(*) FROM events").await, 0);
@@ -272,14 +287,7 @@ async fn a_streamed_load_over_the_direct_commit_size_is_spilled_and_committed_on
         Ok(spread_events("b", 500)),
         Ok(spread_events("a", 100)),
     ]);
-    let receipt = writer
-        .write_stream(
-            "default",
-            "events",
-            load,
-            IfTableMissing::Fail,
-            WriteMode::Append,
-        )
+    let receipt = write_stream(&engine, "events", load, IfTableMissing::Fail)
         .await
         .unwrap();
     assert_eq!((receipt.rows, receipt.duplicates), (1000, 100));
@@ -287,13 +295,7 @@ async fn a_streamed_load_over_the_direct_commit_size_is_spilled_and_committed_on
         tenant.delta_table("events").unwrap().version(),
         before.map(|v| v + 1)
     );
-    let files = tenant
-        .delta_table("events")
-        .unwrap()
-        .snapshot()
-        .unwrap()
-        .log_data()
-        .num_files();
+    let files = file_count(&engine, "events");
     assert_eq!(files, 3);
     assert_eq!(
         count(&engine, "SELECT count(DISTINCT message_id) FROM events").await,
@@ -316,23 +318,8 @@ async fn a_table_made_by_a_streamed_load_that_breaks_off_is_gone() {
     let mut options = manual_flush(&storage);
     options.direct_commit_bytes = 4096;
     let engine = Engine::open_with(storage, options).await.unwrap();
-    let broken = futures::stream::iter([
-        Ok(spread_events("a", 500)),
-        Ok(spread_events("b", 500)),
-        Err(tributary_engine::Error::InvalidInput(
-            "the client went away".into(),
-        )),
-    ]);
-    let failed = engine
-        .writer()
-        .write_stream(
-            "default",
-            "visits",
-            broken,
-            IfTableMissing::Create,
-            WriteMode::Append,
-        )
-        .await;
+    let broken = broken_load();
+    let failed = write_stream(&engine, "visits", broken, IfTableMissing::Create).await;
     assert!(failed.is_err());
     let tenant = engine.catalog().require_tenant("default").unwrap();
     assert!(

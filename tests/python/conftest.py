@@ -91,6 +91,15 @@ class Server:
         return result
 
 
+def generate(out, customers, seed):
+    """Writes `tributary generate`'s sample data (events, identities, orders…) into `out`."""
+    subprocess.run(
+        [BINARY, "generate", "--customers", str(customers), "--seed", str(seed), "--out", str(out)],
+        check=True, capture_output=True, timeout=600,
+    )
+    return out
+
+
 @pytest.fixture
 def server(tmp_path):
     srv = Server(tmp_path / "data").start()

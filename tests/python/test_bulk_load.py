@@ -1,6 +1,7 @@
-"""Bulk loads larger than `--direct-commit-mb`: spilled by partition as they arrive and committed
-once (docs/collection.md, "Bulk loads"). Checked against the same file loaded whole by a server
-that holds it in memory, and against pyarrow."""
+"""Bulk loads larger than `--direct-commit-mb`: split by partition as they arrive (in memory up to
+`--load-memory-mb`, then spilled to disk) and committed once (docs/collection.md, "Bulk loads").
+Checked against the same file loaded whole by a server that holds it as one write, and against
+pyarrow."""
 
 import subprocess
 import time
@@ -10,19 +11,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import BINARY, Server
+from conftest import Server, generate
 from test_flight_adbc import assert_sorted_files_at
 
 
 @pytest.fixture(scope="module")
 def events_file(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bulk-sample")
-    subprocess.run(
-        [BINARY, "generate", "--customers", "2000", "--seed", "5", "--out", str(out)],
-        check=True, capture_output=True, timeout=600,
-    )
-    return out / "events.parquet"
+    return generate(tmp_path_factory.mktemp("bulk-sample"), 2000, 5) / "events.parquet"
 
+
+# A load over 1 MiB is streamed, and spilled to disk from its first row.
+SPILL = ["--direct-commit-mb", "1", "--load-memory-mb", "0"]
 
 ANSWERS = [
     "SELECT count(*), count(DISTINCT message_id), min(timestamp), max(timestamp) FROM events",
@@ -50,14 +49,16 @@ def test_a_spilled_load_is_one_commit_of_sorted_files_with_the_answers_of_a_held
     from deltalake import DeltaTable
 
     expected = pq.read_table(events_file)
-    spilled = Server(tmp_path / "spilled", args=["--direct-commit-mb", "1"]).start()
+    spilled = Server(tmp_path / "spilled", args=SPILL).start()
+    in_memory = Server(tmp_path / "in-memory", args=["--direct-commit-mb", "1"]).start()
     held = Server(tmp_path / "held", args=["--direct-commit-mb", "1024"]).start()
     try:
-        for srv in (spilled, held):
+        for srv in (spilled, in_memory, held):
             result = srv.cli("import", str(events_file), "--table", "events")
             assert f"imported {expected.num_rows} rows" in result.stdout, result.stdout
         spilled_answers = answers(connect(spilled))
         assert spilled_answers == answers(connect(held))
+        assert spilled_answers == answers(connect(in_memory))
         count, distinct, _, _ = spilled_answers[0][0]
         assert count == distinct == expected.num_rows
         assert len(spilled_answers[2]) > 2000, "identity resolution saw the load"
@@ -77,8 +78,8 @@ def test_a_spilled_load_is_one_commit_of_sorted_files_with_the_answers_of_a_held
         assert "imported 0 rows" in result.stdout, result.stdout
         assert answers(connect(spilled))[0] == spilled_answers[0]
     finally:
-        spilled.stop()
-        held.stop()
+        for srv in (spilled, in_memory, held):
+            srv.stop()
 
 
 def test_a_spilled_load_broken_midway_writes_nothing_and_gives_its_ids_back(
@@ -98,7 +99,7 @@ def test_a_spilled_load_broken_midway_writes_nothing_and_gives_its_ids_back(
         f.write(b"\xff" * 4096)
 
     data = tmp_path / "data"
-    srv = Server(data, args=["--direct-commit-mb", "1"]).start()
+    srv = Server(data, args=SPILL).start()
     try:
         result = srv.cli("import", str(broken), "--table", "events", check=False)
         assert result.returncode != 0, result.stdout
@@ -125,11 +126,11 @@ def test_a_spilled_load_broken_midway_writes_nothing_and_gives_its_ids_back(
 
 def test_a_spilled_load_survives_kill_9_once_acknowledged(tmp_path, connect, events_file):
     data = tmp_path / "data"
-    srv = Server(data, args=["--direct-commit-mb", "1"]).start()
+    srv = Server(data, args=SPILL).start()
     rows = pq.read_metadata(events_file).num_rows
     srv.cli("import", str(events_file), "--table", "events")
     srv.kill()
-    srv = Server(data, args=["--direct-commit-mb", "1"]).start()
+    srv = Server(data, args=SPILL).start()
     try:
         with connect(srv).cursor() as cur:
             cur.execute("SELECT count(*), count(DISTINCT message_id) FROM events")
@@ -157,7 +158,7 @@ def test_a_client_killed_mid_upload_writes_nothing(tmp_path, connect, events_fil
     import sys
 
     data = tmp_path / "data"
-    srv = Server(data, args=["--direct-commit-mb", "1"]).start()
+    srv = Server(data, args=SPILL).start()
     try:
         for batches in (3, 1_000_000):
             client = subprocess.run(
@@ -183,7 +184,7 @@ def test_a_spilled_load_makes_a_table_and_bad_batches_at_its_end_refuse_it_whole
     table = pa.table({"id": pa.array(range(rows), pa.int64()),
                       "note": pa.array([f"note {i:09d}" for i in range(rows)])})
     table = pa.Table.from_batches(table.to_batches(max_chunksize=20_000))
-    srv = Server(tmp_path / "data", args=["--direct-commit-mb", "1"]).start()
+    srv = Server(tmp_path / "data", args=SPILL).start()
     try:
         conn = connect(srv)
         with conn.cursor() as cur:

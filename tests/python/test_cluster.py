@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import BINARY, Server, free_port
+from conftest import BINARY, Server, free_port, generate
 from collection import post, track
 
 STEPS = ["page_view", "product_view", "add_to_cart", "purchase"]
@@ -114,10 +114,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cluster-sample")
-    subprocess.run([BINARY, "generate", "--customers", "2000", "--seed", "11", "--out", str(out)],
-                   check=True, capture_output=True, timeout=600)
-    return out
+    return generate(tmp_path_factory.mktemp("cluster-sample"), 2000, 11)
 
 
 def answers(server):

@@ -2,7 +2,6 @@
 `tributary import`, queried and checked against pyarrow on the same files; metadata calls;
 prepared statements; DDL at execute time; errors that change nothing."""
 
-import subprocess
 import time
 
 import pyarrow as pa
@@ -10,17 +9,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import BINARY, Server
+from conftest import Server, generate
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sample")
-    subprocess.run(
-        [BINARY, "generate", "--customers", "10000", "--seed", "7", "--out", str(out)],
-        check=True, capture_output=True, timeout=600,
-    )
-    return out
+    return generate(tmp_path_factory.mktemp("sample"), 10000, 7)
 
 
 def test_generated_data_imported_and_grouped_matches_pyarrow(server, connect, sample):

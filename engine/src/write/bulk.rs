@@ -2,17 +2,17 @@
 //! the rows are never all in memory at once, and they still land in one Delta commit.
 //!
 //! Each uploaded batch is shaped, filtered by the write hook and deduplicated as it arrives,
-//! then split by the table's partition values into one Arrow IPC spill file per partition on
-//! local disk ([`Spill`]). Once the upload has ended, each partition is read back, sorted in
+//! then split by the table's partition values ([`Spill`]): kept in memory up to
+//! [`WriteOptions::load_memory_bytes`](super::WriteOptions), then in one Arrow IPC spill file per partition on local disk. Once the upload has ended, each partition is read back, sorted in
 //! the table's storage order and written as its own data file — several partitions at a time,
 //! one per core — and all the files are committed together. Only then do the write hook's
 //! readers (identity resolution) see the rows, read back a partition at a time. A load that
 //! fails at any step commits nothing and gives back the message ids it claimed; the files it may
 //! have written are left unreferenced, for vacuum.
 //!
-//! Memory is bounded by an uploaded batch, one partition (or [`RUN_BYTES`] of it, whichever is
-//! less: a larger partition is written as several files, each sorted on its own) per core, and
-//! the claimed ids' hashes.
+//! Memory is bounded by [`WriteOptions::load_memory_bytes`](super::WriteOptions) of held rows or else an uploaded batch, one partition
+//! (or [`RUN_BYTES`] of it, whichever is less: a larger partition is written as several files,
+//! each sorted on its own) per core, and the claimed ids' hashes.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -54,7 +54,12 @@ pub(super) async fn load(
     let partitions = delta.snapshot()?.metadata().partition_columns().to_vec();
     let mut claimed = Vec::new();
     let loaded = async {
-        let mut spill = Spill::create(&writer.spill_dir, &target, &partitions)?;
+        let mut spill = Spill::create(
+            &writer.spill_dir,
+            writer.options.load_memory_bytes,
+            &target,
+            &partitions,
+        )?;
         let mut receipt = WriteReceipt::default();
         let mut batches = std::pin::pin!(batches);
         let (mut waited, mut admitting, mut spilling) = Default::default();
@@ -157,14 +162,14 @@ async fn commit(
 ) -> Result<()> {
     let started = std::time::Instant::now();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let jobs: Vec<(DeltaTable, String, PathBuf)> = spilled
+    let jobs: Vec<(DeltaTable, String, SpilledPart)> = spilled
         .parts
         .iter()
-        .map(|part| (delta.clone(), table.to_string(), part.path.clone()))
+        .map(|part| (delta.clone(), table.to_string(), part.clone()))
         .collect();
     let written: Vec<Vec<Add>> = futures::stream::iter(jobs)
-        .map(|(delta, table, path)| {
-            tokio::spawn(async move { write_part(&delta, &table, &path).await })
+        .map(|(delta, table, part)| {
+            tokio::spawn(async move { write_part(&delta, &table, &part).await })
         })
         .buffer_unordered(cores)
         .map(|joined| joined.map_err(|e| Error::Internal(format!("a file writer failed: {e}")))?)
@@ -201,7 +206,7 @@ async fn commit(
 
 /// Writes one spilled partition as data files (one per [`RUN_BYTES`] of rows, each sorted in the
 /// table's storage order); returns their add actions.
-async fn write_part(delta: &DeltaTable, table: &str, path: &Path) -> Result<Vec<Add>> {
+async fn write_part(delta: &DeltaTable, table: &str, part: &SpilledPart) -> Result<Vec<Add>> {
     let mut files = RecordBatchWriter::for_table(delta)?;
     if let Some(properties) = layout::writer_properties(table) {
         files = files.with_writer_properties(properties);
@@ -209,58 +214,66 @@ async fn write_part(delta: &DeltaTable, table: &str, path: &Path) -> Result<Vec<
     let mut adds = Vec::new();
     let mut run: Vec<RecordBatch> = Vec::new();
     let mut run_bytes = 0;
-    let mut reader = FileReader::try_new(File::open(path).map_err(spill_error(path))?, None)?;
-    loop {
-        let next = reader.next().transpose()?;
-        if let Some(batch) = &next {
-            run_bytes += batch.get_array_memory_size();
-            run.push(batch.clone());
-        }
-        let full = run_bytes >= RUN_BYTES || (next.is_none() && !run.is_empty());
-        if full {
-            let rows = concat_batches(&reader.schema(), &run)?;
+    let mut batches = part.batches()?.peekable();
+    while let Some(batch) = batches.next() {
+        let batch = batch?;
+        run_bytes += batch.get_array_memory_size();
+        run.push(batch);
+        if run_bytes >= RUN_BYTES || batches.peek().is_none() {
+            let rows = concat_batches(&run[0].schema(), &run)?;
             run.clear();
             run_bytes = 0;
             files.write(layout::sorted_for_file(table, &rows)?).await?;
             adds.extend(files.flush().await?);
         }
-        if next.is_none() {
-            return Ok(adds);
-        }
     }
+    Ok(adds)
 }
 
-/// The rows of a load so far, one IPC file per partition, in a temporary directory.
+/// The rows of a load so far by partition: in memory while the load is under
+/// [`WriteOptions::load_memory_bytes`](super::WriteOptions), then in one IPC file per partition in a temporary directory.
 struct Spill {
-    dir: tempfile::TempDir,
+    root: PathBuf,
+    dir: Option<tempfile::TempDir>,
     schema: SchemaRef,
     /// The partition columns' positions, and the converter that makes their values one key.
     partition_key: Option<(Vec<usize>, RowConverter)>,
-    parts: HashMap<Box<[u8]>, PartWriter>,
+    parts: HashMap<Box<[u8]>, PartSink>,
+    held_bytes: usize,
+    /// Past this many held bytes, every partition goes to disk.
+    held_max: usize,
+    files: usize,
 }
 
-struct PartWriter {
-    path: PathBuf,
-    file: FileWriter<BufWriter<File>>,
+/// Where one partition's rows go.
+enum PartSink {
+    Held(Vec<RecordBatch>),
+    File {
+        path: PathBuf,
+        file: FileWriter<BufWriter<File>>,
+    },
 }
 
-/// A load's spilled partitions, readable until this is dropped.
+/// A load's partitions, readable until this is dropped.
 struct Spilled {
     parts: Vec<SpilledPart>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
-struct SpilledPart {
-    path: PathBuf,
+/// One partition's rows: in memory, or in its spill file.
+#[derive(Clone)]
+enum SpilledPart {
+    Held(Vec<RecordBatch>),
+    File(PathBuf),
 }
 
 impl Spill {
-    fn create(root: &Path, schema: &SchemaRef, partitions: &[String]) -> Result<Self> {
-        std::fs::create_dir_all(root).map_err(spill_error(root))?;
-        let dir = tempfile::Builder::new()
-            .prefix(SPILL_PREFIX)
-            .tempdir_in(root)
-            .map_err(spill_error(root))?;
+    fn create(
+        root: &Path,
+        held_max: usize,
+        schema: &SchemaRef,
+        partitions: &[String],
+    ) -> Result<Self> {
         let partition_key = if partitions.is_empty() {
             None
         } else {
@@ -275,20 +288,24 @@ impl Spill {
             Some((positions, RowConverter::new(fields)?))
         };
         Ok(Self {
-            dir,
+            root: root.to_path_buf(),
+            dir: None,
             schema: Arc::clone(schema),
             partition_key,
             parts: HashMap::new(),
+            held_bytes: 0,
+            held_max,
+            files: 0,
         })
     }
 
-    /// Adds rows to the files of their partitions.
+    /// Adds rows to their partitions.
     fn append(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         let Some((positions, converter)) = &self.partition_key else {
-            return self.part(&[])?.write(batch).map_err(Error::from);
+            return self.push(&[], batch.clone());
         };
         let columns: Vec<ArrayRef> = positions
             .iter()
@@ -301,28 +318,83 @@ impl Spill {
         }
         for (key, rows) in groups {
             let rows = take_record_batch(batch, &UInt32Array::from(rows))?;
-            self.part(key)?.write(&rows)?;
+            self.push(key, rows)?;
         }
         Ok(())
     }
 
-    /// The writer of the partition with `key`, opened on first use.
-    fn part(&mut self, key: &[u8]) -> Result<&mut FileWriter<BufWriter<File>>> {
+    /// Adds one partition's rows to it; goes to disk once the held rows are too many.
+    fn push(&mut self, key: &[u8], rows: RecordBatch) -> Result<()> {
+        let on_disk = self.dir.is_some();
         if !self.parts.contains_key(key) {
-            let path = self.dir.path().join(format!("{}.arrow", self.parts.len()));
-            let file = File::create(&path).map_err(spill_error(&path))?;
-            let file = FileWriter::try_new(BufWriter::new(file), &self.schema)?;
-            self.parts.insert(key.into(), PartWriter { path, file });
+            let sink = if on_disk {
+                self.open_file()?
+            } else {
+                PartSink::Held(Vec::new())
+            };
+            self.parts.insert(key.into(), sink);
         }
-        Ok(&mut self.parts.get_mut(key).expect("inserted above").file)
+        match self.parts.get_mut(key).expect("inserted above") {
+            PartSink::File { file, .. } => file.write(&rows)?,
+            PartSink::Held(held) => {
+                self.held_bytes += rows.get_array_memory_size();
+                held.push(rows);
+                if self.held_bytes > self.held_max {
+                    self.move_to_disk()?;
+                }
+            }
+        }
+        Ok(())
     }
 
-    /// Closes the partitions' files.
+    /// Writes every held partition to its own file; later rows go straight to the files.
+    fn move_to_disk(&mut self) -> Result<()> {
+        let keys: Vec<Box<[u8]>> = self.parts.keys().cloned().collect();
+        for key in keys {
+            let mut sink = self.open_file()?;
+            let PartSink::File { file, .. } = &mut sink else {
+                unreachable!("open_file opens a file");
+            };
+            if let Some(PartSink::Held(held)) = self.parts.get(&key) {
+                for rows in held {
+                    file.write(rows)?;
+                }
+            }
+            self.parts.insert(key, sink);
+        }
+        self.held_bytes = 0;
+        Ok(())
+    }
+
+    /// A new spill file in the load's directory (made on first use).
+    fn open_file(&mut self) -> Result<PartSink> {
+        if self.dir.is_none() {
+            std::fs::create_dir_all(&self.root).map_err(spill_error(&self.root))?;
+            let dir = tempfile::Builder::new()
+                .prefix(SPILL_PREFIX)
+                .tempdir_in(&self.root)
+                .map_err(spill_error(&self.root))?;
+            self.dir = Some(dir);
+        }
+        self.files += 1;
+        let dir = self.dir.as_ref().expect("made above").path();
+        let path = dir.join(format!("{}.arrow", self.files));
+        let file = File::create(&path).map_err(spill_error(&path))?;
+        let file = FileWriter::try_new(BufWriter::new(file), &self.schema)?;
+        Ok(PartSink::File { path, file })
+    }
+
+    /// The partitions, their files closed.
     fn finish(self) -> Result<Spilled> {
         let mut parts = Vec::with_capacity(self.parts.len());
-        for (_, mut part) in self.parts {
-            part.file.finish()?;
-            parts.push(SpilledPart { path: part.path });
+        for (_, sink) in self.parts {
+            parts.push(match sink {
+                PartSink::Held(held) => SpilledPart::Held(held),
+                PartSink::File { path, mut file } => {
+                    file.finish()?;
+                    SpilledPart::File(path)
+                }
+            });
         }
         Ok(Spilled {
             parts,
@@ -332,11 +404,20 @@ impl Spill {
 }
 
 impl SpilledPart {
+    /// The partition's batches, in arrival order.
+    fn batches(&self) -> Result<Box<dyn Iterator<Item = Result<RecordBatch>> + Send + '_>> {
+        Ok(match self {
+            Self::Held(held) => Box::new(held.iter().cloned().map(Ok)),
+            Self::File(path) => {
+                let file = File::open(path).map_err(spill_error(path))?;
+                Box::new(FileReader::try_new(file, None)?.map(|b| b.map_err(Error::from)))
+            }
+        })
+    }
+
     /// The partition's rows as one batch.
     fn read_all(&self, schema: &SchemaRef) -> Result<RecordBatch> {
-        let file = File::open(&self.path).map_err(spill_error(&self.path))?;
-        let batches =
-            FileReader::try_new(file, None)?.collect::<std::result::Result<Vec<_>, _>>()?;
+        let batches = self.batches()?.collect::<Result<Vec<_>>>()?;
         Ok(concat_batches(schema, &batches)?)
     }
 }

@@ -59,6 +59,9 @@ pub struct WriteOptions {
     pub buffer_bytes_max: usize,
     /// A write this large skips the log and buffer: it is one Delta commit of its own.
     pub direct_commit_bytes: usize,
+    /// An upload larger than [`WriteOptions::direct_commit_bytes`] keeps this much of its rows in
+    /// memory; past it, its rows are spilled to local disk ([`bulk`]).
+    pub load_memory_bytes: usize,
     /// How long a `message_id` is remembered for deduplication.
     pub dedup_window: Duration,
     /// A table's small files are compacted after this many flushes (0: never).
@@ -85,6 +88,7 @@ impl WriteOptions {
             flush_bytes: 32 * 1024 * 1024,
             buffer_bytes_max: 512 * 1024 * 1024,
             direct_commit_bytes: 16 * 1024 * 1024,
+            load_memory_bytes: 128 * 1024 * 1024,
             dedup_window: Duration::from_secs(7 * 24 * 3600),
             compact_after_commits: 20,
             profile_refresh: Duration::from_secs(60),

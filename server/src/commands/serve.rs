@@ -102,6 +102,10 @@ pub struct WriteArgs {
     /// in memory (docs/collection.md, "Bulk loads").
     #[arg(long, env = "TRIBUTARY_DIRECT_COMMIT_MB", default_value_t = 16)]
     pub direct_commit_mb: usize,
+    /// An upload larger than `--direct-commit-mb` keeps up to this much (MiB) of its rows in
+    /// memory while it arrives; past it, they are spilled to the log's disk (0: always).
+    #[arg(long, env = "TRIBUTARY_LOAD_MEMORY_MB", default_value_t = 128)]
+    pub load_memory_mb: usize,
     /// A table's small files are merged after this many flushes (0: never); `events` files are
     /// rewritten sorted (docs/data-model.md, "On storage").
     #[arg(long, env = "TRIBUTARY_COMPACT_AFTER_FLUSHES", default_value_t = 20)]
@@ -129,6 +133,7 @@ impl WriteArgs {
         options.buffer_bytes_max = self.buffer_max_mb.max(1) * 1024 * 1024;
         options.flush_bytes = self.flush_max_mb.max(1) * 1024 * 1024;
         options.direct_commit_bytes = self.direct_commit_mb.max(1) * 1024 * 1024;
+        options.load_memory_bytes = self.load_memory_mb * 1024 * 1024;
         options.dedup_window = Duration::from_secs(self.dedup_window_hours * 3600);
         options.compact_after_commits = self.compact_after_flushes;
         options.profile_refresh = Duration::from_secs(self.profile_refresh_secs);

@@ -3,7 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::graph::{Change, ChangeKind, CustomerId, Identifier, IdentityGraph, NEVER};
+use crate::graph::{IdentityGraph, NEVER};
+use crate::record::{Change, ChangeKind, CustomerId, Identifier};
 
 impl IdentityGraph {
     /// The merges, splits and new refusals that turn `before` into `self`. Identifiers new in

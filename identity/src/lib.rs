@@ -26,12 +26,13 @@
 mod diff;
 mod error;
 mod graph;
+mod record;
 mod resolve;
 mod rules;
 
 pub use error::{Error, Result};
-pub use graph::{
-    Action, Change, ChangeKind, CustomerId, EdgeRecord, EdgeView, Identifier, IdentityGraph,
-    Refusal,
+pub use graph::IdentityGraph;
+pub use record::{
+    Action, Change, ChangeKind, CustomerId, EdgeRecord, EdgeView, Identifier, Refusal,
 };
 pub use rules::{BlockReason, BlockedPattern, LifecycleThresholds, Rules, RulesConfig, TraitTable};

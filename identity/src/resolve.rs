@@ -4,9 +4,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::graph::{
-    Change, ChangeKind, Component, CustomerId, IdentityGraph, NEVER, Node, RawComponent, Refusal,
-};
+use crate::graph::{Component, IdentityGraph, NEVER, Node, RawComponent};
+use crate::record::{Change, ChangeKind, CustomerId, Refusal};
 
 /// An identifier's place in the priority order: rank, type name, value.
 type RankKey<'a> = (u16, &'a str, &'a str);

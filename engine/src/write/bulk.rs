@@ -250,7 +250,7 @@ enum PartSink {
     Held(Vec<RecordBatch>),
     File {
         path: PathBuf,
-        file: FileWriter<BufWriter<File>>,
+        file: Box<FileWriter<BufWriter<File>>>,
     },
 }
 
@@ -380,7 +380,7 @@ impl Spill {
         let dir = self.dir.as_ref().expect("made above").path();
         let path = dir.join(format!("{}.arrow", self.files));
         let file = File::create(&path).map_err(spill_error(&path))?;
-        let file = FileWriter::try_new(BufWriter::new(file), &self.schema)?;
+        let file = Box::new(FileWriter::try_new(BufWriter::new(file), &self.schema)?);
         Ok(PartSink::File { path, file })
     }
 

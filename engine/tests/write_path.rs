@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use datafusion::arrow::array::{
     Array, Date32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
@@ -326,4 +328,27 @@ async fn a_table_made_by_a_streamed_load_that_breaks_off_is_gone() {
         !tenant.has_table("visits"),
         "the load's new table is dropped"
     );
+}
+
+#[tokio::test]
+async fn a_streamed_load_cancelled_midway_gives_its_message_ids_back() {
+    // A client that goes away cancels its request: the load's future is dropped mid-upload.
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(dir.path());
+    let mut options = manual_flush(&storage);
+    options.direct_commit_bytes = 4096;
+    let engine = Engine::open_with(storage, options).await.unwrap();
+    let stalled = futures::stream::iter([Ok(spread_events("a", 500)), Ok(spread_events("b", 500))])
+        .chain(futures::stream::pending());
+    let cancelled = tokio::time::timeout(
+        Duration::from_millis(500),
+        write_stream(&engine, "events", stalled, IfTableMissing::Fail),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the stalled load was still running");
+    let whole = futures::stream::iter([Ok(spread_events("a", 500)), Ok(spread_events("b", 500))]);
+    let receipt = write_stream(&engine, "events", whole, IfTableMissing::Fail)
+        .await
+        .unwrap();
+    assert_eq!((receipt.rows, receipt.duplicates), (1000, 0));
 }

@@ -3,15 +3,16 @@
 //!
 //! Each uploaded batch is shaped, filtered by the write hook and deduplicated as it arrives,
 //! then split by the table's partition values ([`Spill`]): kept in memory up to
-//! [`WriteOptions::load_memory_bytes`](super::WriteOptions), then in one Arrow IPC spill file per partition on local disk. Once the upload has ended, each partition is read back, sorted in
-//! the table's storage order and written as its own data file — several partitions at a time,
-//! one per core — and all the files are committed together. Only then do the write hook's
-//! readers (identity resolution) see the rows, read back a partition at a time. A load that
-//! fails at any step commits nothing and gives back the message ids it claimed; the files it may
-//! have written are left unreferenced, for vacuum.
+//! [`WriteOptions::load_memory_bytes`](super::WriteOptions), then in one Arrow IPC spill file
+//! per partition on local disk. Once the upload has ended, each partition is sorted in the
+//! table's storage order and written as its own data file — several partitions at a time, one
+//! per core — and all the files are committed together. Only then do the write hook's readers
+//! (identity resolution) see the rows, a partition at a time. A load that fails at any step
+//! before the commit commits nothing and gives back the message ids it claimed; the files it
+//! may have written are left unreferenced, for vacuum.
 //!
-//! Memory is bounded by [`WriteOptions::load_memory_bytes`](super::WriteOptions) of held rows or else an uploaded batch, one partition
-//! (or [`RUN_BYTES`] of it, whichever is less: a larger partition is written as several files,
+//! Memory is bounded by the held rows (or else an uploaded batch), one partition (or
+//! [`RUN_BYTES`] of it, whichever is less: a larger partition is written as several files,
 //! each sorted on its own) per core, and the claimed ids' hashes.
 
 use std::collections::HashMap;
@@ -42,88 +43,152 @@ use crate::error::{Error, Result};
 pub(super) const RUN_BYTES: usize = 256 << 20;
 
 /// Writes the whole of `batches` into `table` as one commit, holding a batch at a time.
+///
+/// The caller may be dropped at any await (a client that goes away cancels its request): while
+/// the upload is read, that gives the claimed ids back ([`Claims`]); from the end of the upload
+/// on, the commit and what follows run in a task of their own, so a load is never left half
+/// done.
 pub(super) async fn load(
-    writer: &Writer,
-    schema: &TenantSchema,
+    writer: &Arc<Writer>,
+    schema: Arc<TenantSchema>,
     table: &str,
     batches: impl Stream<Item = Result<RecordBatch>> + Send,
 ) -> Result<WriteReceipt> {
-    let tenant = schema.tenant();
     let delta = schema.delta_table(table)?;
     let target = delta.snapshot()?.snapshot().arrow_schema();
     let partitions = delta.snapshot()?.metadata().partition_columns().to_vec();
-    let mut claimed = Vec::new();
-    let loaded = async {
-        let mut spill = Spill::create(
-            &writer.spill_dir,
-            writer.options.load_memory_bytes,
-            &target,
-            &partitions,
-        )?;
-        let mut receipt = WriteReceipt::default();
-        let mut batches = std::pin::pin!(batches);
-        let (mut waited, mut admitting, mut spilling) = Default::default();
-        let mut clock = std::time::Instant::now();
-        let mut lap = |total: &mut std::time::Duration| {
-            *total += clock.elapsed();
-            clock = std::time::Instant::now();
-        };
-        while let Some(batch) = batches.next().await {
-            lap(&mut waited);
-            let kept = admit(
-                writer,
-                schema,
-                table,
-                &target,
-                &batch?,
-                &mut claimed,
-                &mut receipt,
-            )?;
-            lap(&mut admitting);
-            spill.append(&kept)?;
-            lap(&mut spilling);
-        }
-        tracing::debug!(
-            table,
-            waited_ms = waited.as_millis() as u64,
-            admitting_ms = admitting.as_millis() as u64,
-            spilling_ms = spilling.as_millis() as u64,
-            "received a load"
-        );
-        let spilled = spill.finish()?;
-        if receipt.rows > 0 {
-            commit(writer, schema, table, delta, &spilled).await?;
-        }
-        Ok::<_, Error>((receipt, spilled))
-    }
-    .await;
-    let (receipt, spilled) = match loaded {
-        Ok(done) => done,
-        Err(e) => {
-            writer.dedup.release_hashes(tenant, claimed.into_iter());
-            return Err(e);
-        }
+    let mut claims = Claims {
+        writer: Arc::clone(writer),
+        tenant: schema.tenant().to_string(),
+        hashes: Vec::new(),
     };
-    let started = std::time::Instant::now();
-    if let Some(hook) = writer.hook.get() {
-        for part in &spilled.parts {
-            let batch = part.read_all(&target)?;
-            if batch.num_rows() > 0 {
-                hook.written(tenant, table, &batch, WriteMode::Append);
-            }
-        }
+    let mut spill = Spill::create(
+        &writer.spill_dir,
+        writer.options.load_memory_bytes,
+        &target,
+        &partitions,
+    )?;
+    let mut receipt = WriteReceipt::default();
+    let mut batches = std::pin::pin!(batches);
+    let (mut waited, mut admitting, mut spilling) = Default::default();
+    let mut clock = std::time::Instant::now();
+    let mut lap = |total: &mut std::time::Duration| {
+        *total += clock.elapsed();
+        clock = std::time::Instant::now();
+    };
+    while let Some(batch) = batches.next().await {
+        lap(&mut waited);
+        let kept = admit(writer, &schema, table, &target, &batch?, &mut claims.hashes)?;
+        receipt.duplicates += kept.duplicates;
+        receipt.conflicts += kept.conflicts;
+        receipt.rows += kept.rows.num_rows() as u64;
+        lap(&mut admitting);
+        spill.append(&kept.rows)?;
+        lap(&mut spilling);
     }
     tracing::debug!(
         table,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "showed a load to the write hook"
+        waited_ms = waited.as_millis() as u64,
+        admitting_ms = admitting.as_millis() as u64,
+        spilling_ms = spilling.as_millis() as u64,
+        "received a load"
     );
-    Ok(receipt)
+    let spilled = spill.finish()?;
+    let finish = Finish {
+        writer: Arc::clone(writer),
+        schema,
+        table: table.to_string(),
+        delta,
+        target,
+    };
+    tokio::spawn(finish.run(spilled, claims, receipt))
+        .await
+        .map_err(|e| Error::Internal(format!("a load's commit failed: {e}")))?
+}
+
+/// Message ids a load claimed: given back when it is dropped before its commit.
+struct Claims {
+    writer: Arc<Writer>,
+    tenant: String,
+    hashes: Vec<u128>,
+}
+
+impl Claims {
+    /// The load is committed: its ids stay claimed.
+    fn keep(mut self) {
+        self.hashes = Vec::new();
+    }
+}
+
+impl Drop for Claims {
+    fn drop(&mut self) {
+        if !self.hashes.is_empty() {
+            let hashes = std::mem::take(&mut self.hashes);
+            self.writer
+                .dedup
+                .release_hashes(&self.tenant, hashes.into_iter());
+        }
+    }
+}
+
+/// What a load does once its upload has ended, in a task of its own.
+struct Finish {
+    writer: Arc<Writer>,
+    schema: Arc<TenantSchema>,
+    table: String,
+    delta: DeltaTable,
+    target: SchemaRef,
+}
+
+impl Finish {
+    async fn run(
+        self,
+        spilled: Spilled,
+        claims: Claims,
+        receipt: WriteReceipt,
+    ) -> Result<WriteReceipt> {
+        let (tenant, table) = (self.schema.tenant(), self.table.as_str());
+        if receipt.rows > 0 {
+            commit(&self.writer, &self.schema, table, self.delta, &spilled).await?;
+        }
+        claims.keep();
+        let started = std::time::Instant::now();
+        if let Some(hook) = self.writer.hook.get() {
+            for part in &spilled.parts {
+                // The load is committed: a spill that cannot be read back now costs the hook
+                // these rows (`CALL rebuild_identity()` recovers them), not the load.
+                match part.read_all(&self.target) {
+                    Ok(batch) if batch.num_rows() > 0 => {
+                        hook.written(tenant, table, &batch, WriteMode::Append)
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(
+                        tenant,
+                        table,
+                        "identity resolution skipped part of a committed load: {e}"
+                    ),
+                }
+            }
+        }
+        tracing::debug!(
+            table,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "showed a load to the write hook"
+        );
+        Ok(receipt)
+    }
+}
+
+/// The rows of one uploaded batch that a load keeps, and how many it dropped.
+struct Admitted {
+    rows: RecordBatch,
+    duplicates: u64,
+    conflicts: u64,
 }
 
 /// One uploaded batch made ready to spill: shaped to the table, filtered by the write hook, and
-/// (for events) without the rows whose message id was accepted before. Counts go to `receipt`;
-/// the hashes of newly claimed ids to `claimed`.
+/// (for events) without the rows whose message id was accepted before; the hashes of newly
+/// claimed ids go to `claimed`.
 fn admit(
     writer: &Writer,
     schema: &TenantSchema,
@@ -131,24 +196,27 @@ fn admit(
     target: &SchemaRef,
     batch: &RecordBatch,
     claimed: &mut Vec<u128>,
-    receipt: &mut WriteReceipt,
-) -> Result<RecordBatch> {
-    let mut batch = writer.shape_batch(batch, target, table)?;
+) -> Result<Admitted> {
+    let mut rows = writer.shape_batch(batch, target, table)?;
     if let Some(hook) = writer.hook.get() {
-        batch = hook.keep(schema.tenant(), table, batch)?;
+        rows = hook.keep(schema.tenant(), table, rows)?;
     }
-    if table == EVENTS {
-        let (kept, ids, duplicates, conflicts) =
-            writer.claim_message_ids(schema.tenant(), batch)?;
-        if let Some(ids) = ids {
-            claimed.extend(ids.iter().flatten().map(dedup::id_hash));
-        }
-        receipt.duplicates += duplicates;
-        receipt.conflicts += conflicts;
-        batch = kept;
+    if table != EVENTS {
+        return Ok(Admitted {
+            rows,
+            duplicates: 0,
+            conflicts: 0,
+        });
     }
-    receipt.rows += batch.num_rows() as u64;
-    Ok(batch)
+    let (rows, ids, duplicates, conflicts) = writer.claim_message_ids(schema.tenant(), rows)?;
+    if let Some(ids) = ids {
+        claimed.extend(ids.iter().flatten().map(dedup::id_hash));
+    }
+    Ok(Admitted {
+        rows,
+        duplicates,
+        conflicts,
+    })
 }
 
 /// Writes every spilled partition as sorted data files, several at a time, and commits them all

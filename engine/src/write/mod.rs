@@ -231,7 +231,7 @@ impl Writer {
     /// load is spilled by partition and committed whole at its end ([`bulk`]). A stream that
     /// ends in an error writes nothing. A replace is still collected.
     pub async fn write_stream(
-        &self,
+        self: &Arc<Self>,
         tenant: &str,
         table: &str,
         batches: impl Stream<Item = Result<RecordBatch>> + Send,
@@ -252,7 +252,7 @@ impl Writer {
         let schema = self.catalog.require_tenant(tenant)?;
         let created = ensure_table(&schema, table, &held, if_missing).await?;
         let rest = futures::stream::iter(held.into_iter().map(Ok)).chain(batches);
-        let result = bulk::load(self, &schema, table, rest).await;
+        let result = bulk::load(self, Arc::clone(&schema), table, rest).await;
         if result.is_err() && created {
             schema.drop_table(table, true).await?;
         }

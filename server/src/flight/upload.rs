@@ -18,6 +18,9 @@ use crate::error::status_of;
 /// refused whole instead of committed in part. `tributary import` sets it.
 pub const EXPECTED_ROWS: &str = "tributary.expected_rows";
 
+/// Decoded batches waiting for the write path at most.
+const DECODED_AHEAD: usize = 4;
+
 /// Where an upload is going.
 pub(crate) struct UploadTarget<'a> {
     pub tenant: &'a str,
@@ -32,7 +35,7 @@ pub(crate) struct UploadTarget<'a> {
 /// client gone, or fewer rows than promised) writes nothing and is answered with its own
 /// status.
 pub(crate) async fn write_upload(
-    writer: &Writer,
+    writer: &Arc<Writer>,
     target: UploadTarget<'_>,
     stream: impl Stream<Item = Result<FlightData, Status>> + Send + 'static,
 ) -> Result<WriteReceipt, Status> {
@@ -52,7 +55,18 @@ pub(crate) async fn write_upload(
         failure: Arc::clone(&failure),
         ended: false,
     };
-    let batches = futures::stream::unfold(upload, Upload::next_batch);
+    // Decoding runs in a task of its own, so the next batches are decoded while the write path
+    // admits the last ones; a write that fails early drops the receiver, which ends the task.
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(DECODED_AHEAD);
+    tokio::spawn(async move {
+        let mut decoded = std::pin::pin!(futures::stream::unfold(upload, Upload::next_batch));
+        while let Some(item) = decoded.next().await {
+            if sender.send(item).await.is_err() {
+                break;
+            }
+        }
+    });
+    let batches = futures::stream::poll_fn(move |cx| receiver.poll_recv(cx));
     let written = writer
         .write_stream(
             target.tenant,

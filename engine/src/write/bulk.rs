@@ -11,9 +11,10 @@
 //! before the commit commits nothing and gives back the message ids it claimed; the files it
 //! may have written are left unreferenced, for vacuum.
 //!
-//! Memory is bounded by the held rows (or else an uploaded batch), one partition (or
+//! Memory is bounded by the held rows (or else an uploaded batch), and one partition (or
 //! [`RUN_BYTES`] of it, whichever is less: a larger partition is written as several files,
-//! each sorted on its own) per core, and the claimed ids' hashes.
+//! each sorted on its own) per core. The ids a load claims carry one arrival time of its own
+//! ([`super::dedup::ClaimStamps`]), so they are given back without being listed.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -36,7 +37,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use tributary_catalog::TenantSchema;
 use tributary_catalog::builtin::EVENTS;
 
-use super::{WriteMode, WriteReceipt, Writer, dedup, layout};
+use super::{WriteMode, WriteReceipt, Writer, layout};
 use crate::error::{Error, Result};
 
 /// The most rows of one partition, in bytes of Arrow memory, sorted and written as one file.
@@ -57,10 +58,11 @@ pub(super) async fn load(
     let delta = schema.delta_table(table)?;
     let target = delta.snapshot()?.snapshot().arrow_schema();
     let partitions = delta.snapshot()?.metadata().partition_columns().to_vec();
-    let mut claims = Claims {
+    let claims = Claims {
         writer: Arc::clone(writer),
         tenant: schema.tenant().to_string(),
-        hashes: Vec::new(),
+        stamp: writer.claim_stamps.next(super::now_micros()),
+        kept: false,
     };
     let mut spill = Spill::create(
         &writer.spill_dir,
@@ -78,7 +80,7 @@ pub(super) async fn load(
     };
     while let Some(batch) = batches.next().await {
         lap(&mut waited);
-        let kept = admit(writer, &schema, table, &target, &batch?, &mut claims.hashes)?;
+        let kept = admit(writer, &schema, table, &target, &batch?, claims.stamp)?;
         receipt.duplicates += kept.duplicates;
         receipt.conflicts += kept.conflicts;
         receipt.rows += kept.rows.num_rows() as u64;
@@ -106,27 +108,28 @@ pub(super) async fn load(
         .map_err(|e| Error::Internal(format!("a load's commit failed: {e}")))?
 }
 
-/// Message ids a load claimed: given back when it is dropped before its commit.
+/// Message ids a load claimed (all with the arrival time `stamp`): given back when it is
+/// dropped before its commit.
 struct Claims {
     writer: Arc<Writer>,
     tenant: String,
-    hashes: Vec<u128>,
+    stamp: i64,
+    kept: bool,
 }
 
 impl Claims {
     /// The load is committed: its ids stay claimed.
     fn keep(mut self) {
-        self.hashes = Vec::new();
+        self.kept = true;
     }
 }
 
 impl Drop for Claims {
     fn drop(&mut self) {
-        if !self.hashes.is_empty() {
-            let hashes = std::mem::take(&mut self.hashes);
+        if !self.kept {
             self.writer
                 .dedup
-                .release_hashes(&self.tenant, hashes.into_iter());
+                .release_claimed_at(&self.tenant, self.stamp);
         }
     }
 }
@@ -187,15 +190,15 @@ struct Admitted {
 }
 
 /// One uploaded batch made ready to spill: shaped to the table, filtered by the write hook, and
-/// (for events) without the rows whose message id was accepted before; the hashes of newly
-/// claimed ids go to `claimed`.
+/// (for events) without the rows whose message id was accepted before; the new ids are claimed
+/// with the load's `stamp`.
 fn admit(
     writer: &Writer,
     schema: &TenantSchema,
     table: &str,
     target: &SchemaRef,
     batch: &RecordBatch,
-    claimed: &mut Vec<u128>,
+    stamp: i64,
 ) -> Result<Admitted> {
     let mut rows = writer.shape_batch(batch, target, table)?;
     if let Some(hook) = writer.hook.get() {
@@ -208,10 +211,8 @@ fn admit(
             conflicts: 0,
         });
     }
-    let (rows, ids, duplicates, conflicts) = writer.claim_message_ids(schema.tenant(), rows)?;
-    if let Some(ids) = ids {
-        claimed.extend(ids.iter().flatten().map(dedup::id_hash));
-    }
+    let (rows, _, duplicates, conflicts) =
+        writer.claim_message_ids(schema.tenant(), rows, stamp)?;
     Ok(Admitted {
         rows,
         duplicates,

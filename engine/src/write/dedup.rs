@@ -87,6 +87,26 @@ struct Seen {
 
 type IdMap = HashMap<u128, Seen, BuildHasherDefault<IdentityHasher>>;
 
+/// Arrival times for claims, each one used once: a write's claims can then be told apart from
+/// every other write's by their time alone.
+#[derive(Debug, Default)]
+pub struct ClaimStamps(std::sync::atomic::AtomicI64);
+
+impl ClaimStamps {
+    /// `now_micros`, or one past the last stamp handed out if that is later.
+    pub fn next(&self, now_micros: i64) -> i64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut last = self.0.load(Relaxed);
+        loop {
+            let stamp = now_micros.max(last + 1);
+            match self.0.compare_exchange_weak(last, stamp, Relaxed, Relaxed) {
+                Ok(_) => return stamp,
+                Err(actual) => last = actual,
+            }
+        }
+    }
+}
+
 /// What became of one row's message id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -158,16 +178,20 @@ impl MessageIds {
 
     /// Gives back ids claimed by a write that did not happen.
     pub fn release<'a>(&self, tenant: &str, ids: impl Iterator<Item = &'a str>) {
-        self.release_hashes(tenant, ids.map(id_hash));
-    }
-
-    /// Gives back claimed ids by their hashes ([`id_hash`]).
-    pub fn release_hashes(&self, tenant: &str, hashes: impl Iterator<Item = u128>) {
         let mut tenants = self.tenants.lock().expect("dedup set poisoned");
         if let Some(seen) = tenants.get_mut(tenant) {
-            for hash in hashes {
-                seen.remove(&hash);
+            for id in ids {
+                seen.remove(&id_hash(id));
             }
+        }
+    }
+
+    /// Gives back every id claimed with the arrival time `stamp` (a bulk load's claims, all
+    /// made with one stamp no other write uses: [`ClaimStamps`]). Scans the tenant's ids once.
+    pub fn release_claimed_at(&self, tenant: &str, stamp: i64) {
+        let mut tenants = self.tenants.lock().expect("dedup set poisoned");
+        if let Some(seen) = tenants.get_mut(tenant) {
+            seen.retain(|_, id| id.arrived != stamp);
         }
     }
 
@@ -231,6 +255,29 @@ mod tests {
         );
         ids.release("t", ["c"].into_iter());
         assert_eq!(ids.claim("t", [("c", 3)].into_iter(), 30), [New]);
+    }
+
+    #[test]
+    fn a_loads_claims_are_given_back_by_their_stamp_alone() {
+        let ids = MessageIds::new(1_000);
+        let stamps = ClaimStamps::default();
+        let (before, load, after) = (stamps.next(10), stamps.next(10), stamps.next(10));
+        assert!(
+            before < load && load < after,
+            "stamps are unique even within a microsecond"
+        );
+        ids.claim("t", [("a", 1)].into_iter(), before);
+        ids.claim("t", [("b", 1), ("c", 1)].into_iter(), load);
+        ids.claim("t", [("d", 1)].into_iter(), after);
+        ids.release_claimed_at("t", load);
+        assert_eq!(
+            ids.claim(
+                "t",
+                [("a", 1), ("b", 1), ("c", 1), ("d", 1)].into_iter(),
+                20
+            ),
+            [Duplicate, New, New, Duplicate]
+        );
     }
 
     #[test]

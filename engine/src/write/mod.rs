@@ -88,7 +88,7 @@ impl WriteOptions {
             flush_bytes: 32 * 1024 * 1024,
             buffer_bytes_max: 512 * 1024 * 1024,
             direct_commit_bytes: 16 * 1024 * 1024,
-            load_memory_bytes: 128 * 1024 * 1024,
+            load_memory_bytes: 256 * 1024 * 1024,
             dedup_window: Duration::from_secs(7 * 24 * 3600),
             compact_after_commits: 20,
             profile_refresh: Duration::from_secs(60),
@@ -133,6 +133,7 @@ pub struct Writer {
     buffer: Arc<WriteBuffer>,
     wal: Wal,
     dedup: MessageIds,
+    claim_stamps: dedup::ClaimStamps,
     options: WriteOptions,
     commit_locks: Mutex<HashMap<TableKey, Arc<tokio::sync::Mutex<()>>>>,
     commits_since_compaction: Mutex<HashMap<TableKey, usize>>,
@@ -179,6 +180,7 @@ impl Writer {
             buffer: Arc::new(WriteBuffer::default()),
             wal,
             dedup: MessageIds::new(options.dedup_window.as_micros() as i64),
+            claim_stamps: dedup::ClaimStamps::default(),
             options,
             commit_locks: Mutex::default(),
             commits_since_compaction: Mutex::default(),
@@ -295,7 +297,7 @@ impl Writer {
         }
         let started = std::time::Instant::now();
         let (batch, claimed, duplicates, conflicts) = if is_events {
-            self.claim_message_ids(tenant, batch)?
+            self.claim_message_ids(tenant, batch, self.claim_stamps.next(now_micros()))?
         } else {
             (batch, None, 0, 0)
         };
@@ -391,6 +393,7 @@ impl Writer {
         &self,
         tenant: &str,
         batch: RecordBatch,
+        stamp: i64,
     ) -> Result<(RecordBatch, Option<StringArray>, u64, u64)> {
         let (ids, payloads) = dedup::ids_and_payloads(&batch)?;
         let claims = self.dedup.claim(
@@ -398,7 +401,7 @@ impl Writer {
             ids.iter()
                 .map(|id| id.unwrap_or_default())
                 .zip(payloads.iter().copied()),
-            now_micros(),
+            stamp,
         );
         let count = |kind: Claim| claims.iter().filter(|c| **c == kind).count() as u64;
         let (duplicates, conflicts) = (count(Claim::Duplicate), count(Claim::Conflict));

@@ -104,7 +104,7 @@ pub struct WriteArgs {
     pub direct_commit_mb: usize,
     /// An upload larger than `--direct-commit-mb` keeps up to this much (MiB) of its rows in
     /// memory while it arrives; past it, they are spilled to the log's disk (0: always).
-    #[arg(long, env = "TRIBUTARY_LOAD_MEMORY_MB", default_value_t = 128)]
+    #[arg(long, env = "TRIBUTARY_LOAD_MEMORY_MB", default_value_t = 256)]
     pub load_memory_mb: usize,
     /// A table's small files are merged after this many flushes (0: never); `events` files are
     /// rewritten sorted (docs/data-model.md, "On storage").

@@ -3,13 +3,16 @@
 //! writer splits a sorted input by partition without reordering it, so each file is sorted;
 //! with the page index, a scan that keeps a few event names then decodes only the pages that
 //! hold them. Every commit of new rows goes through [`write`], or, for a load too large to hold,
-//! writes its files with [`writer_properties`] and [`sorted_for_file`] (`bulk.rs`).
+//! writes its files with [`writer_properties`] and [`sorted_for_file`] or [`gathered_for_file`]
+//! (`bulk/`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{SortOptions, concat_batches, take_record_batch};
+use datafusion::arrow::array::{Array, ArrayRef, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{
+    SortOptions, concat_batches, interleave, interleave_record_batch, take_record_batch,
+};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
@@ -184,21 +187,55 @@ pub(super) fn sorted_for_file(table: &str, batch: &RecordBatch) -> Result<Record
     sorted(batch, order)
 }
 
-/// `batch` sorted by the columns `order`, ascending, nulls first. Keys in Arrow's row format
-/// compare with one `memcmp` each, much faster than column by column.
+/// The rows `rows` ((batch, row) pairs) of `batches` gathered into one batch, the rows of one
+/// data file of `table`, in storage order: one copy of each row, however the rows are spread.
+pub(super) fn gathered_for_file(
+    table: &str,
+    batches: &[&RecordBatch],
+    rows: &[(usize, usize)],
+) -> Result<RecordBatch> {
+    let order = storage_order(table);
+    let schema = batches[0].schema();
+    if order.is_empty() || order.iter().any(|c| schema.index_of(c).is_err()) {
+        return Ok(interleave_record_batch(batches, rows)?);
+    }
+    let mut keys = Vec::with_capacity(order.len());
+    for name in order {
+        let position = schema.index_of(name)?;
+        let values: Vec<&dyn Array> = batches
+            .iter()
+            .map(|b| b.column(position).as_ref())
+            .collect();
+        keys.push(interleave(&values, rows)?);
+    }
+    let ordered: Vec<(usize, usize)> = sort_permutation(&keys)?
+        .into_iter()
+        .map(|i| rows[i as usize])
+        .collect();
+    Ok(interleave_record_batch(batches, &ordered)?)
+}
+
+/// `batch` sorted by the columns `order`, ascending, nulls first.
 fn sorted(batch: &RecordBatch, order: &[&str]) -> Result<RecordBatch> {
     let columns: Vec<ArrayRef> = order
         .iter()
         .map(|name| Arc::clone(batch.column_by_name(name).expect("checked by the caller")))
         .collect();
+    let indices = sort_permutation(&columns)?;
+    Ok(take_record_batch(batch, &UInt32Array::from(indices))?)
+}
+
+/// The row numbers of `columns` in ascending order of their values, nulls first. Keys in
+/// Arrow's row format compare with one `memcmp` each, much faster than column by column.
+fn sort_permutation(columns: &[ArrayRef]) -> Result<Vec<u32>> {
     let fields = columns
         .iter()
         .map(|c| SortField::new_with_options(c.data_type().clone(), SortOptions::new(false, true)))
         .collect();
-    let rows = RowConverter::new(fields)?.convert_columns(&columns)?;
-    let mut indices: Vec<u32> = (0..batch.num_rows() as u32).collect();
+    let rows = RowConverter::new(fields)?.convert_columns(columns)?;
+    let mut indices: Vec<u32> = (0..rows.num_rows() as u32).collect();
     indices.sort_unstable_by(|&a, &b| rows.row(a as usize).cmp(&rows.row(b as usize)));
-    Ok(take_record_batch(batch, &UInt32Array::from(indices))?)
+    Ok(indices)
 }
 
 #[cfg(test)]
@@ -207,6 +244,8 @@ mod tests {
 
     use datafusion::arrow::array::{Array, Int64Array, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use tributary_catalog::builtin::EVENTS;
 
     use super::*;
 
@@ -246,6 +285,27 @@ mod tests {
             (1..4).map(|i| names.value(i)).collect::<Vec<_>>(),
             ["buy", "view", "view"]
         );
+        assert_eq!(times.values().to_vec(), [9, 5, 1, 3]);
+    }
+
+    #[test]
+    fn rows_gathered_from_several_batches_are_those_rows_sorted() {
+        let first = events(&[Some("view"), Some("buy")], &["b", "a"], &[3, 5]);
+        let second = events(
+            &[None, Some("view"), Some("buy")],
+            &["a", "b", "z"],
+            &[9, 1, 7],
+        );
+        let rows = [(0, 0), (1, 1), (1, 0), (0, 1)];
+        let gathered = gathered_for_file(EVENTS, &[&first, &second], &rows).unwrap();
+        let picked =
+            concat_batches(&first.schema(), &[first.slice(0, 2), second.slice(0, 2)]).unwrap();
+        assert_eq!(gathered, sorted_for_file(EVENTS, &picked).unwrap());
+        let times = gathered
+            .column(2)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
         assert_eq!(times.values().to_vec(), [9, 5, 1, 3]);
     }
 }

@@ -248,7 +248,7 @@ impl Writer {
                 return self.write(tenant, table, held, if_missing, mode).await;
             };
             let batch = batch?;
-            held_bytes += batch.get_array_memory_size();
+            held_bytes += bulk::rows_size(&batch)?;
             held.push(batch);
         }
         let schema = self.catalog.require_tenant(tenant)?;

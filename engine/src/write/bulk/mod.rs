@@ -33,8 +33,8 @@ use tributary_catalog::builtin::EVENTS;
 
 use super::{WriteMode, WriteReceipt, Writer, layout};
 use crate::error::{Error, Result};
-pub(super) use spill::remove_stale_spills;
 use spill::{Spill, Spilled, SpilledPart};
+pub(super) use spill::{remove_stale_spills, rows_size};
 
 /// The most rows of one partition, in bytes of Arrow memory, sorted and written as one file.
 pub(super) const RUN_BYTES: usize = 256 << 20;

@@ -92,7 +92,7 @@ impl Spill {
         if self.dir.is_some() {
             return self.write_split(&batch, &parts);
         }
-        self.held_bytes += batch.get_array_memory_size();
+        self.held_bytes += rows_size(&batch)?;
         self.held.push((batch, parts));
         if self.held_bytes > self.held_max {
             self.move_to_disk()?;
@@ -195,12 +195,9 @@ impl Spill {
                 rows[part as usize].push((index, row));
             }
         }
+        let held_rows: usize = self.held.iter().map(|(batch, _)| batch.num_rows()).sum();
+        let row_bytes = self.held_bytes / held_rows.max(1);
         let held: Arc<Vec<RecordBatch>> = Arc::new(self.held.into_iter().map(|(b, _)| b).collect());
-        let row_bytes = held
-            .iter()
-            .map(RecordBatch::get_array_memory_size)
-            .sum::<usize>()
-            / held.iter().map(RecordBatch::num_rows).sum::<usize>().max(1);
         let parts = rows
             .into_iter()
             .filter(|rows| !rows.is_empty())
@@ -297,7 +294,10 @@ impl SpilledPart {
                             Ok(batch) => batch,
                             Err(e) => return Some(Err(e)),
                         };
-                        bytes += batch.get_array_memory_size();
+                        bytes += match rows_size(&batch) {
+                            Ok(size) => size,
+                            Err(e) => return Some(Err(e)),
+                        };
                         run.push(batch);
                         if bytes >= run_bytes || batches.peek().is_none() {
                             bytes = 0;
@@ -314,6 +314,16 @@ impl SpilledPart {
             }
         })
     }
+}
+
+/// The bytes `batch`'s rows take. Not the buffers' sizes: a batch decoded from a Flight message
+/// holds slices of that message's one buffer, which every column would count whole.
+pub(in crate::write) fn rows_size(batch: &RecordBatch) -> Result<usize> {
+    let mut bytes = 0;
+    for column in batch.columns() {
+        bytes += column.to_data().get_slice_memory_size()?;
+    }
+    Ok(bytes)
 }
 
 /// The batches of a spill file.

@@ -5,7 +5,7 @@
 //! and kept with each row's partition ([`spill`]): in memory up to
 //! [`WriteOptions::load_memory_bytes`](super::WriteOptions), past that in one Arrow IPC spill
 //! file per partition on local disk. Once the upload has ended, each partition's rows are
-//! gathered in the table's storage order and written as their own data file — several
+//! gathered, sorted in the table's storage order and written as their own data file — several
 //! partitions at a time, one per core — and all the files are committed together. Only then do
 //! the write hook's readers (identity resolution) see the rows. A load that fails at any step
 //! before the commit commits nothing and gives back the message ids it claimed; the files it

@@ -217,6 +217,18 @@ async fn a_table_made_again_does_not_get_the_old_tables_logged_rows() {
     assert_eq!(count(&engine, "SELECT max(order_id) FROM orders").await, 3);
 }
 
+/// An engine on `dir` where an upload over 4 KiB is a streamed load, holding at most
+/// `load_memory_bytes` of rows in memory (the default if `None`).
+async fn streaming_engine(dir: &std::path::Path, load_memory_bytes: Option<usize>) -> Engine {
+    let storage = storage(dir);
+    let mut options = manual_flush(&storage);
+    options.direct_commit_bytes = 4096;
+    if let Some(bytes) = load_memory_bytes {
+        options.load_memory_bytes = bytes;
+    }
+    Engine::open_with(storage, options).await.unwrap()
+}
+
 /// The number of data files of `table`.
 fn file_count(engine: &Engine, table: &str) -> usize {
     let tenant = engine.catalog().require_tenant("default").unwrap();
@@ -267,11 +279,7 @@ async fn a_streamed_load_over_the_direct_commit_size_is_committed_once_held_or_s
 
 async fn streamed_load_is_committed_once(load_memory_bytes: usize) {
     let dir = tempfile::tempdir().unwrap();
-    let storage = storage(dir.path());
-    let mut options = manual_flush(&storage);
-    options.direct_commit_bytes = 4096;
-    options.load_memory_bytes = load_memory_bytes;
-    let engine = Engine::open_with(storage, options).await.unwrap();
+    let engine = streaming_engine(dir.path(), Some(load_memory_bytes)).await;
     let tenant = engine.catalog().require_tenant("default").unwrap();
     let version = || tenant.delta_table("events").unwrap().version();
     let before = version();
@@ -316,10 +324,7 @@ async fn streamed_load_is_committed_once(load_memory_bytes: usize) {
 #[tokio::test]
 async fn a_table_made_by_a_streamed_load_that_breaks_off_is_gone() {
     let dir = tempfile::tempdir().unwrap();
-    let storage = storage(dir.path());
-    let mut options = manual_flush(&storage);
-    options.direct_commit_bytes = 4096;
-    let engine = Engine::open_with(storage, options).await.unwrap();
+    let engine = streaming_engine(dir.path(), None).await;
     let broken = broken_load();
     let failed = write_stream(&engine, "visits", broken, IfTableMissing::Create).await;
     assert!(failed.is_err());
@@ -334,10 +339,7 @@ async fn a_table_made_by_a_streamed_load_that_breaks_off_is_gone() {
 async fn a_streamed_load_cancelled_midway_gives_its_message_ids_back() {
     // A client that goes away cancels its request: the load's future is dropped mid-upload.
     let dir = tempfile::tempdir().unwrap();
-    let storage = storage(dir.path());
-    let mut options = manual_flush(&storage);
-    options.direct_commit_bytes = 4096;
-    let engine = Engine::open_with(storage, options).await.unwrap();
+    let engine = streaming_engine(dir.path(), None).await;
     let stalled = futures::stream::iter([Ok(spread_events("a", 500)), Ok(spread_events("b", 500))])
         .chain(futures::stream::pending());
     let cancelled = tokio::time::timeout(

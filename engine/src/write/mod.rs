@@ -218,11 +218,34 @@ impl Writer {
         if_missing: IfTableMissing,
         mode: WriteMode,
     ) -> Result<WriteReceipt> {
+        self.write_into_table(
+            tenant,
+            table,
+            batches,
+            if_missing,
+            |schema, batches| async move { self.write_to(&schema, table, batches, mode).await },
+        )
+        .await
+    }
+
+    /// Runs `write` with `tenant`'s schema, first creating `table` from the columns of
+    /// `batches` when it is missing and `if_missing` allows it. The load either lands whole,
+    /// with its new table, or leaves nothing behind.
+    async fn write_into_table<Written>(
+        &self,
+        tenant: &str,
+        table: &str,
+        batches: Vec<RecordBatch>,
+        if_missing: IfTableMissing,
+        write: impl FnOnce(Arc<TenantSchema>, Vec<RecordBatch>) -> Written,
+    ) -> Result<WriteReceipt>
+    where
+        Written: std::future::Future<Output = Result<WriteReceipt>>,
+    {
         let schema = self.catalog.require_tenant(tenant)?;
         let created = ensure_table(&schema, table, &batches, if_missing).await?;
-        let result = self.write_to(&schema, table, batches, mode).await;
+        let result = write(Arc::clone(&schema), batches).await;
         if result.is_err() && created {
-            // The load either lands whole, with its new table, or leaves nothing behind.
             schema.drop_table(table, true).await?;
         }
         result
@@ -251,14 +274,11 @@ impl Writer {
             held_bytes += bulk::rows_size(&batch)?;
             held.push(batch);
         }
-        let schema = self.catalog.require_tenant(tenant)?;
-        let created = ensure_table(&schema, table, &held, if_missing).await?;
-        let rest = futures::stream::iter(held.into_iter().map(Ok)).chain(batches);
-        let result = bulk::load(self, Arc::clone(&schema), table, rest).await;
-        if result.is_err() && created {
-            schema.drop_table(table, true).await?;
-        }
-        result
+        self.write_into_table(tenant, table, held, if_missing, |schema, held| {
+            let rest = futures::stream::iter(held.into_iter().map(Ok)).chain(batches);
+            bulk::load(self, schema, table, rest)
+        })
+        .await
     }
 
     async fn write_to(

@@ -182,10 +182,16 @@ pub(crate) async fn read_batches(
     let decoded = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
         stream.map_err(FlightError::from),
     );
-    decoded.try_collect().await.map_err(|e| match e {
+    decoded.try_collect().await.map_err(upload_status)
+}
+
+/// The status a client's upload that cannot be read is answered with: the transport's own, or
+/// the decoding error.
+pub(crate) fn upload_status(error: FlightError) -> Status {
+    match error {
         FlightError::Tonic(status) => *status,
         other => Status::invalid_argument(format!("cannot read the uploaded batches: {other}")),
-    })
+    }
 }
 
 /// The parameter rows a client bound with `DoPut`, as one batch (`None` if it sent none).

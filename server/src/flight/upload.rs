@@ -12,6 +12,7 @@ use tonic::Status;
 use tributary_engine::{IfTableMissing, WriteMode, WriteReceipt, Writer};
 
 use crate::error::status_of;
+use crate::flight::statements::upload_status;
 
 /// An ingest option (`CommandStatementIngest.options`) a client sets to the number of rows it
 /// sends: an upload that ends with fewer (the client stopped on a read error, or went away) is
@@ -104,10 +105,7 @@ impl Upload {
                 self.received += batch.num_rows() as u64;
                 return Some((Ok(batch), self));
             }
-            Some(Err(FlightError::Tonic(status))) => *status,
-            Some(Err(other)) => {
-                Status::invalid_argument(format!("cannot read the uploaded batches: {other}"))
-            }
+            Some(Err(error)) => upload_status(error),
             None => match self.expected {
                 Some(expected) if expected != self.received => Status::aborted(format!(
                     "the upload ended after {} of {expected} rows, so nothing was written: send \

@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 /// when the writer opens.
 const SPILL_PREFIX: &str = "load-";
 
-/// Rows handed to the write hook at a time when a load was spilled.
-const HOOK_BATCH_ROWS: usize = 65_536;
+/// Rows handed to the write hook at a time when a load was spilled, in bytes.
+const HOOK_BATCH_BYTES: usize = 16 << 20;
 
 /// The rows of a load so far.
 pub(super) struct Spill {
@@ -232,17 +232,9 @@ impl Spilled {
             return Ok(());
         }
         for part in &self.parts {
-            let SpilledPart::File(path) = part else {
-                continue;
-            };
-            let mut waiting: Vec<RecordBatch> = Vec::new();
-            let mut reader = reader(path)?.peekable();
-            while let Some(batch) = reader.next() {
-                waiting.push(batch?);
-                let rows: usize = waiting.iter().map(RecordBatch::num_rows).sum();
-                if rows >= HOOK_BATCH_ROWS || reader.peek().is_none() {
-                    seen(&concat_batches(&waiting[0].schema(), &waiting)?);
-                    waiting.clear();
+            if let SpilledPart::File(path) = part {
+                for batch in concatenated(path, HOOK_BATCH_BYTES)? {
+                    seen(&batch?);
                 }
             }
         }
@@ -264,7 +256,7 @@ pub(super) enum SpilledPart {
 }
 
 impl SpilledPart {
-    /// The partition's rows in runs of at most about `run_bytes`, each in the storage order of
+    /// The partition's rows in runs of about `run_bytes`, each in the storage order of
     /// `table`: the rows of one data file each.
     pub(super) fn runs<'a>(
         &'a self,
@@ -284,36 +276,43 @@ impl SpilledPart {
                         .map(move |run| layout::gathered_for_file(table, &refs, run)),
                 )
             }
-            Self::File(path) => {
-                let mut batches = reader(path)?.peekable();
-                let mut run: Vec<RecordBatch> = Vec::new();
-                let mut bytes = 0;
-                Box::new(std::iter::from_fn(move || {
-                    while let Some(batch) = batches.next() {
-                        let batch = match batch {
-                            Ok(batch) => batch,
-                            Err(e) => return Some(Err(e)),
-                        };
-                        bytes += match rows_size(&batch) {
-                            Ok(size) => size,
-                            Err(e) => return Some(Err(e)),
-                        };
-                        run.push(batch);
-                        if bytes >= run_bytes || batches.peek().is_none() {
-                            bytes = 0;
-                            let rows = std::mem::take(&mut run);
-                            return Some(
-                                concat_batches(&rows[0].schema(), &rows)
-                                    .map_err(Error::from)
-                                    .and_then(|rows| layout::sorted_for_file(table, &rows)),
-                            );
-                        }
-                    }
-                    None
-                }))
-            }
+            Self::File(path) => Box::new(
+                concatenated(path, run_bytes)?
+                    .map(move |run| run.and_then(|rows| layout::sorted_for_file(table, &rows))),
+            ),
         })
     }
+}
+
+/// The batches of a spill file joined into runs of at least `run_bytes` (the last one: what is
+/// left).
+fn concatenated(
+    path: &Path,
+    run_bytes: usize,
+) -> Result<impl Iterator<Item = Result<RecordBatch>> + Send> {
+    let file = File::open(path).map_err(spill_error(path))?;
+    let mut batches = FileReader::try_new(file, None)?.peekable();
+    let mut run: Vec<RecordBatch> = Vec::new();
+    let mut bytes = 0;
+    Ok(std::iter::from_fn(move || {
+        while let Some(batch) = batches.next() {
+            let added = batch
+                .map_err(Error::from)
+                .and_then(|batch| Ok((rows_size(&batch)?, batch)));
+            let (size, batch) = match added {
+                Ok(added) => added,
+                Err(e) => return Some(Err(e)),
+            };
+            bytes += size;
+            run.push(batch);
+            if bytes >= run_bytes || batches.peek().is_none() {
+                bytes = 0;
+                let rows = std::mem::take(&mut run);
+                return Some(concat_batches(&rows[0].schema(), &rows).map_err(Error::from));
+            }
+        }
+        None
+    }))
 }
 
 /// The bytes `batch`'s rows take. Not the buffers' sizes: a batch decoded from a Flight message
@@ -324,12 +323,6 @@ pub(in crate::write) fn rows_size(batch: &RecordBatch) -> Result<usize> {
         bytes += column.to_data().get_slice_memory_size()?;
     }
     Ok(bytes)
-}
-
-/// The batches of a spill file.
-fn reader(path: &Path) -> Result<impl Iterator<Item = Result<RecordBatch>> + Send> {
-    let file = File::open(path).map_err(spill_error(path))?;
-    Ok(FileReader::try_new(file, None)?.map(|batch| batch.map_err(Error::from)))
 }
 
 /// Removes spill directories a crashed process left in `root`.

@@ -53,7 +53,7 @@ impl IdentityGraph {
         let refused_before: BTreeSet<(Identifier, Identifier)> = before.refused_pairs().collect();
         for edge in 0..self.edges.len() as u32 {
             let e = &self.edges[edge as usize];
-            let Some(refusal) = e.refusal.clone().filter(|_| e.bound()) else {
+            let Some(refusal) = e.refusal.filter(|_| e.bound()) else {
                 continue;
             };
             let pair = (self.identifier(e.a), self.identifier(e.b));

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use crate::intern::Interner;
 use crate::record::{
     Action, Change, ChangeKind, CustomerId, EdgeRecord, EdgeView, Identifier, Refusal,
 };
@@ -15,6 +16,9 @@ pub(crate) type FastMap<K, V> = foldhash::HashMap<K, V>;
 /// No time: the neutral value of max().
 pub(crate) const NEVER: i64 = i64::MIN;
 
+/// No pair: the end of an identifier's list of pairs.
+const NO_EDGE: u32 = u32::MAX;
+
 #[derive(Debug)]
 pub(crate) struct TypeInfo {
     pub(crate) name: String,
@@ -25,16 +29,19 @@ pub(crate) struct TypeInfo {
 #[derive(Debug)]
 pub(crate) struct Node {
     pub(crate) kind: u16,
-    pub(crate) value: std::sync::Arc<str>,
     pub(crate) first_seen: i64,
     /// Latest edge record touching it (identity_map's `updated_at`).
     pub(crate) last_change: i64,
-    pub(crate) blocked: Option<BlockReason>,
+    /// Why it never merges (boxed: rare, and every identifier carries the field).
+    pub(crate) blocked: Option<Box<BlockReason>>,
     /// Union-find parent among merged identifiers.
     pub(crate) parent: u32,
     /// Union-find parent among identifiers connected by any bound pair (merged or refused).
     pub(crate) raw_parent: u32,
-    pub(crate) edges: Vec<u32>,
+    /// The first and the last pair recorded for it; each pair links to the next of each of its
+    /// two identifiers (`Edge::next`), so no identifier holds a list of its own.
+    first_edge: u32,
+    last_edge: u32,
 }
 
 #[derive(Debug)]
@@ -46,7 +53,19 @@ pub(crate) struct Edge {
     pub(crate) last_unbind: i64,
     pub(crate) source: u16,
     pub(crate) merged: bool,
-    pub(crate) refusal: Option<Refusal>,
+    pub(crate) refusal: Option<EdgeRefusal>,
+    /// The next pair of `a` and of `b`, in the order recorded.
+    next: [u32; 2],
+}
+
+/// Why a bound pair did not merge, as kept with the pair; [`IdentityGraph::refusal`] spells it
+/// out as a [`Refusal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EdgeRefusal {
+    /// This identifier is blocked.
+    Blocked(u32),
+    /// The merged customer would hold more than `limit` identifiers of type `kind`.
+    Limit { kind: u16, limit: u32 },
 }
 
 impl Edge {
@@ -59,51 +78,52 @@ impl Edge {
     }
 }
 
-/// The identifiers of a component. A root alone keeps no list, so a new identifier allocates
-/// nothing here.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Members(Vec<u32>);
+/// The identifiers of each component, as rings: every identifier links to the next member of
+/// its component, so joining two components swaps two links (no list is kept or copied).
+#[derive(Debug, Default)]
+pub(crate) struct Rings(Vec<u32>);
 
-impl Members {
-    /// The members of the component whose root is `root`.
-    pub(crate) fn of(&self, root: u32) -> Vec<u32> {
-        if self.0.is_empty() {
-            vec![root]
-        } else {
-            self.0.clone()
+impl Rings {
+    /// Adds `node` (numbered next) as a component of its own.
+    fn push(&mut self, node: u32) {
+        debug_assert_eq!(node as usize, self.0.len());
+        self.0.push(node);
+    }
+
+    /// Makes `node` a component of its own again (its whole component must be reset too).
+    pub(crate) fn reset(&mut self, node: u32) {
+        self.0[node as usize] = node;
+    }
+
+    /// Joins the ring of `a` with the (different) ring of `b`.
+    pub(crate) fn join(&mut self, a: u32, b: u32) {
+        self.0.swap(a as usize, b as usize);
+    }
+
+    /// Calls `visit` for each member of the component of `node`, `node` first.
+    pub(crate) fn each(&self, node: u32, mut visit: impl FnMut(u32)) {
+        let mut current = node;
+        loop {
+            visit(current);
+            current = self.0[current as usize];
+            if current == node {
+                break;
+            }
         }
     }
 
-    /// Calls `visit` for each member of the component whose root is `root`.
-    pub(crate) fn each(&self, root: u32, mut visit: impl FnMut(u32)) {
-        if self.0.is_empty() {
-            visit(root);
-        } else {
-            self.0.iter().for_each(|&n| visit(n));
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.0.len().max(1)
-    }
-
-    /// Takes in the members of another component (root `other_root`) into this one (root `root`).
-    pub(crate) fn absorb(&mut self, root: u32, other: Members, other_root: u32) {
-        if self.0.is_empty() {
-            self.0.push(root);
-        }
-        if other.0.is_empty() {
-            self.0.push(other_root);
-        } else {
-            self.0.extend(other.0);
-        }
+    /// The members of the component of `node`.
+    pub(crate) fn of(&self, node: u32) -> Vec<u32> {
+        let mut members = Vec::new();
+        self.each(node, |n| members.push(n));
+        members
     }
 }
 
 /// A merged customer, kept at its union-find root.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Component {
-    pub(crate) members: Members,
+    pub(crate) size: u32,
     pub(crate) counts: Vec<(u16, u32)>,
     pub(crate) founder: u32,
 }
@@ -111,7 +131,7 @@ pub(crate) struct Component {
 /// Identifiers connected by bound pairs, kept at its raw union-find root.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RawComponent {
-    pub(crate) members: Members,
+    pub(crate) size: u32,
     pub(crate) latest: i64,
 }
 
@@ -120,15 +140,21 @@ pub(crate) struct RawComponent {
 pub struct IdentityGraph {
     pub(crate) rules: Rules,
     pub(crate) types: Vec<TypeInfo>,
-    values: Vec<FastMap<std::sync::Arc<str>, u32>>,
+    names: Interner,
     pub(crate) nodes: Vec<Node>,
     pub(crate) edges: Vec<Edge>,
     edge_index: FastMap<(u32, u32), u32>,
     sources: Vec<String>,
     source_index: FastMap<String, u16>,
+    /// The source of the last record applied.
+    last_source: u16,
     /// Per identifier; meaningful at union-find roots only.
     pub(crate) components: Vec<Component>,
     pub(crate) raw_components: Vec<RawComponent>,
+    /// The members of each customer.
+    pub(crate) members: Rings,
+    /// The members of each connected part.
+    pub(crate) raw_members: Rings,
     /// Changes made by the last `apply`.
     pub(crate) changes: Vec<Change>,
     /// While loading in batch, records are only gathered; [`IdentityGraph::resolve_all`] resolves.
@@ -146,14 +172,17 @@ impl IdentityGraph {
         Self {
             rules,
             types: Vec::new(),
-            values: Vec::new(),
+            names: Interner::default(),
             nodes: Vec::new(),
             edges: Vec::new(),
             edge_index: FastMap::default(),
             sources: Vec::new(),
             source_index: FastMap::default(),
+            last_source: 0,
             components: Vec::new(),
             raw_components: Vec::new(),
+            members: Rings::default(),
+            raw_members: Rings::default(),
             changes: Vec::new(),
             deferred: false,
             fresh: Vec::new(),
@@ -189,6 +218,8 @@ impl IdentityGraph {
         seen: impl IntoIterator<Item = ((&'a str, &'a str), i64)>,
     ) -> Self {
         let mut graph = Self::deferred(rules);
+        let records = records.into_iter();
+        graph.reserve(records.size_hint().0);
         for record in records {
             graph.apply(record);
         }
@@ -197,6 +228,22 @@ impl IdentityGraph {
         }
         graph.resolve_all();
         graph
+    }
+
+    /// Makes room for about `records` more edge records (each may bring two new identifiers
+    /// and a new pair), so a batch load does not grow its tables step by step.
+    pub fn reserve(&mut self, records: usize) {
+        // Records repeat their identifiers (a user id with each of its devices): about one new
+        // identifier per record; the table grows if there are more.
+        let identifiers = records;
+        self.names.reserve(identifiers);
+        self.nodes.reserve(identifiers);
+        self.members.0.reserve(identifiers);
+        self.raw_members.0.reserve(identifiers);
+        self.components.reserve(identifiers);
+        self.raw_components.reserve(identifiers);
+        self.edges.reserve(records);
+        self.edge_index.reserve(records);
     }
 
     /// The rules in force.
@@ -255,7 +302,7 @@ impl IdentityGraph {
             Some(&edge) => (edge, false),
             None => {
                 // Stored strongest identifier first, whatever the order of the first record.
-                let (a, b) = if self.rank_key(b) < self.rank_key(a) {
+                let (a, b) = if self.rank_cmp(b, a).is_lt() {
                     (b, a)
                 } else {
                     (a, b)
@@ -270,10 +317,11 @@ impl IdentityGraph {
                     source,
                     merged: false,
                     refusal: None,
+                    next: [NO_EDGE; 2],
                 });
                 self.edge_index.insert(key, edge);
-                self.nodes[a as usize].edges.push(edge);
-                self.nodes[b as usize].edges.push(edge);
+                self.link(a, edge);
+                self.link(b, edge);
                 (edge, true)
             }
         };
@@ -297,7 +345,7 @@ impl IdentityGraph {
         if let Some(refusal) = self.blocked_refusal(a, b) {
             if created || !was_bound {
                 let e = &mut self.edges[edge as usize];
-                e.refusal = Some(refusal.clone());
+                e.refusal = Some(refusal);
                 let change = self.refused_change(edge, refusal);
                 self.changes.push(change);
             }
@@ -312,9 +360,9 @@ impl IdentityGraph {
             self.raw_union(a, b, time);
             self.merge_edge(edge, true, &fresh);
         } else {
-            let mut members = self.raw_components[raw_a as usize].members.of(raw_a);
+            let mut members = self.raw_members.of(raw_a);
             if raw_b != raw_a {
-                members.extend(self.raw_components[raw_b as usize].members.of(raw_b));
+                members.extend(self.raw_members.of(raw_b));
             }
             self.recompute(members, Some(edge), true, &fresh);
         }
@@ -338,19 +386,57 @@ impl IdentityGraph {
         }
     }
 
-    pub(crate) fn blocked_refusal(&self, a: u32, b: u32) -> Option<Refusal> {
-        [a, b].into_iter().find_map(|n| {
-            self.nodes[n as usize]
-                .blocked
-                .clone()
-                .map(|reason| Refusal::Blocked {
-                    identifier: self.identifier(n),
-                    reason,
-                })
+    /// Appends `edge` to the pairs of `node`.
+    fn link(&mut self, node: u32, edge: u32) {
+        let last = std::mem::replace(&mut self.nodes[node as usize].last_edge, edge);
+        if last == NO_EDGE {
+            self.nodes[node as usize].first_edge = edge;
+        } else {
+            let previous = &mut self.edges[last as usize];
+            let side = usize::from(previous.a != node);
+            previous.next[side] = edge;
+        }
+    }
+
+    /// The pairs recorded for `node`, in the order recorded.
+    pub(crate) fn edges_of(&self, node: u32) -> impl Iterator<Item = u32> + '_ {
+        let mut next = self.nodes[node as usize].first_edge;
+        std::iter::from_fn(move || {
+            (next != NO_EDGE).then(|| {
+                let edge = next;
+                let e = &self.edges[edge as usize];
+                next = e.next[usize::from(e.a != node)];
+                edge
+            })
         })
     }
 
-    pub(crate) fn refused_change(&self, edge: u32, refusal: Refusal) -> Change {
+    pub(crate) fn blocked_refusal(&self, a: u32, b: u32) -> Option<EdgeRefusal> {
+        [a, b]
+            .into_iter()
+            .find(|&n| self.nodes[n as usize].blocked.is_some())
+            .map(EdgeRefusal::Blocked)
+    }
+
+    /// A kept refusal, spelled out.
+    pub(crate) fn refusal(&self, refusal: EdgeRefusal) -> Refusal {
+        match refusal {
+            EdgeRefusal::Blocked(node) => Refusal::Blocked {
+                identifier: self.identifier(node),
+                reason: self.nodes[node as usize]
+                    .blocked
+                    .as_deref()
+                    .cloned()
+                    .expect("a refusal by block names a blocked identifier"),
+            },
+            EdgeRefusal::Limit { kind, limit } => Refusal::Limit {
+                id_type: self.types[kind as usize].name.clone(),
+                limit,
+            },
+        }
+    }
+
+    pub(crate) fn refused_change(&self, edge: u32, refusal: EdgeRefusal) -> Change {
         let e = &self.edges[edge as usize];
         let customer_of = |n: u32| {
             self.nodes[n as usize]
@@ -364,7 +450,7 @@ impl IdentityGraph {
             other: customer_of(e.b),
             edge: (self.identifier(e.a), self.identifier(e.b)),
             observed_at: e.time(),
-            reason: refusal.to_string(),
+            reason: self.refusal(refusal).to_string(),
         }
     }
 
@@ -378,31 +464,31 @@ impl IdentityGraph {
                     rank: self.rules.rank(id_type),
                     limit: self.rules.limit(id_type),
                 });
-                self.values.push(FastMap::default());
                 kind
             }
         };
-        if let Some(&node) = self.values[kind as usize].get(value) {
+        let (node, new) = self.names.intern(kind, value);
+        if !new {
             return node;
         }
-        let node = self.nodes.len() as u32;
-        let blocked = self.rules.blocked(id_type, value);
-        let shared: std::sync::Arc<str> = value.into();
-        self.values[kind as usize].insert(std::sync::Arc::clone(&shared), node);
+        let blocked = self.rules.blocked(id_type, value).map(Box::new);
+        let unblocked = blocked.is_none();
         self.nodes.push(Node {
             kind,
-            value: shared,
             first_seen: at,
             last_change: NEVER,
-            blocked: blocked.clone(),
+            blocked,
             parent: node,
             raw_parent: node,
-            edges: Vec::new(),
+            first_edge: NO_EDGE,
+            last_edge: NO_EDGE,
         });
         let limited = self.types[kind as usize].limit.is_some();
         self.components.push(Component::single(node, kind, limited));
         self.raw_components.push(RawComponent::single());
-        if blocked.is_none() && !self.deferred {
+        self.members.push(node);
+        self.raw_members.push(node);
+        if unblocked && !self.deferred {
             self.fresh.push(node);
         }
         node
@@ -417,37 +503,66 @@ impl IdentityGraph {
     }
 
     fn intern_source(&mut self, source: &str) -> u16 {
-        if let Some(&id) = self.source_index.get(source) {
-            return id;
+        // Records come in runs from one source: the last one is checked before hashing.
+        if self
+            .sources
+            .get(self.last_source as usize)
+            .is_some_and(|last| last == source)
+        {
+            return self.last_source;
         }
-        let id = self.sources.len() as u16;
-        self.sources.push(source.to_string());
-        self.source_index.insert(source.to_string(), id);
+        let id = match self.source_index.get(source) {
+            Some(&id) => id,
+            None => {
+                let id = self.sources.len() as u16;
+                self.sources.push(source.to_string());
+                self.source_index.insert(source.to_string(), id);
+                id
+            }
+        };
+        self.last_source = id;
         id
     }
 
     pub(crate) fn node_of(&self, id_type: &str, value: &str) -> Option<u32> {
         let kind = self.type_of(id_type)?;
-        self.values[kind as usize].get(value).copied()
+        self.names.get(kind, value)
+    }
+
+    /// The value of an identifier.
+    pub(crate) fn value(&self, node: u32) -> &str {
+        self.names.value(node)
     }
 
     pub(crate) fn identifier(&self, node: u32) -> Identifier {
         let n = &self.nodes[node as usize];
-        Identifier::new(
-            self.types[n.kind as usize].name.clone(),
-            n.value.to_string(),
-        )
+        Identifier::new(self.types[n.kind as usize].name.clone(), self.value(node))
     }
 
     /// True when `a` founds a customer before `b`: seen earlier, then stronger, then by name.
     pub(crate) fn older(&self, a: u32, b: u32) -> bool {
-        self.order_key(a) < self.order_key(b)
+        let first_seen = |n: u32| self.nodes[n as usize].first_seen;
+        first_seen(a)
+            .cmp(&first_seen(b))
+            .then_with(|| self.rank_cmp(a, b))
+            .is_lt()
     }
 
-    pub(crate) fn order_key(&self, node: u32) -> (i64, u16, &str, &str) {
-        let n = &self.nodes[node as usize];
-        let kind = &self.types[n.kind as usize];
-        (n.first_seen, kind.rank, kind.name.as_str(), &n.value)
+    /// The priority order of identifiers: the stronger type first, then by type name, then by
+    /// value. Text is compared only when it must be (most comparisons are settled by rank).
+    pub(crate) fn rank_cmp(&self, a: u32, b: u32) -> std::cmp::Ordering {
+        if a == b {
+            return std::cmp::Ordering::Equal;
+        }
+        let (kind_a, kind_b) = (self.nodes[a as usize].kind, self.nodes[b as usize].kind);
+        let (type_a, type_b) = (&self.types[kind_a as usize], &self.types[kind_b as usize]);
+        type_a.rank.cmp(&type_b.rank).then_with(|| {
+            if kind_a == kind_b {
+                self.value(a).cmp(self.value(b))
+            } else {
+                (type_a.name.as_str(), self.value(a)).cmp(&(type_b.name.as_str(), self.value(b)))
+            }
+        })
     }
 
     /// Union-find root without path compression (read paths).
@@ -459,9 +574,7 @@ impl IdentityGraph {
     }
 
     pub(crate) fn customer_at(&self, node: u32) -> CustomerId {
-        let founder = self.components[self.root(node) as usize].founder;
-        let n = &self.nodes[founder as usize];
-        CustomerId::of(&self.types[n.kind as usize].name, &n.value)
+        self.founder_id(self.components[self.root(node) as usize].founder)
     }
 
     /// The number of an identifier's node, stable for the life of this graph (a rebuilt graph
@@ -491,7 +604,7 @@ impl IdentityGraph {
     /// life of the graph).
     pub fn founder_id(&self, founder: u32) -> CustomerId {
         let n = &self.nodes[founder as usize];
-        CustomerId::of(&self.types[n.kind as usize].name, &n.value)
+        CustomerId::of(&self.types[n.kind as usize].name, self.value(founder))
     }
 
     /// The customer an identifier belongs to; `None` when unknown or blocked.
@@ -507,7 +620,7 @@ impl IdentityGraph {
     fn members_of(&self, customer: CustomerId) -> Option<Vec<u32>> {
         self.roots()
             .find(|&root| self.customer_at(root) == customer)
-            .map(|root| self.components[root as usize].members.of(root))
+            .map(|root| self.members.of(root))
     }
 
     /// The identifiers of a customer, strongest type first.
@@ -515,25 +628,19 @@ impl IdentityGraph {
         let Some(mut members) = self.members_of(customer) else {
             return Vec::new();
         };
-        members.sort_by(|a, b| self.rank_key(*a).cmp(&self.rank_key(*b)));
+        members.sort_by(|a, b| self.rank_cmp(*a, *b));
         members.into_iter().map(|n| self.identifier(n)).collect()
-    }
-
-    fn rank_key(&self, node: u32) -> (u16, &str, &str) {
-        let n = &self.nodes[node as usize];
-        let kind = &self.types[n.kind as usize];
-        (kind.rank, kind.name.as_str(), &n.value)
     }
 
     /// Every customer: its id, its identifiers and the time of the latest edge record among them.
     pub fn customers(&self) -> impl Iterator<Item = (CustomerId, Vec<(&str, &str)>, i64)> + '_ {
         self.roots().map(|root| {
             let component = &self.components[root as usize];
-            let mut members = Vec::with_capacity(component.members.len());
+            let mut members = Vec::with_capacity(component.size as usize);
             let mut updated = NEVER;
-            component.members.each(root, |n| {
+            self.members.each(root, |n| {
                 let node = &self.nodes[n as usize];
-                members.push((self.types[node.kind as usize].name.as_str(), &*node.value));
+                members.push((self.types[node.kind as usize].name.as_str(), self.value(n)));
                 updated = updated.max(node.last_change.max(node.first_seen));
             });
             (self.customer_at(component.founder), members, updated)
@@ -548,7 +655,7 @@ impl IdentityGraph {
             observed_at: e.time(),
             source: self.sources[e.source as usize].clone(),
             bound: e.bound(),
-            refusal: e.refusal.clone(),
+            refusal: e.refusal.map(|r| self.refusal(r)),
         }
     }
 
@@ -567,7 +674,7 @@ impl IdentityGraph {
             if node == goal {
                 break;
             }
-            for &edge in &self.nodes[node as usize].edges {
+            for edge in self.edges_of(node) {
                 let e = &self.edges[edge as usize];
                 if !e.merged || !e.bound() {
                     continue;
@@ -602,10 +709,7 @@ impl IdentityGraph {
         let Some(members) = self.members_of(customer) else {
             return Vec::new();
         };
-        let mut edges: Vec<u32> = members
-            .iter()
-            .flat_map(|&n| self.nodes[n as usize].edges.iter().copied())
-            .collect();
+        let mut edges: Vec<u32> = members.iter().flat_map(|&n| self.edges_of(n)).collect();
         edges.sort_unstable();
         edges.dedup();
         let mut views: Vec<EdgeView> = edges.into_iter().map(|e| self.view(e)).collect();
@@ -618,7 +722,7 @@ impl Component {
     /// A customer of one identifier; only types with a limit are counted.
     pub(crate) fn single(node: u32, kind: u16, limited: bool) -> Self {
         Self {
-            members: Members::default(),
+            size: 1,
             counts: if limited { vec![(kind, 1)] } else { Vec::new() },
             founder: node,
         }
@@ -628,7 +732,7 @@ impl Component {
 impl RawComponent {
     pub(crate) fn single() -> Self {
         Self {
-            members: Members::default(),
+            size: 1,
             latest: NEVER,
         }
     }

@@ -26,6 +26,7 @@
 mod diff;
 mod error;
 mod graph;
+mod intern;
 mod record;
 mod resolve;
 mod rules;

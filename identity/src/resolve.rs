@@ -4,11 +4,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::graph::{Component, IdentityGraph, NEVER, Node, RawComponent};
-use crate::record::{Change, ChangeKind, CustomerId, Refusal};
-
-/// An identifier's place in the priority order: rank, type name, value.
-type RankKey<'a> = (u16, &'a str, &'a str);
+use crate::graph::{Component, EdgeRefusal, IdentityGraph, NEVER, Node, RawComponent};
+use crate::record::{Change, ChangeKind, CustomerId};
 
 impl IdentityGraph {
     pub(crate) fn find(&mut self, node: u32) -> u32 {
@@ -42,7 +39,7 @@ impl IdentityGraph {
             part.latest = part.latest.max(time);
             return;
         }
-        let size = |r: u32| self.raw_components[r as usize].members.len();
+        let size = |r: u32| self.raw_components[r as usize].size;
         let (keep, gone) = if size(ra) >= size(rb) {
             (ra, rb)
         } else {
@@ -50,13 +47,14 @@ impl IdentityGraph {
         };
         let gone_part = std::mem::take(&mut self.raw_components[gone as usize]);
         self.nodes[gone as usize].raw_parent = keep;
+        self.raw_members.join(keep, gone);
         let part = &mut self.raw_components[keep as usize];
-        part.members.absorb(keep, gone_part.members, gone);
+        part.size += gone_part.size;
         part.latest = part.latest.max(gone_part.latest).max(time);
     }
 
     /// The limit the merge of two customers would break, strongest type first.
-    fn broken_limit(&self, a: &Component, b: &Component) -> Option<Refusal> {
+    fn broken_limit(&self, a: &Component, b: &Component) -> Option<EdgeRefusal> {
         a.counts
             .iter()
             .filter_map(|&(kind, count_a)| {
@@ -72,10 +70,7 @@ impl IdentityGraph {
                 let info = &self.types[*kind as usize];
                 (info.rank, info.name.as_str())
             })
-            .map(|(kind, limit)| Refusal::Limit {
-                id_type: self.types[kind as usize].name.clone(),
-                limit,
-            })
+            .map(|(kind, limit)| EdgeRefusal::Limit { kind, limit })
     }
 
     /// Merges the customers of a bound pair unless a limit forbids it. With `log`, the merge or
@@ -94,20 +89,18 @@ impl IdentityGraph {
         {
             let e = &mut self.edges[edge as usize];
             e.merged = false;
-            e.refusal = Some(refusal.clone());
+            e.refusal = Some(refusal);
             if log {
                 let change = self.refused_change(edge, refusal);
                 self.changes.push(change);
             }
             return;
         }
-        let fresh_single =
-            |r: u32| self.components[r as usize].members.len() == 1 && fresh.contains(&r);
+        let fresh_single = |r: u32| self.components[r as usize].size == 1 && fresh.contains(&r);
         // Customer ids are hashes: computed only when the merge is logged.
         let logged = (log && !fresh_single(ra) && !fresh_single(rb))
             .then(|| (self.customer_at(ra), self.customer_at(rb)));
-        let (keep, gone) = if self.components[ra as usize].members.len()
-            >= self.components[rb as usize].members.len()
+        let (keep, gone) = if self.components[ra as usize].size >= self.components[rb as usize].size
         {
             (ra, rb)
         } else {
@@ -130,7 +123,8 @@ impl IdentityGraph {
                 None => part.counts.push((kind, count)),
             }
         }
-        part.members.absorb(keep, gone_part.members, gone);
+        part.size += gone_part.size;
+        self.members.join(keep, gone);
         let e = &mut self.edges[edge as usize];
         e.merged = true;
         e.refusal = None;
@@ -153,32 +147,53 @@ impl IdentityGraph {
         }
     }
 
-    /// The id a node would have as a customer of its own.
-    fn components_founder_id(&self, node: u32) -> CustomerId {
-        let n = &self.nodes[node as usize];
-        CustomerId::of(&self.types[n.kind as usize].name, &n.value)
-    }
-
     /// Resolves every identifier from scratch (after a batch load).
     pub fn resolve_all(&mut self) {
         self.set_deferred(false);
-        let members: Vec<u32> = (0..self.nodes.len() as u32)
-            .filter(|&n| self.nodes[n as usize].blocked.is_none())
-            .collect();
-        for edge in 0..self.edges.len() {
-            let refusal = {
-                let e = &self.edges[edge];
-                if e.bound() {
-                    self.blocked_refusal(e.a, e.b)
-                } else {
-                    None
-                }
-            };
-            if refusal.is_some() {
-                self.edges[edge].refusal = refusal;
+        let mut pairs = Vec::with_capacity(self.edges.len());
+        for edge in 0..self.edges.len() as u32 {
+            let e = &self.edges[edge as usize];
+            if !e.bound() {
+                continue;
+            }
+            match self.blocked_refusal(e.a, e.b) {
+                Some(refusal) => self.edges[edge as usize].refusal = Some(refusal),
+                None => pairs.push(edge),
             }
         }
-        self.recompute(members, None, false, &[]);
+        for node in 0..self.nodes.len() as u32 {
+            if self.nodes[node as usize].blocked.is_none() {
+                self.reset(node);
+            }
+        }
+        self.merge_in_order(&mut pairs, &[]);
+    }
+
+    /// Makes `node` a customer of its own again, before its part is resolved anew.
+    fn reset(&mut self, node: u32) {
+        let n = &mut self.nodes[node as usize];
+        n.parent = node;
+        n.raw_parent = node;
+        let kind = n.kind;
+        let limited = self.types[kind as usize].limit.is_some();
+        self.components[node as usize] = Component::single(node, kind, limited);
+        self.raw_components[node as usize] = RawComponent::single();
+        self.members.reset(node);
+        self.raw_members.reset(node);
+    }
+
+    /// Joins the bound pairs `pairs` (their identifiers reset) in the order of the crate docs.
+    fn merge_in_order(&mut self, pairs: &mut [u32], fresh: &[u32]) {
+        self.reshaped += 1;
+        self.sort_pairs(pairs);
+        for &edge in pairs.iter() {
+            let (a, b, time) = {
+                let e = &self.edges[edge as usize];
+                (e.a, e.b, e.time())
+            };
+            self.raw_union(a, b, time);
+            self.merge_edge(edge, false, fresh);
+        }
     }
 
     /// Resolves the identifiers `members` (whole connected parts) again from their bound pairs.
@@ -197,7 +212,7 @@ impl IdentityGraph {
         };
         let mut edges: Vec<u32> = Vec::new();
         for &node in &members {
-            for &edge in &self.nodes[node as usize].edges {
+            for edge in self.edges_of(node) {
                 let e = &self.edges[edge as usize];
                 let other = if e.a == node { e.b } else { e.a };
                 if e.a == node && e.bound() && self.nodes[other as usize].blocked.is_none() {
@@ -208,32 +223,22 @@ impl IdentityGraph {
         let refused_before: HashSet<u32> = edges
             .iter()
             .copied()
-            .filter(|&e| matches!(self.edges[e as usize].refusal, Some(Refusal::Limit { .. })))
+            .filter(|&e| {
+                matches!(
+                    self.edges[e as usize].refusal,
+                    Some(EdgeRefusal::Limit { .. })
+                )
+            })
             .collect();
-        self.reshaped += 1;
         for &node in &members {
-            let n = &mut self.nodes[node as usize];
-            n.parent = node;
-            n.raw_parent = node;
-            let kind = n.kind;
-            let limited = self.types[kind as usize].limit.is_some();
-            self.components[node as usize] = Component::single(node, kind, limited);
-            self.raw_components[node as usize] = RawComponent::single();
+            self.reset(node);
         }
-        self.sort_pairs(&mut edges);
-        for &edge in &edges {
-            let (a, b, time) = {
-                let e = &self.edges[edge as usize];
-                (e.a, e.b, e.time())
-            };
-            self.raw_union(a, b, time);
-            self.merge_edge(edge, false, fresh);
-        }
+        self.merge_in_order(&mut edges, fresh);
         if diff {
             self.log_diff(&members, &before, cause, fresh);
             for &edge in &edges {
                 if self.edges[edge as usize].refusal.is_some() && !refused_before.contains(&edge) {
-                    let refusal = self.edges[edge as usize].refusal.clone().expect("refused");
+                    let refusal = self.edges[edge as usize].refusal.expect("refused");
                     let change = self.refused_change(edge, refusal);
                     self.changes.push(change);
                 }
@@ -241,35 +246,42 @@ impl IdentityGraph {
         }
     }
 
-    /// Sorts pairs by [`Self::pair_key`]: by time with integer keys, then each run of equal
+    /// Sorts pairs by [`Self::pair_cmp`]: by time with integer keys, then each run of equal
     /// times by identifier (runs are short: a customer's pairs seen at once).
     fn sort_pairs(&self, edges: &mut [u32]) {
-        edges.sort_unstable_by_key(|&e| (self.edges[e as usize].time(), e));
+        // Sorted by (time, rank of the stronger identifier) as integers; only pairs equal in both
+        // are then compared by identifier.
+        let rank = |node: u32| self.types[self.nodes[node as usize].kind as usize].rank;
+        let mut keyed: Vec<((i64, u16), u32)> = edges
+            .iter()
+            .map(|&edge| {
+                let e = &self.edges[edge as usize];
+                ((e.time(), rank(e.a)), edge)
+            })
+            .collect();
+        keyed.sort_unstable();
         let mut start = 0;
-        while start < edges.len() {
-            let time = self.edges[edges[start] as usize].time();
-            let end = start
-                + edges[start..]
-                    .iter()
-                    .take_while(|&&e| self.edges[e as usize].time() == time)
-                    .count();
+        while start < keyed.len() {
+            let key = keyed[start].0;
+            let end = start + keyed[start..].iter().take_while(|(k, _)| *k == key).count();
             if end - start > 1 {
-                edges[start..end].sort_by(|&x, &y| self.pair_key(x).cmp(&self.pair_key(y)));
+                keyed[start..end].sort_unstable_by(|&(_, x), &(_, y)| self.pair_cmp(x, y));
             }
             start = end;
         }
+        for (slot, (_, edge)) in edges.iter_mut().zip(keyed) {
+            *slot = edge;
+        }
     }
 
-    /// Total order of pairs: time, then the two identifiers (strongest first, then by name).
-    fn pair_key(&self, edge: u32) -> (i64, RankKey<'_>, RankKey<'_>) {
-        let e = &self.edges[edge as usize];
-        let key = |n: u32| {
-            let node = &self.nodes[n as usize];
-            let kind = &self.types[node.kind as usize];
-            (kind.rank, kind.name.as_str(), &*node.value)
-        };
-        let (ka, kb) = (key(e.a), key(e.b));
-        (e.time(), ka.min(kb), ka.max(kb))
+    /// Total order of pairs: time, then the two identifiers in priority order (a pair keeps its
+    /// stronger identifier as `a`).
+    fn pair_cmp(&self, x: u32, y: u32) -> std::cmp::Ordering {
+        let (x, y) = (&self.edges[x as usize], &self.edges[y as usize]);
+        x.time()
+            .cmp(&y.time())
+            .then_with(|| self.rank_cmp(x.a, y.a))
+            .then_with(|| self.rank_cmp(x.b, y.b))
     }
 
     fn log_diff(
@@ -279,10 +291,7 @@ impl IdentityGraph {
         cause: Option<u32>,
         fresh: &[u32],
     ) {
-        let fresh_ids: HashSet<CustomerId> = fresh
-            .iter()
-            .map(|&n| self.components_founder_id(n))
-            .collect();
+        let fresh_ids: HashSet<CustomerId> = fresh.iter().map(|&n| self.founder_id(n)).collect();
         let mut by_old: HashMap<CustomerId, BTreeSet<CustomerId>> = HashMap::new();
         let mut by_new: HashMap<CustomerId, BTreeSet<CustomerId>> = HashMap::new();
         for (&node, &old) in members.iter().zip(before) {

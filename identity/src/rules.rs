@@ -232,11 +232,20 @@ impl Rules {
 
     /// Why `(id_type, value)` never merges, if it is blocked.
     pub fn blocked(&self, id_type: &str, value: &str) -> Option<BlockReason> {
-        let normalized = value.trim().to_lowercase();
-        if self.blocked_values.contains(&normalized) {
+        let trimmed = value.trim();
+        // Called for every new identifier: ASCII text (nearly all) is compared without the
+        // allocation of a lower-cased copy.
+        let listed = if trimmed.is_ascii() {
+            self.blocked_values
+                .iter()
+                .any(|blocked| blocked.eq_ignore_ascii_case(trimmed))
+        } else {
+            self.blocked_values.contains(&trimmed.to_lowercase())
+        };
+        if listed {
             return Some(BlockReason::Value);
         }
-        if self.config.block_repeated_digits && is_repeated_digit(value.trim()) {
+        if self.config.block_repeated_digits && is_repeated_digit(trimmed) {
             return Some(BlockReason::RepeatedDigits);
         }
         self.patterns
@@ -286,11 +295,27 @@ mod tests {
             );
         }
         assert_eq!(rules.blocked("phone", "13800138000"), None);
+        assert_eq!(rules.blocked("user_id", "nullable"), None);
         assert_eq!(rules.blocked("phone", "1111"), None);
         assert_eq!(rules.limit("user_id"), Some(1));
         assert_eq!(rules.limit("phone"), None);
         assert!(rules.rank("user_id") < rules.rank("anonymous_id"));
         assert_eq!(rules.rank("loyalty_card"), u16::MAX);
+    }
+
+    #[test]
+    fn blocked_values_compare_without_case_in_any_script() {
+        let rules =
+            Rules::from_json(r#"{"blocked_values": ["Ünbekannt", "未知", "n/a"]}"#).unwrap();
+        for junk in ["üNBEKANNT", " 未知 ", "N/A"] {
+            assert_eq!(
+                rules.blocked("user_id", junk),
+                Some(BlockReason::Value),
+                "{junk}"
+            );
+        }
+        assert_eq!(rules.blocked("user_id", "unbekannt"), None);
+        assert_eq!(rules.blocked("user_id", "未知的"), None);
     }
 
     #[test]

@@ -102,12 +102,7 @@ fn read_edges(path: &PathBuf) -> Vec<Edge> {
 }
 
 fn batch_resolve(edges: &[Edge]) -> IdentityGraph {
-    let mut graph = IdentityGraph::deferred(Rules::default());
-    for edge in edges {
-        graph.apply(edge.record());
-    }
-    graph.resolve_all();
-    graph
+    IdentityGraph::build(Rules::default(), edges.iter().map(Edge::record), [])
 }
 
 fn map_of(graph: &IdentityGraph) -> Vec<(String, String, String)> {

@@ -318,6 +318,13 @@ impl IdentityService {
             .collect()
             .await?;
         let mut graph = IdentityGraph::deferred(rules);
+        graph.reserve(
+            identities
+                .iter()
+                .chain(&events)
+                .map(RecordBatch::num_rows)
+                .sum(),
+        );
         for batch in &identities {
             apply_batch(&mut graph, IDENTITIES, batch)?;
         }

@@ -10,45 +10,95 @@ impl IdentityGraph {
     /// The merges, splits and new refusals that turn `before` into `self`. Identifiers new in
     /// `self` join customers without a merge being logged.
     pub fn changes_since(&self, before: &IdentityGraph) -> Vec<Change> {
-        let mut by_new: BTreeMap<CustomerId, BTreeMap<CustomerId, Identifier>> = BTreeMap::new();
-        let mut by_old: BTreeMap<CustomerId, BTreeMap<CustomerId, Identifier>> = BTreeMap::new();
-        for (customer, members, _) in self.customers() {
-            for (id_type, value) in members {
-                let Some(old) = before.customer_of(id_type, value) else {
-                    continue;
+        // Customers are compared by founder node (integers); ids and identifiers are spelled out
+        // only for the customers that merged or split.
+        const NONE: u32 = u32::MAX;
+        // For each old founder: the first new founder that holds one of its identifiers, and
+        // that identifier (a node of `self`).
+        let mut first_new: Vec<(u32, u32)> = vec![(NONE, NONE); before.nodes.len()];
+        // Old founders whose identifiers went to several new customers: (new founder, node).
+        let mut splits: BTreeMap<u32, Vec<(u32, u32)>> = BTreeMap::new();
+        // New founders holding identifiers of several old customers: (old founder, node).
+        let mut merges: Vec<(u32, Vec<(u32, u32)>)> = Vec::new();
+        for root in self.roots() {
+            let new = self.components[root as usize].founder;
+            let mut olds: Vec<(u32, u32)> = Vec::new();
+            self.members.each(root, |node| {
+                let kind = &self.types[self.nodes[node as usize].kind as usize].name;
+                let Some(old) = before
+                    .node_of(kind, self.value(node))
+                    .and_then(|n| before.founder(n))
+                else {
+                    return;
                 };
-                let id = Identifier::new(id_type, value);
-                by_new
-                    .entry(customer)
-                    .or_default()
-                    .entry(old)
-                    .or_insert_with(|| id.clone());
-                by_old.entry(old).or_default().entry(customer).or_insert(id);
+                if olds.iter().any(|&(o, _)| o == old) {
+                    return;
+                }
+                olds.push((old, node));
+                let first = &mut first_new[old as usize];
+                if first.0 == NONE {
+                    *first = (new, node);
+                } else if first.0 != new {
+                    let holders = splits.entry(old).or_insert_with(|| vec![*first]);
+                    if !holders.iter().any(|&(n, _)| n == new) {
+                        holders.push((new, node));
+                    }
+                }
+            });
+            if olds.len() > 1 {
+                merges.push((new, olds));
             }
         }
         let mut changes = Vec::new();
-        let mut push =
-            |kind, customer: CustomerId, other: CustomerId, a: &Identifier, b: &Identifier| {
+        let mut push = |kind, customer, others: Vec<(CustomerId, u32)>| {
+            // As if listed by customer id: the identifier shown first is the one the customer
+            // kept, else the first other customer's.
+            let mut others = others;
+            others.sort_by_key(|&(id, _)| id);
+            let kept = others
+                .iter()
+                .find(|(id, _)| *id == customer)
+                .unwrap_or(&others[0])
+                .1;
+            let kept = self.identifier(kept);
+            for &(other, node) in others.iter().filter(|(id, _)| *id != customer) {
                 changes.push(Change {
                     kind,
                     customer: Some(customer),
                     other: Some(other),
-                    edge: (a.clone(), b.clone()),
+                    edge: (kept.clone(), self.identifier(node)),
                     observed_at: NEVER,
                     reason: "recomputed in batch".to_string(),
                 });
-            };
-        // A customer reached from several old ones is a merge; one reaching several is a split.
-        for (kind, groups) in [(ChangeKind::Merge, &by_new), (ChangeKind::Split, &by_old)] {
-            for (customer, others) in groups.iter().filter(|(_, others)| others.len() > 1) {
-                let kept = others
-                    .get(customer)
-                    .or_else(|| others.values().next())
-                    .expect("non-empty");
-                for (other, id) in others.iter().filter(|(other, _)| *other != customer) {
-                    push(kind, *customer, *other, kept, id);
-                }
             }
+        };
+        let mut merges: Vec<(CustomerId, Vec<(CustomerId, u32)>)> = merges
+            .into_iter()
+            .map(|(new, olds)| {
+                let olds = olds
+                    .into_iter()
+                    .map(|(old, node)| (before.founder_id(old), node))
+                    .collect();
+                (self.founder_id(new), olds)
+            })
+            .collect();
+        merges.sort_by_key(|(id, _)| *id);
+        for (customer, olds) in merges {
+            push(ChangeKind::Merge, customer, olds);
+        }
+        let mut splits: Vec<(CustomerId, Vec<(CustomerId, u32)>)> = splits
+            .into_iter()
+            .map(|(old, news)| {
+                let news = news
+                    .into_iter()
+                    .map(|(new, node)| (self.founder_id(new), node))
+                    .collect();
+                (before.founder_id(old), news)
+            })
+            .collect();
+        splits.sort_by_key(|(id, _)| *id);
+        for (customer, news) in splits {
+            push(ChangeKind::Split, customer, news);
         }
         let refused_before: BTreeSet<(Identifier, Identifier)> = before.refused_pairs().collect();
         for edge in 0..self.edges.len() as u32 {
@@ -75,7 +125,7 @@ impl IdentityGraph {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Action, ChangeKind, EdgeRecord, IdentityGraph, Rules};
+    use crate::{Action, ChangeKind, EdgeRecord, IdentityGraph, Identifier, Rules};
 
     fn record(
         from: (&'static str, &'static str),
@@ -107,12 +157,23 @@ mod tests {
         assert_eq!(changes[0].kind, ChangeKind::Refused);
         second.push(record(("user_id", "u2"), ("email", "e"), 4, Action::Unbind));
         let merged = IdentityGraph::build(Rules::default(), second.clone(), []);
-        let kinds: Vec<ChangeKind> = merged
-            .changes_since(&before)
-            .iter()
-            .map(|c| c.kind)
-            .collect();
+        let changes = merged.changes_since(&before);
+        let kinds: Vec<ChangeKind> = changes.iter().map(|c| c.kind).collect();
         assert_eq!(kinds, [ChangeKind::Merge, ChangeKind::Split]);
+        let (u1, u2) = (
+            before.customer_of("user_id", "u1"),
+            before.customer_of("user_id", "u2"),
+        );
+        // u1's customer took in the email of u2's; u2's customer lost it to u1's.
+        assert_eq!((changes[0].customer, changes[0].other), (u1, u2));
+        // Shown by one identifier the customer kept (u1 or the phone) and the one it took in.
+        assert_ne!(changes[0].edge.0.id_type, "email");
+        assert_eq!(changes[0].edge.1, Identifier::new("email", "e"));
+        assert_eq!((changes[1].customer, changes[1].other), (u2, u1));
+        assert_eq!(
+            changes[1].edge,
+            (Identifier::new("user_id", "u2"), Identifier::new("email", "e"))
+        );
         assert!(before.changes_since(&before).is_empty());
     }
 }

@@ -125,7 +125,7 @@ impl IdentityGraph {
 
 #[cfg(test)]
 mod tests {
-    use crate::{Action, ChangeKind, EdgeRecord, IdentityGraph, Identifier, Rules};
+    use crate::{Action, ChangeKind, EdgeRecord, Identifier, IdentityGraph, Rules};
 
     fn record(
         from: (&'static str, &'static str),
@@ -172,7 +172,10 @@ mod tests {
         assert_eq!((changes[1].customer, changes[1].other), (u2, u1));
         assert_eq!(
             changes[1].edge,
-            (Identifier::new("user_id", "u2"), Identifier::new("email", "e"))
+            (
+                Identifier::new("user_id", "u2"),
+                Identifier::new("email", "e")
+            )
         );
         assert!(before.changes_since(&before).is_empty());
     }

@@ -72,33 +72,17 @@ impl IdentityGraph {
                 });
             }
         };
-        let mut merges: Vec<(CustomerId, Vec<(CustomerId, u32)>)> = merges
-            .into_iter()
-            .map(|(new, olds)| {
-                let olds = olds
-                    .into_iter()
-                    .map(|(old, node)| (before.founder_id(old), node))
-                    .collect();
-                (self.founder_id(new), olds)
-            })
-            .collect();
-        merges.sort_by_key(|(id, _)| *id);
-        for (customer, olds) in merges {
-            push(ChangeKind::Merge, customer, olds);
-        }
-        let mut splits: Vec<(CustomerId, Vec<(CustomerId, u32)>)> = splits
-            .into_iter()
-            .map(|(old, news)| {
-                let news = news
-                    .into_iter()
-                    .map(|(new, node)| (self.founder_id(new), node))
-                    .collect();
-                (before.founder_id(old), news)
-            })
-            .collect();
-        splits.sort_by_key(|(id, _)| *id);
-        for (customer, news) in splits {
-            push(ChangeKind::Split, customer, news);
+        let (this, that) = (|n: u32| self.founder_id(n), |n: u32| before.founder_id(n));
+        for (kind, groups) in [
+            (ChangeKind::Merge, spelled(merges, this, that)),
+            (
+                ChangeKind::Split,
+                spelled(splits.into_iter().collect(), that, this),
+            ),
+        ] {
+            for (customer, others) in groups {
+                push(kind, customer, others);
+            }
         }
         let refused_before: BTreeSet<(Identifier, Identifier)> = before.refused_pairs().collect();
         for edge in 0..self.edges.len() as u32 {
@@ -121,6 +105,27 @@ impl IdentityGraph {
             .filter(|e| e.bound() && e.refusal.is_some())
             .map(|e| (self.identifier(e.a), self.identifier(e.b)))
     }
+}
+
+/// Founder nodes spelled out as customer ids (`group` for the keys, `other` for the customers
+/// of each key), in order of customer id.
+fn spelled(
+    groups: Vec<(u32, Vec<(u32, u32)>)>,
+    group: impl Fn(u32) -> CustomerId,
+    other: impl Fn(u32) -> CustomerId,
+) -> Vec<(CustomerId, Vec<(CustomerId, u32)>)> {
+    let mut spelled: Vec<(CustomerId, Vec<(CustomerId, u32)>)> = groups
+        .into_iter()
+        .map(|(founder, others)| {
+            let others = others
+                .into_iter()
+                .map(|(founder, node)| (other(founder), node))
+                .collect();
+            (group(founder), others)
+        })
+        .collect();
+    spelled.sort_by_key(|(id, _)| *id);
+    spelled
 }
 
 #[cfg(test)]

@@ -146,8 +146,6 @@ pub struct IdentityGraph {
     edge_index: FastMap<(u32, u32), u32>,
     sources: Vec<String>,
     source_index: FastMap<String, u16>,
-    /// The source of the last record applied.
-    last_source: u16,
     /// Per identifier; meaningful at union-find roots only.
     pub(crate) components: Vec<Component>,
     pub(crate) raw_components: Vec<RawComponent>,
@@ -178,7 +176,6 @@ impl IdentityGraph {
             edge_index: FastMap::default(),
             sources: Vec::new(),
             source_index: FastMap::default(),
-            last_source: 0,
             components: Vec::new(),
             raw_components: Vec::new(),
             members: Rings::default(),
@@ -503,24 +500,12 @@ impl IdentityGraph {
     }
 
     fn intern_source(&mut self, source: &str) -> u16 {
-        // Records come in runs from one source: the last one is checked before hashing.
-        if self
-            .sources
-            .get(self.last_source as usize)
-            .is_some_and(|last| last == source)
-        {
-            return self.last_source;
+        if let Some(&id) = self.source_index.get(source) {
+            return id;
         }
-        let id = match self.source_index.get(source) {
-            Some(&id) => id,
-            None => {
-                let id = self.sources.len() as u16;
-                self.sources.push(source.to_string());
-                self.source_index.insert(source.to_string(), id);
-                id
-            }
-        };
-        self.last_source = id;
+        let id = self.sources.len() as u16;
+        self.sources.push(source.to_string());
+        self.source_index.insert(source.to_string(), id);
         id
     }
 

@@ -246,8 +246,9 @@ impl IdentityGraph {
         }
     }
 
-    /// Sorts pairs by [`Self::pair_cmp`]: by time with integer keys, then each run of equal
-    /// times by identifier (runs are short: a customer's pairs seen at once).
+    /// Sorts pairs by [`Self::pair_cmp`]: by (time, rank of the stronger identifier) as integer
+    /// keys, then each run of equal keys by identifier (runs are short: a customer's pairs seen
+    /// at once).
     fn sort_pairs(&self, edges: &mut [u32]) {
         // Sorted by (time, rank of the stronger identifier) as integers; only pairs equal in both
         // are then compared by identifier.

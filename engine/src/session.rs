@@ -61,7 +61,6 @@ pub fn build_session_state(
 
 /// Registers the JSON functions (for `properties` and `context`) and Tributary's own.
 pub fn register_functions(registry: &mut dyn FunctionRegistry) -> Result<()> {
-    datafusion_functions_json::register_all(registry)?;
     tributary_udfs::register_all(registry)?;
     Ok(())
 }

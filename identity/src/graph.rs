@@ -16,6 +16,9 @@ pub(crate) type FastMap<K, V> = foldhash::HashMap<K, V>;
 /// No time: the neutral value of max().
 pub(crate) const NEVER: i64 = i64::MIN;
 
+/// How many identifier types [`IdentityGraph::type_of`] scans before it looks in the index.
+const SCANNED_TYPES: usize = 16;
+
 /// No pair: the end of an identifier's list of pairs.
 const NO_EDGE: u32 = u32::MAX;
 
@@ -28,7 +31,7 @@ pub(crate) struct TypeInfo {
 
 #[derive(Debug)]
 pub(crate) struct Node {
-    pub(crate) kind: u16,
+    pub(crate) kind: u32,
     pub(crate) first_seen: i64,
     /// Latest edge record touching it (identity_map's `updated_at`).
     pub(crate) last_change: i64,
@@ -51,7 +54,7 @@ pub(crate) struct Edge {
     pub(crate) first_bind: i64,
     pub(crate) last_bind: i64,
     pub(crate) last_unbind: i64,
-    pub(crate) source: u16,
+    pub(crate) source: u32,
     pub(crate) merged: bool,
     pub(crate) refusal: Option<EdgeRefusal>,
     /// The next pair of `a` and of `b`, in the order recorded.
@@ -65,7 +68,7 @@ pub(crate) enum EdgeRefusal {
     /// This identifier is blocked.
     Blocked(u32),
     /// The merged customer would hold more than `limit` identifiers of type `kind`.
-    Limit { kind: u16, limit: u32 },
+    Limit { kind: u32, limit: u32 },
 }
 
 impl Edge {
@@ -124,7 +127,7 @@ impl Rings {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Component {
     pub(crate) size: u32,
-    pub(crate) counts: Vec<(u16, u32)>,
+    pub(crate) counts: Vec<(u32, u32)>,
     pub(crate) founder: u32,
 }
 
@@ -140,12 +143,14 @@ pub(crate) struct RawComponent {
 pub struct IdentityGraph {
     pub(crate) rules: Rules,
     pub(crate) types: Vec<TypeInfo>,
+    /// The types after the first [`SCANNED_TYPES`], by name.
+    type_index: FastMap<String, u32>,
     names: Interner,
     pub(crate) nodes: Vec<Node>,
     pub(crate) edges: Vec<Edge>,
     edge_index: FastMap<(u32, u32), u32>,
     sources: Vec<String>,
-    source_index: FastMap<String, u16>,
+    source_index: FastMap<String, u32>,
     /// Per identifier; meaningful at union-find roots only.
     pub(crate) components: Vec<Component>,
     pub(crate) raw_components: Vec<RawComponent>,
@@ -176,6 +181,7 @@ impl IdentityGraph {
             edge_index: FastMap::default(),
             sources: Vec::new(),
             source_index: FastMap::default(),
+            type_index: FastMap::default(),
             components: Vec::new(),
             raw_components: Vec::new(),
             members: Rings::default(),
@@ -455,7 +461,10 @@ impl IdentityGraph {
         let kind = match self.type_of(id_type) {
             Some(kind) => kind,
             None => {
-                let kind = self.types.len() as u16;
+                let kind = u32::try_from(self.types.len()).expect("fewer types than identifiers");
+                if kind as usize >= SCANNED_TYPES {
+                    self.type_index.insert(id_type.to_string(), kind);
+                }
                 self.types.push(TypeInfo {
                     name: id_type.to_string(),
                     rank: self.rules.rank(id_type),
@@ -491,19 +500,23 @@ impl IdentityGraph {
         node
     }
 
-    /// The index of an identifier type (there are few: a scan beats hashing).
-    fn type_of(&self, id_type: &str) -> Option<u16> {
-        self.types
+    /// The index of an identifier type. A tenant has few: a scan of the first ones beats
+    /// hashing, and the index finds the rest (bad data can bring thousands).
+    fn type_of(&self, id_type: &str) -> Option<u32> {
+        match self.types[..self.types.len().min(SCANNED_TYPES)]
             .iter()
             .position(|t| t.name == id_type)
-            .map(|p| p as u16)
+        {
+            Some(kind) => Some(kind as u32),
+            None => self.type_index.get(id_type).copied(),
+        }
     }
 
-    fn intern_source(&mut self, source: &str) -> u16 {
+    fn intern_source(&mut self, source: &str) -> u32 {
         if let Some(&id) = self.source_index.get(source) {
             return id;
         }
-        let id = self.sources.len() as u16;
+        let id = u32::try_from(self.sources.len()).expect("fewer sources than pairs");
         self.sources.push(source.to_string());
         self.source_index.insert(source.to_string(), id);
         id
@@ -705,7 +718,7 @@ impl IdentityGraph {
 
 impl Component {
     /// A customer of one identifier; only types with a limit are counted.
-    pub(crate) fn single(node: u32, kind: u16, limited: bool) -> Self {
+    pub(crate) fn single(node: u32, kind: u32, limited: bool) -> Self {
         Self {
             size: 1,
             counts: if limited { vec![(kind, 1)] } else { Vec::new() },

@@ -16,7 +16,7 @@ pub(crate) struct Interner {
     /// Where each node's value ends in `text` (it starts where the previous one ends).
     ends: Vec<usize>,
     /// Each node's identifier type.
-    kinds: Vec<u16>,
+    kinds: Vec<u32>,
     /// Each node's hash of (type, value), so the table grows without hashing text again.
     hashes: Vec<u64>,
     table: HashTable<u32>,
@@ -43,17 +43,17 @@ impl Interner {
         &self.text[start..self.ends[node]]
     }
 
-    fn hash(&self, kind: u16, value: &str) -> u64 {
+    fn hash(&self, kind: u32, value: &str) -> u64 {
         self.hasher.hash_one((kind, value))
     }
 
     /// The node of `(kind, value)`, if interned.
-    pub(crate) fn get(&self, kind: u16, value: &str) -> Option<u32> {
+    pub(crate) fn get(&self, kind: u32, value: &str) -> Option<u32> {
         let hash = self.hash(kind, value);
         self.find(hash, kind, value)
     }
 
-    fn find(&self, hash: u64, kind: u16, value: &str) -> Option<u32> {
+    fn find(&self, hash: u64, kind: u32, value: &str) -> Option<u32> {
         self.table
             .find(hash, |&node| {
                 self.kinds[node as usize] == kind && self.value(node) == value
@@ -62,7 +62,7 @@ impl Interner {
     }
 
     /// The node of `(kind, value)` and whether it is new; a new one is numbered next.
-    pub(crate) fn intern(&mut self, kind: u16, value: &str) -> (u32, bool) {
+    pub(crate) fn intern(&mut self, kind: u32, value: &str) -> (u32, bool) {
         let hash = self.hash(kind, value);
         if let Some(node) = self.find(hash, kind, value) {
             return (node, false);

@@ -222,7 +222,7 @@ impl Rules {
             .priority
             .iter()
             .position(|t| t == id_type)
-            .map_or(u16::MAX, |p| p as u16)
+            .map_or(u16::MAX, |p| u16::try_from(p).unwrap_or(u16::MAX - 1))
     }
 
     /// The most identifiers of `id_type` one customer may hold.

@@ -79,6 +79,39 @@ fn pairs_merge_and_the_older_customer_keeps_its_id() {
 }
 
 #[test]
+fn more_than_65536_sources_and_types_keep_their_names() {
+    // Both are numbered in the graph; a number too narrow would wrap and mislabel them.
+    let mut graph = IdentityGraph::deferred(Rules::default());
+    let count = 70_000;
+    let names: Vec<(String, String, String)> = (0..count)
+        .map(|i| {
+            (
+                format!("type_{i}"),
+                format!("value_{i}"),
+                format!("source_{i}"),
+            )
+        })
+        .collect();
+    for (i, (id_type, value, source)) in names.iter().enumerate() {
+        graph.apply(EdgeRecord {
+            source,
+            ..bind((id_type, value), ("user_id", value), i as i64)
+        });
+    }
+    graph.resolve_all();
+    for i in [0, 65_535, 65_536, count - 1] {
+        let (id_type, value, source) = &names[i];
+        let chain = graph
+            .explain_merge((id_type, value), ("user_id", value))
+            .expect("merged");
+        assert_eq!(chain.len(), 1);
+        assert_eq!(&chain[0].source, source);
+        assert_eq!(&chain[0].from.id_type, id_type);
+    }
+    assert_eq!(graph.customer_count(), count);
+}
+
+#[test]
 fn a_limit_refuses_the_merge_and_says_why() {
     let mut graph = IdentityGraph::new(Rules::default());
     graph.apply(bind(A1, U1, 10));

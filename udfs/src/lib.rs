@@ -17,6 +17,7 @@ pub mod gamma_gamma_expected_value;
 pub mod gamma_gamma_fit;
 mod group_events;
 mod grouped;
+pub mod json_prefilter;
 mod model_rows;
 mod model_scalar;
 pub mod retention;
@@ -77,8 +78,10 @@ pub fn all_window_functions() -> Vec<Arc<WindowUDF>> {
     ]
 }
 
-/// Registers every Tributary function with `registry`.
+/// Registers every function of a Tributary session with `registry`: the JSON functions of
+/// `datafusion-functions-json` (their getters behind [`json_prefilter`]) and this crate's own.
 pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
+    json_prefilter::register(registry)?;
     for function in all_aggregate_functions() {
         registry.register_udaf(function)?;
     }

@@ -25,6 +25,11 @@ fn manual_flush(storage: &Storage) -> WriteOptions {
 }
 
 fn events(ids: &[&str]) -> RecordBatch {
+    events_of(ids, "u")
+}
+
+/// Track events of one user, one per message id.
+fn events_of(ids: &[&str], user: &str) -> RecordBatch {
     let n = ids.len();
     let schema = Schema::new(vec![
         Field::new("message_id", DataType::Utf8, false),
@@ -42,7 +47,7 @@ fn events(ids: &[&str]) -> RecordBatch {
         vec![
             Arc::new(StringArray::from(ids.to_vec())),
             Arc::new(StringArray::from(vec!["track"; n])),
-            Arc::new(StringArray::from(vec!["u"; n])),
+            Arc::new(StringArray::from(vec![user; n])),
             Arc::new(
                 TimestampMicrosecondArray::from(vec![1_700_000_000_000_000; n])
                     .with_timezone("UTC"),
@@ -353,4 +358,60 @@ async fn a_streamed_load_cancelled_midway_gives_its_message_ids_back() {
         .await
         .unwrap();
     assert_eq!((receipt.rows, receipt.duplicates), (1000, 0));
+}
+
+#[tokio::test]
+async fn a_write_whose_writer_stops_waiting_still_resolves_its_identities() {
+    // A client that goes away drops its write at whatever await it has reached. Once the rows
+    // are handed to the log they are stored, so their identifiers must reach identity_map too.
+    let dir = tempfile::tempdir().unwrap();
+    let storage = storage(dir.path());
+    let engine = Engine::open_with(storage.clone(), manual_flush(&storage))
+        .await
+        .unwrap();
+    let mut stored_after_drop = 0;
+    for polls in 1..=8 {
+        let user = format!("user-{polls}");
+        let ids: Vec<String> = (0..3).map(|i| format!("m{polls}-{i}")).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let writer = engine.writer();
+        let mut write = Box::pin(writer.write(
+            "default",
+            "events",
+            vec![events_of(&ids, &user)],
+            IfTableMissing::Fail,
+            WriteMode::Append,
+        ));
+        let mut finished = false;
+        for _ in 0..polls {
+            if futures::poll!(&mut write).is_ready() {
+                finished = true;
+                break;
+            }
+        }
+        drop(write);
+        // Wait (bounded) for a handed-off write to become durable and for its identities.
+        let (mut stored, mut mapped) = (0, 0);
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            let events = format!("SELECT count(*) FROM events WHERE user_id = '{user}'");
+            let map = format!("SELECT count(*) FROM identity_map WHERE id_value = '{user}'");
+            (stored, mapped) = (count(&engine, &events).await, count(&engine, &map).await);
+            if stored > 0 && mapped > 0 {
+                break;
+            }
+        }
+        assert_eq!(
+            mapped,
+            i64::from(stored > 0),
+            "{user}: {stored} events stored, {mapped} identifiers mapped"
+        );
+        if stored > 0 && !finished {
+            stored_after_drop += 1;
+        }
+    }
+    assert!(
+        stored_after_drop > 0,
+        "no write was dropped after its hand-off: the test did not reach the case it checks"
+    );
 }

@@ -327,7 +327,7 @@ impl Writer {
             "deduplicated a write"
         );
         let rows = batch.num_rows() as u64;
-        let acknowledged = self.hook.get().map(|_| batch.clone());
+        let mut acknowledged = self.hook.get().map(|_| batch.clone());
         let written = if rows == 0 {
             Ok(())
         } else if batch.get_array_memory_size() >= self.options.direct_commit_bytes {
@@ -341,7 +341,16 @@ impl Writer {
             );
             committed
         } else {
-            self.log_and_buffer(schema, table, batch).await
+            // Once the record is handed to the log it will be stored, so the hook runs with it
+            // even if this writer stops waiting.
+            let (hook, seen) = (self.hook.get().cloned(), acknowledged.take());
+            let (tenant, table_name) = (tenant.to_string(), table.to_string());
+            self.log_and_buffer(schema, table, batch, move || {
+                if let (Some(hook), Some(batch)) = (hook, seen) {
+                    hook.written(&tenant, &table_name, &batch, WriteMode::Append);
+                }
+            })
+            .await
         };
         if let Err(e) = written {
             if let Some(ids) = claimed {
@@ -459,6 +468,7 @@ impl Writer {
         schema: &TenantSchema,
         table: &str,
         batch: RecordBatch,
+        acknowledged: impl FnOnce() + Send + 'static,
     ) -> Result<()> {
         let tenant = schema.tenant();
         let held = self.buffer.bytes();
@@ -480,15 +490,21 @@ impl Writer {
         };
         let buffer = Arc::clone(&self.buffer);
         let buffered = record.clone();
-        self.wal
-            .append(
-                &record,
-                Box::new(move |seq| {
-                    buffer.insert(&buffered.tenant, &buffered.table, seq, buffered.batch);
-                }),
-            )
-            .await?;
-        Ok(())
+        let durable = self.wal.submit(
+            &record,
+            Box::new(move |seq| {
+                buffer.insert(&buffered.tenant, &buffered.table, seq, buffered.batch);
+            }),
+        )?;
+        // A task of its own, so that `acknowledged` runs once the record is durable even if
+        // the writer's request is dropped meanwhile.
+        tokio::spawn(async move {
+            durable.await?;
+            acknowledged();
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("a logged write's acknowledgement failed: {e}")))?
     }
 
     /// Commits buffered rows of every table now (before a DML statement or at shutdown).

@@ -167,6 +167,16 @@ impl Wal {
 
     /// Logs a record; resolves with its sequence number once it is on disk and `on_durable` ran.
     pub async fn append(&self, record: &WalRecord, on_durable: OnDurable) -> Result<u64> {
+        self.submit(record, on_durable)?.await
+    }
+
+    /// Hands a record to the log thread now, which logs it whether or not the answer returned
+    /// is awaited (its writer may have gone away); the answer resolves as [`Self::append`]'s.
+    pub fn submit(
+        &self,
+        record: &WalRecord,
+        on_durable: OnDurable,
+    ) -> Result<impl Future<Output = Result<u64>> + Send + 'static> {
         let frame_body = encode_body(record)?;
         let (done, answer) = oneshot::channel();
         self.sender
@@ -176,7 +186,8 @@ impl Wal {
                 done,
             })
             .map_err(|_| self.stopped())?;
-        answer.await.map_err(|_| self.stopped())?
+        let dir = self.dir.clone();
+        Ok(async move { answer.await.map_err(|_| stopped_at(&dir))? })
     }
 
     /// Tells the log that every record below `seq` is committed to its table.
@@ -197,11 +208,15 @@ impl Wal {
     }
 
     fn stopped(&self) -> Error {
-        Error::Storage(format!(
-            "the write-ahead log in {} has stopped",
-            self.dir.display()
-        ))
+        stopped_at(&self.dir)
     }
+}
+
+fn stopped_at(dir: &Path) -> Error {
+    Error::Storage(format!(
+        "the write-ahead log in {} has stopped",
+        dir.display()
+    ))
 }
 
 struct LogThread {

@@ -24,6 +24,7 @@ pub mod wal;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -125,6 +126,43 @@ pub trait WriteHook: Send + Sync {
     fn keep(&self, tenant: &str, table: &str, batch: RecordBatch) -> Result<RecordBatch>;
     /// Rows acknowledged: appended, or (with [`WriteMode::Replace`]) now the whole table.
     fn written(&self, tenant: &str, table: &str, batch: &RecordBatch, mode: WriteMode);
+}
+
+/// A record handed to the log, and what must follow once it is durable. Dropped while still
+/// waiting (the writer's request went away), it hands both to a task of its own: the record will
+/// be stored, so what follows must happen too.
+struct Handoff<D, A>
+where
+    D: Future<Output = Result<u64>> + Send + 'static,
+    A: FnOnce() + Send + 'static,
+{
+    durable: Option<Pin<Box<D>>>,
+    acknowledged: Option<A>,
+}
+
+impl<D, A> Drop for Handoff<D, A>
+where
+    D: Future<Output = Result<u64>> + Send + 'static,
+    A: FnOnce() + Send + 'static,
+{
+    fn drop(&mut self) {
+        let (Some(durable), Some(acknowledged)) = (self.durable.take(), self.acknowledged.take())
+        else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if durable.await.is_ok() {
+                        acknowledged();
+                    }
+                });
+            }
+            Err(_) => {
+                tracing::warn!("a logged write dropped outside the runtime: not acknowledged")
+            }
+        }
+    }
 }
 
 /// The write path of one server.
@@ -496,15 +534,16 @@ impl Writer {
                 buffer.insert(&buffered.tenant, &buffered.table, seq, buffered.batch);
             }),
         )?;
-        // A task of its own, so that `acknowledged` runs once the record is durable even if
-        // the writer's request is dropped meanwhile.
-        tokio::spawn(async move {
-            durable.await?;
-            acknowledged();
-            Ok(())
-        })
-        .await
-        .map_err(|e| Error::Storage(format!("a logged write's acknowledgement failed: {e}")))?
+        let mut handoff = Handoff {
+            durable: Some(Box::pin(durable)),
+            acknowledged: Some(acknowledged),
+        };
+        let durable = handoff.durable.as_mut().expect("set above").await;
+        handoff.durable = None;
+        let acknowledged = handoff.acknowledged.take().expect("set above");
+        durable?;
+        acknowledged();
+        Ok(())
     }
 
     /// Commits buffered rows of every table now (before a DML statement or at shutdown).

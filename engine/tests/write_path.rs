@@ -24,6 +24,13 @@ fn manual_flush(storage: &Storage) -> WriteOptions {
     options
 }
 
+/// An engine on `storage` where only an explicit flush commits.
+async fn open_manual(storage: &Storage) -> Engine {
+    Engine::open_with(storage.clone(), manual_flush(storage))
+        .await
+        .unwrap()
+}
+
 fn events(ids: &[&str]) -> RecordBatch {
     events_of(ids, "u")
 }
@@ -88,17 +95,13 @@ async fn a_restart_replays_what_is_not_committed_and_skips_what_is() {
     let dir = tempfile::tempdir().unwrap();
     let storage = storage(dir.path());
     {
-        let engine = Engine::open_with(storage.clone(), manual_flush(&storage))
-            .await
-            .unwrap();
+        let engine = open_manual(&storage).await;
         assert_eq!(write(&engine, &["a", "b", "c"]).await, 3);
         engine.flush().await.unwrap(); // committed, and still in the log
         assert_eq!(write(&engine, &["d", "e"]).await, 2); // only in the log
         assert_eq!(count(&engine, "SELECT count(*) FROM events").await, 5);
     }
-    let engine = Engine::open_with(storage.clone(), manual_flush(&storage))
-        .await
-        .unwrap();
+    let engine = open_manual(&storage).await;
     assert_eq!(count(&engine, "SELECT count(*) FROM events").await, 5);
     assert_eq!(
         count(&engine, "SELECT count(DISTINCT message_id) FROM events").await,
@@ -108,9 +111,7 @@ async fn a_restart_replays_what_is_not_committed_and_skips_what_is() {
     assert_eq!(write(&engine, &["a", "e", "f"]).await, 1);
     engine.flush().await.unwrap();
     drop(engine);
-    let engine = Engine::open_with(storage.clone(), manual_flush(&storage))
-        .await
-        .unwrap();
+    let engine = open_manual(&storage).await;
     assert_eq!(count(&engine, "SELECT count(*) FROM events").await, 6);
 }
 
@@ -136,9 +137,7 @@ async fn compaction_merges_small_files_and_keeps_every_row() {
 async fn buffered_rows_take_part_in_queries_and_dml() {
     let dir = tempfile::tempdir().unwrap();
     let storage = storage(dir.path());
-    let engine = Engine::open_with(storage.clone(), manual_flush(&storage))
-        .await
-        .unwrap();
+    let engine = open_manual(&storage).await;
     write(&engine, &["x1", "x2"]).await;
     engine.flush().await.unwrap();
     write(&engine, &["y1", "y2", "y3"]).await;
@@ -178,9 +177,7 @@ async fn a_table_made_again_does_not_get_the_old_tables_logged_rows() {
         RecordBatch::try_from_iter([("order_id", Arc::new(Int64Array::from(ids)) as _)]).unwrap()
     };
     {
-        let engine = Engine::open_with(storage.clone(), manual_flush(&storage))
-            .await
-            .unwrap();
+        let engine = open_manual(&storage).await;
         engine
             .sql("default", "CREATE TABLE orders (order_id BIGINT)")
             .await
@@ -215,9 +212,7 @@ async fn a_table_made_again_does_not_get_the_old_tables_logged_rows() {
             .unwrap();
         // A crash: nothing flushed; both writes are only in the log.
     }
-    let engine = Engine::open_with(storage.clone(), manual_flush(&storage))
-        .await
-        .unwrap();
+    let engine = open_manual(&storage).await;
     assert_eq!(count(&engine, "SELECT count(*) FROM orders").await, 1);
     assert_eq!(count(&engine, "SELECT max(order_id) FROM orders").await, 3);
 }
@@ -366,9 +361,7 @@ async fn a_write_whose_writer_stops_waiting_still_resolves_its_identities() {
     // are handed to the log they are stored, so their identifiers must reach identity_map too.
     let dir = tempfile::tempdir().unwrap();
     let storage = storage(dir.path());
-    let engine = Engine::open_with(storage.clone(), manual_flush(&storage))
-        .await
-        .unwrap();
+    let engine = open_manual(&storage).await;
     let mut stored_after_drop = 0;
     for polls in 1..=8 {
         let user = format!("user-{polls}");

@@ -259,24 +259,20 @@ impl FunctionRewrite for PrefilterRewrite {
         _schema: &DFSchema,
         _config: &ConfigOptions,
     ) -> Result<Transformed<Expr>> {
-        let Expr::ScalarFunction(call) = &expr else {
-            return Ok(Transformed::no(expr));
-        };
-        if call.func.inner().is::<KeyPrefiltered>() {
-            return Ok(Transformed::no(expr));
-        }
-        let Some(getter) = prefiltered_getters()
-            .into_iter()
-            .find(|getter| getter.as_ref() == call.func.as_ref())
-        else {
-            return Ok(Transformed::no(expr));
-        };
         let Expr::ScalarFunction(call) = expr else {
-            unreachable!("matched above")
+            return Ok(Transformed::no(expr));
         };
-        Ok(Transformed::yes(Expr::ScalarFunction(
-            ScalarFunction::new_udf(Arc::new(KeyPrefiltered::wrap(getter)), call.args),
-        )))
+        // A wrapped getter equals none of the crate's, so it is left as it is.
+        let unwrapped = prefiltered_getters()
+            .into_iter()
+            .find(|getter| getter.as_ref() == call.func.as_ref());
+        Ok(match unwrapped {
+            Some(getter) => Transformed::yes(Expr::ScalarFunction(ScalarFunction::new_udf(
+                Arc::new(KeyPrefiltered::wrap(getter)),
+                call.args,
+            ))),
+            None => Transformed::no(Expr::ScalarFunction(call)),
+        })
     }
 }
 

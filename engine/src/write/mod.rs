@@ -26,6 +26,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use datafusion::arrow::array::BooleanArray;
@@ -128,35 +129,31 @@ pub trait WriteHook: Send + Sync {
     fn written(&self, tenant: &str, table: &str, batch: &RecordBatch, mode: WriteMode);
 }
 
-/// A record handed to the log, and what must follow once it is durable. Dropped while still
-/// waiting (the writer's request went away), it hands both to a task of its own: the record will
-/// be stored, so what follows must happen too.
-struct Handoff<D, A>
-where
-    D: Future<Output = Result<u64>> + Send + 'static,
-    A: FnOnce() + Send + 'static,
-{
-    durable: Option<Pin<Box<D>>>,
-    acknowledged: Option<A>,
+/// A future that, if dropped before it completes (the writer's request went away), is run to
+/// completion in a task of its own. A write handed to the log will be stored, so what follows
+/// its durability must happen too; while the writer waits, it runs in the writer's task, with
+/// no task of its own.
+struct RunsToCompletion(Option<Pin<Box<dyn Future<Output = Result<()>> + Send>>>);
+
+impl Future for RunsToCompletion {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let work = self.0.as_mut().expect("polled after it completed");
+        let outcome = std::task::ready!(work.as_mut().poll(cx));
+        self.0 = None;
+        Poll::Ready(outcome)
+    }
 }
 
-impl<D, A> Drop for Handoff<D, A>
-where
-    D: Future<Output = Result<u64>> + Send + 'static,
-    A: FnOnce() + Send + 'static,
-{
+impl Drop for RunsToCompletion {
     fn drop(&mut self) {
-        let (Some(durable), Some(acknowledged)) = (self.durable.take(), self.acknowledged.take())
-        else {
+        let Some(work) = self.0.take() else {
             return;
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                runtime.spawn(async move {
-                    if durable.await.is_ok() {
-                        acknowledged();
-                    }
-                });
+                runtime.spawn(work);
             }
             Err(_) => {
                 tracing::warn!("a logged write dropped outside the runtime: not acknowledged")
@@ -534,16 +531,12 @@ impl Writer {
                 buffer.insert(&buffered.tenant, &buffered.table, seq, buffered.batch);
             }),
         )?;
-        let mut handoff = Handoff {
-            durable: Some(Box::pin(durable)),
-            acknowledged: Some(acknowledged),
-        };
-        let durable = handoff.durable.as_mut().expect("set above").await;
-        handoff.durable = None;
-        let acknowledged = handoff.acknowledged.take().expect("set above");
-        durable?;
-        acknowledged();
-        Ok(())
+        RunsToCompletion(Some(Box::pin(async move {
+            durable.await?;
+            acknowledged();
+            Ok(())
+        })))
+        .await
     }
 
     /// Commits buffered rows of every table now (before a DML statement or at shutdown).

@@ -10,7 +10,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Cursor, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::ipc::reader::StreamReader;
@@ -62,7 +62,8 @@ enum Command {
 #[derive(Debug)]
 pub struct Wal {
     sender: mpsc::Sender<Command>,
-    dir: PathBuf,
+    /// Shared with each pending answer, which names it if the log stops.
+    dir: Arc<Path>,
     /// Held (an exclusive `flock`) while the log is open: a second process on the same
     /// directory would replay and commit the same records.
     _lock: File,
@@ -158,7 +159,7 @@ impl Wal {
         Ok((
             Self {
                 sender,
-                dir: dir.to_path_buf(),
+                dir: Arc::from(dir),
                 _lock: lock,
             },
             records,
@@ -186,7 +187,7 @@ impl Wal {
                 done,
             })
             .map_err(|_| self.stopped())?;
-        let dir = self.dir.clone();
+        let dir = Arc::clone(&self.dir);
         Ok(async move { answer.await.map_err(|_| stopped_at(&dir))? })
     }
 
